@@ -1,0 +1,52 @@
+// The rabit command line: one library call per command. `deno run -A cli.ts <command> --help`.
+
+import { UsageError } from "./src/cli/args.ts";
+import { DEMO_HELP, runDemo } from "./src/cli/demo.ts";
+import { EVAL_HELP, runEval } from "./src/cli/eval.ts";
+import { GENERATE_HELP, runGenerate } from "./src/cli/generate.ts";
+import { INSPECT_HELP, runInspect } from "./src/cli/inspect.ts";
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  eval: { run: runEval, help: EVAL_HELP },
+  generate: { run: runGenerate, help: GENERATE_HELP },
+  inspect: { run: runInspect, help: INSPECT_HELP },
+  demo: { run: runDemo, help: DEMO_HELP },
+};
+
+const HELP = `rabit — residual-aware binarization (RaBiT) of Llama models, and bit-packed inference
+
+Usage: deno run -A cli.ts <command> [options]
+
+Commands:
+${
+  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help.split("\n")[0].split(" — ")[1]}`)
+    .join("\n")
+}
+
+Run "deno run -A cli.ts <command> --help" for a command's options.`;
+
+/** Runs the CLI on argv and returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(HELP);
+    return command ? 0 : 2;
+  }
+  const entry = COMMANDS[command];
+  try {
+    if (!entry) {
+      throw new UsageError(
+        `unknown command "${command}"; expected one of ${Object.keys(COMMANDS).join(", ")}`,
+      );
+    }
+    await entry.run(rest);
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    console.error(`error: ${err.message}`);
+    if (Deno.env.get("RABIT_DEBUG")) console.error(err.stack);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,209 @@
+// WebGPU device acquisition (Deno native, Node through the optional `webgpu` package, browsers),
+// a pipeline cache keyed by everything that changes the WGSL, and buffer helpers with labels.
+
+/** An open WebGPU device with the facts kernels need to choose their geometry. */
+export interface GpuContext {
+  readonly device: GPUDevice;
+  /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  readonly adapterDescription: string;
+  readonly features: ReadonlySet<string>;
+  readonly limits: GPUSupportedLimits;
+  /** Compiled pipelines by cache key (kernel name + every value baked into its WGSL/constants). */
+  readonly pipelines: Map<string, Promise<GPUComputePipeline>>;
+  /** Set when the device is lost; every later launch throws this reason. */
+  lost?: string;
+}
+
+/** Options for {@link requestGpu}. */
+export interface RequestGpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Storage-buffer binding size the caller wants, clamped to the adapter's maximum. */
+  wantStorageBindingBytes?: number;
+}
+
+async function findGpu(): Promise<GPU | undefined> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  // Node: the optional `webgpu` package (Dawn bindings) exposes create([]) -> GPU.
+  const isNode =
+    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node ===
+      "string" && !("Deno" in globalThis);
+  if (!isNode) return undefined;
+  try {
+    const name = "webgpu";
+    const mod = await import(name);
+    if (mod.globals) Object.assign(globalThis, mod.globals);
+    return mod.create([]) as GPU;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Opens the best available WebGPU adapter and device, or returns null when there is none.
+ * Requests the adapter's maximum buffer and storage-binding sizes so large weights fit.
+ */
+export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuContext | null> {
+  const gpu = await findGpu();
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) return null;
+  const want = options.wantStorageBindingBytes ?? adapter.limits.maxStorageBufferBindingSize;
+  const requiredFeatures: GPUFeatureName[] = [];
+  for (const f of ["shader-f16", "timestamp-query", "subgroups"] as GPUFeatureName[]) {
+    if (adapter.features.has(f)) requiredFeatures.push(f);
+  }
+  const device = await adapter.requestDevice({
+    label: "rabit",
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: Math.min(want, adapter.limits.maxStorageBufferBindingSize),
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBuffersPerShaderStage: adapter.limits.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: adapter.limits.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupsPerDimension: adapter.limits.maxComputeWorkgroupsPerDimension,
+    },
+  });
+  const info = adapter.info;
+  const ctx: GpuContext = {
+    device,
+    adapterDescription: info?.description || info?.vendor || "unknown adapter",
+    features: new Set([...device.features] as string[]),
+    limits: device.limits,
+    pipelines: new Map(),
+  };
+  device.lost.then((why) => {
+    ctx.lost = `WebGPU device lost (${why.reason}): ${why.message}`;
+  });
+  return ctx;
+}
+
+function checkAlive(ctx: GpuContext): void {
+  if (ctx.lost) throw new Error(`${ctx.lost}. Re-create the session, or run with --backend cpu.`);
+}
+
+/**
+ * Returns the cached compute pipeline for `key`, compiling `code` on first use inside a validation
+ * error scope so that a WGSL error becomes an exception that names the kernel.
+ */
+export function getPipeline(
+  ctx: GpuContext,
+  key: string,
+  code: string,
+  constants?: Record<string, number>,
+): Promise<GPUComputePipeline> {
+  checkAlive(ctx);
+  let p = ctx.pipelines.get(key);
+  if (!p) {
+    p = (async () => {
+      const { device } = ctx;
+      device.pushErrorScope("validation");
+      const module = device.createShaderModule({ label: key, code });
+      let pipeline: GPUComputePipeline | undefined;
+      let failure: unknown;
+      try {
+        pipeline = await device.createComputePipelineAsync({
+          label: key,
+          layout: "auto",
+          compute: { module, entryPoint: "main", constants },
+        });
+      } catch (e) {
+        failure = e;
+      }
+      const err = await device.popErrorScope();
+      if (err || failure || !pipeline) {
+        const info = await module.getCompilationInfo?.().catch(() => undefined);
+        const msgs = info?.messages?.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+        throw new Error(
+          `WebGPU kernel "${key}" failed to compile: ${err?.message ?? String(failure)}${
+            msgs ? ` (${msgs})` : ""
+          }`,
+        );
+      }
+      return pipeline;
+    })();
+    ctx.pipelines.set(key, p);
+    p.catch(() => ctx.pipelines.delete(key));
+  }
+  return p;
+}
+
+/** Creates a labelled storage buffer, optionally filled with `data` (length rounded up to 4 bytes). */
+export function createStorageBuffer(
+  ctx: GpuContext,
+  label: string,
+  dataOrBytes: ArrayBufferView | number,
+  extraUsage: number = 0,
+): GPUBuffer {
+  checkAlive(ctx);
+  const bytes = typeof dataOrBytes === "number" ? dataOrBytes : dataOrBytes.byteLength;
+  const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+  if (size > ctx.limits.maxBufferSize) {
+    throw new RangeError(
+      `Buffer "${label}": ${size} bytes exceeds the adapter's maxBufferSize ${ctx.limits.maxBufferSize}`,
+    );
+  }
+  const buffer = ctx.device.createBuffer({
+    label,
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | extraUsage,
+    mappedAtCreation: typeof dataOrBytes !== "number",
+  });
+  if (typeof dataOrBytes !== "number") {
+    const src = new Uint8Array(dataOrBytes.buffer, dataOrBytes.byteOffset, dataOrBytes.byteLength);
+    new Uint8Array(buffer.getMappedRange()).set(src);
+    buffer.unmap();
+  }
+  return buffer;
+}
+
+/** Creates a labelled uniform buffer holding `data` (padded to 16 bytes). */
+export function createUniformBuffer(ctx: GpuContext, label: string, data: ArrayBufferView): GPUBuffer {
+  checkAlive(ctx);
+  const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+  const buffer = ctx.device.createBuffer({
+    label,
+    size,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+  ctx.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return buffer;
+}
+
+/** Copies `bytes` bytes of a storage buffer back to the CPU. */
+export async function readBuffer(
+  ctx: GpuContext,
+  buffer: GPUBuffer,
+  bytes: number,
+  offset = 0,
+): Promise<ArrayBuffer> {
+  checkAlive(ctx);
+  const size = Math.ceil(bytes / 4) * 4;
+  const staging = ctx.device.createBuffer({
+    label: `${buffer.label}:readback`,
+    size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const enc = ctx.device.createCommandEncoder({ label: "readback" });
+  enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
+  ctx.device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  staging.destroy();
+  return out;
+}
+
+/** Reads a float32 storage buffer. */
+export async function readF32(
+  ctx: GpuContext,
+  buffer: GPUBuffer,
+  count: number,
+  offset = 0,
+): Promise<Float32Array> {
+  return new Float32Array(await readBuffer(ctx, buffer, count * 4, offset * 4));
+}

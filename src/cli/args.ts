@@ -1,0 +1,74 @@
+// Argument parsing shared by the CLI commands: node:util parseArgs (what Deno and Node both ship),
+// strict, with typed number options and usage errors that say how to fix them.
+
+import { parseArgs } from "node:util";
+
+/** A mistake in how a command was called: printed with the command's help hint, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Option specs in parseArgs' format. */
+export type OptionSpecs = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+
+/** Parses argv strictly against `specs` (plus --help); unknown options become UsageErrors. */
+export function parseCommand(command: string, argv: string[], specs: OptionSpecs, allowPositionals = false) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { ...specs, help: { type: "boolean", short: "h" } },
+      strict: true,
+      allowPositionals,
+    });
+  } catch (e) {
+    throw new UsageError(
+      `${command}: ${(e as Error).message}. Run "rabit ${command} --help" for the options.`,
+    );
+  }
+}
+
+/** Reads a number option: undefined when absent, UsageError when not a number in range. */
+export function numberOption(
+  values: Record<string, unknown>,
+  name: string,
+  opts: { integer?: boolean; min?: number; max?: number } = {},
+): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  const kind = opts.integer ? "an integer" : "a number";
+  const range = `${opts.min !== undefined ? ` ≥ ${opts.min}` : ""}${
+    opts.max !== undefined ? ` ≤ ${opts.max}` : ""
+  }`;
+  if (
+    typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(v) ||
+    (opts.integer && !Number.isInteger(v)) ||
+    (opts.min !== undefined && v < opts.min) || (opts.max !== undefined && v > opts.max)
+  ) {
+    throw new UsageError(`--${name} must be ${kind}${range}, found "${raw}"`);
+  }
+  return v;
+}
+
+/** Reads a string option restricted to `choices`. */
+export function choiceOption<T extends string>(
+  values: Record<string, unknown>,
+  name: string,
+  choices: readonly T[],
+  fallback: T,
+): T {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  if (!choices.includes(raw as T)) {
+    throw new UsageError(`--${name} must be one of ${choices.join(", ")}, found "${raw}"`);
+  }
+  return raw as T;
+}
+
+/** Prints `value` as the last stdout line (the --json contract: one JSON object on the last line). */
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(value));
+}

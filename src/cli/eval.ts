@@ -1,0 +1,58 @@
+// `rabit eval`: perplexity of a model on a text file by the protocol of METHOD.md §7.
+
+import { numberOption, parseCommand, printJson, UsageError } from "./args.ts";
+import { openSession } from "./session.ts";
+import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
+import { readTextOrThrow } from "./text.ts";
+import { Progress } from "../util/progress.ts";
+
+export const EVAL_HELP = `rabit eval — perplexity of a model on a text file (METHOD.md §7)
+
+Usage: rabit eval [--model M] [--tokenizer T] --text F [--context N] [--json]
+
+Options:
+  --model M        llama2.c .bin or .rabit file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --tokenizer T    llama2.c tokenizer.bin (default: embedded in .rabit, or found next to the model)
+  --text F         text file to score (required)
+  --context N      window length in tokens (default: the model's seq_len)
+  --max-windows N  score only the first N windows (quick checks)
+  --backend B      auto | webgpu | cpu (default auto)
+  --json           print one JSON object as the last line: ppl, nll, tokens, windows, context, ...
+  -h, --help       show this help`;
+
+/** Runs `eval` with argv (after the command name). */
+export async function runEval(argv: string[]): Promise<void> {
+  const { values } = parseCommand("eval", argv, {
+    model: { type: "string" },
+    tokenizer: { type: "string" },
+    text: { type: "string" },
+    context: { type: "string" },
+    "max-windows": { type: "string" },
+    backend: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return console.log(EVAL_HELP);
+  if (!values.text) throw new UsageError("eval: --text F is required (the file to score)");
+  const context = numberOption(values, "context", { integer: true, min: 2 });
+  const maxWindows = numberOption(values, "max-windows", { integer: true, min: 1 });
+  const text = await readTextOrThrow(values.text);
+  const { session, tokenizer, opened } = await openSession(values);
+  try {
+    const ids = perplexityTokens((t) => tokenizer.encode(t), text);
+    const windowsTotal = Math.min(
+      Math.floor(ids.length / (context ?? session.config.seqLen)),
+      maxWindows ?? Infinity,
+    );
+    const bar = new Progress("eval", windowsTotal, "win");
+    const r = await perplexity(session, ids, { context, maxWindows, onWindow: () => bar.tick() });
+    bar.finish();
+    const result = { model: opened.path, text: values.text, backend: session.backend, ...r };
+    if (values.json) return printJson(result);
+    console.log(`model      ${opened.path} (${opened.format}, ${session.backend}: ${session.device})`);
+    console.log(`text       ${values.text}: ${r.tokens} tokens, ${r.windows} windows of ${r.context}`);
+    console.log(`perplexity ${r.ppl.toFixed(4)}   mean NLL ${r.nll.toFixed(5)}`);
+    console.log(`speed      ${r.tokensPerSecond.toFixed(0)} tokens/s (${r.seconds.toFixed(1)} s)`);
+  } finally {
+    session.dispose();
+  }
+}

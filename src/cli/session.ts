@@ -1,0 +1,30 @@
+// Opening a model for a CLI command: resolve the path, load it with its tokenizer, pick the backend.
+
+import { choiceOption } from "./args.ts";
+import { BACKEND_NAMES, type InferenceSession } from "../backend/backend.ts";
+import { createSession } from "../backend/create.ts";
+import { type OpenedModel, openModel } from "../io/load_model.ts";
+import { resolveModelPath } from "../io/model_paths.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+
+/** A session, the tokenizer, and what was opened. */
+export interface CliSession {
+  session: InferenceSession;
+  tokenizer: Tokenizer;
+  opened: OpenedModel;
+}
+
+/** Opens --model/--tokenizer on --backend for a command that needs text in or out. */
+export async function openSession(values: Record<string, unknown>): Promise<CliSession> {
+  const path = resolveModelPath(values.model as string | undefined);
+  const opened = await openModel(path, {
+    tokenizer: values.tokenizer as string | undefined,
+    requireTokenizer: true,
+  });
+  const backend = choiceOption(values, "backend", BACKEND_NAMES, "auto");
+  const session = await createSession(opened.model, {
+    backend,
+    onNotice: (line) => console.error(line),
+  });
+  return { session, tokenizer: opened.tokenizer!, opened };
+}

@@ -1,0 +1,79 @@
+// Text generation: prefill the prompt in one chunk, then decode one token at a time, streaming text.
+
+import type { InferenceSession } from "../backend/backend.ts";
+import { BOS, EOS, type Tokenizer } from "../io/tokenizer.ts";
+import { Sampler, type SamplingOptions } from "./sampling.ts";
+
+/** Options of {@link generate}. */
+export interface GenerateOptions extends SamplingOptions {
+  /** Text to continue; empty starts from BOS alone. */
+  prompt?: string;
+  /** New tokens to produce at most (stops earlier at BOS/EOS or the model's seq_len). */
+  steps?: number;
+  /** Called with each new token id and its text as soon as it is known. */
+  onToken?: (id: number, text: string) => void;
+}
+
+/** What {@link generate} produced. */
+export interface GenerateResult {
+  /** Prompt ids (BOS first) followed by the generated ids. */
+  ids: number[];
+  promptTokens: number;
+  generated: number[];
+  text: string;
+  /** Seconds for the prompt prefill and for the decode steps. */
+  prefillSeconds: number;
+  decodeSeconds: number;
+  /** Generated tokens per second over the decode steps. */
+  tokensPerSecond: number;
+}
+
+/** Generates text from a prompt with the given session and tokenizer. */
+export async function generate(
+  session: InferenceSession,
+  tokenizer: Tokenizer,
+  options: GenerateOptions = {},
+): Promise<GenerateResult> {
+  const steps = options.steps ?? 256;
+  if (!Number.isInteger(steps) || steps < 0) {
+    throw new RangeError(`steps must be an integer ≥ 0, found ${steps}`);
+  }
+  const prompt = [BOS, ...tokenizer.encode(options.prompt ?? "")];
+  const seqLen = session.config.seqLen;
+  if (prompt.length >= seqLen) {
+    throw new RangeError(
+      `The prompt has ${prompt.length} tokens; the model's seq_len is ${seqLen}: shorten it`,
+    );
+  }
+  const sampler = new Sampler(options);
+  const decode = tokenizer.decoder();
+  for (const id of prompt) decode(id); // the streamed text starts after the prompt
+  const t0 = performance.now();
+  let logits = await session.run(prompt, 0, { lastOnly: true });
+  const t1 = performance.now();
+  const generated: number[] = [];
+  let text = "";
+  let pos = prompt.length;
+  while (generated.length < steps) {
+    const next = sampler.sample(logits);
+    if (next === BOS || next === EOS) break;
+    generated.push(next);
+    const piece = decode(next);
+    text += piece;
+    options.onToken?.(next, piece);
+    if (pos >= seqLen || generated.length >= steps) break;
+    logits = await session.run([next], pos, { lastOnly: true });
+    pos++;
+  }
+  const t2 = performance.now();
+  const decodeSeconds = (t2 - t1) / 1000;
+  return {
+    ids: [...prompt, ...generated],
+    promptTokens: prompt.length,
+    generated,
+    text,
+    prefillSeconds: (t1 - t0) / 1000,
+    decodeSeconds,
+    tokensPerSecond: generated.length / Math.max(decodeSeconds, 1e-9),
+  };
+}

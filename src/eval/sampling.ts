@@ -1,0 +1,68 @@
+// Choosing the next token from logits: greedy, temperature, and nucleus (top-p) sampling, seeded.
+
+import { Rng } from "../util/rng.ts";
+
+/** How to pick tokens. temperature 0 means greedy (argmax). */
+export interface SamplingOptions {
+  temperature?: number;
+  /** Nucleus sampling threshold in (0, 1]; 1 disables it. */
+  topP?: number;
+  seed?: number;
+}
+
+/** Index of the largest value (the first one on ties). */
+export function argmax(v: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+  return best;
+}
+
+/** Picks token ids from logits according to the options; keeps its own seeded RNG. */
+export class Sampler {
+  readonly temperature: number;
+  readonly topP: number;
+  readonly #rng: Rng;
+
+  constructor(options: SamplingOptions = {}) {
+    this.temperature = options.temperature ?? 0;
+    this.topP = options.topP ?? 1;
+    if (!(this.temperature >= 0) || !Number.isFinite(this.temperature)) {
+      throw new RangeError(`Temperature must be a finite number ≥ 0, found ${options.temperature}`);
+    }
+    if (!(this.topP > 0 && this.topP <= 1)) {
+      throw new RangeError(`top-p must be in (0, 1], found ${options.topP}`);
+    }
+    this.#rng = new Rng(options.seed ?? Date.now());
+  }
+
+  /** The next token for these logits (V). */
+  sample(logits: Float32Array): number {
+    if (this.temperature === 0) return argmax(logits);
+    const probs = new Float64Array(logits.length);
+    let max = -Infinity;
+    for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i] / this.temperature);
+    let sum = 0;
+    for (let i = 0; i < logits.length; i++) sum += probs[i] = Math.exp(logits[i] / this.temperature - max);
+    for (let i = 0; i < probs.length; i++) probs[i] /= sum;
+    const r = this.#rng.next();
+    if (this.topP >= 1) {
+      let acc = 0;
+      for (let i = 0; i < probs.length; i++) if ((acc += probs[i]) > r) return i;
+      return probs.length - 1;
+    }
+    // Nucleus: the smallest set of most likely tokens whose mass exceeds topP, renormalized.
+    const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
+    let mass = 0;
+    let last = order.length - 1;
+    for (let i = 0; i < order.length; i++) {
+      mass += probs[order[i]];
+      if (mass > this.topP) {
+        last = i;
+        break;
+      }
+    }
+    let acc = 0;
+    for (let i = 0; i <= last; i++) if ((acc += probs[order[i]]) > r * mass) return order[i];
+    return order[last];
+  }
+}

@@ -1,0 +1,24 @@
+// Error types for file formats: what was expected, what was found, and how to fix it.
+
+/** A file that cannot be used: bad header, wrong size, corrupt content. The message names the file. */
+export class FormatError extends SyntaxError {
+  constructor(path: string, problem: string, hint?: string) {
+    super(`${path}: ${problem}${hint ? `. ${hint}` : ""}`);
+    this.name = "FormatError";
+  }
+}
+
+/** Reads a whole file, turning "not found" into an error that names the file and what it should be. */
+export async function readFileOrThrow(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`${what} not found: ${path}`);
+    }
+    if (e instanceof Deno.errors.IsADirectory) {
+      throw new TypeError(`${what} must be a file, found a directory: ${path}`);
+    }
+    throw e;
+  }
+}

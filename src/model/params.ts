@@ -1,0 +1,119 @@
+// One flat float32 buffer for all parameters, with a name → (offset, shape) table (llm.c style).
+// Gradients and optimizer state use the same table over buffers of the same length.
+//
+// Names (shapes as row-major [rows, cols]; linear weights are [out, in]):
+//   tok_embeddings            (vocab, dim)
+//   layers.L.attention_norm   (dim)
+//   layers.L.wq               (dim, dim)        layers.L.wk / wv  (kvDim, dim)     layers.L.wo (dim, dim)
+//   layers.L.ffn_norm         (dim)
+//   layers.L.w1 / w3          (hidden, dim)     layers.L.w2       (dim, hidden)
+//   norm                      (dim)
+//   output                    (vocab, dim)      only when the classifier is not shared
+
+import { kvDim, type LlamaConfig } from "./config.ts";
+
+/** Location of one tensor inside the flat buffer. */
+export interface ParamEntry {
+  offset: number;
+  shape: number[];
+  size: number;
+}
+
+/** The linear layers inside each block, the ones residual binarization replaces (METHOD.md §1). */
+export const BLOCK_LINEARS = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const;
+/** One of the per-block linear layer names. */
+export type BlockLinear = typeof BLOCK_LINEARS[number];
+
+/** A named set of tensors stored in one Float32Array. */
+export class ParamTable {
+  readonly data: Float32Array;
+  readonly entries: Map<string, ParamEntry>;
+
+  constructor(entries: Map<string, ParamEntry>, data?: Float32Array) {
+    let total = 0;
+    for (const e of entries.values()) total = Math.max(total, e.offset + e.size);
+    if (data && data.length !== total) {
+      throw new RangeError(`ParamTable: expected a buffer of ${total} floats, found ${data.length}`);
+    }
+    this.entries = entries;
+    this.data = data ?? new Float32Array(total);
+  }
+
+  /** Lays out tensors one after another in the given order. */
+  static fromSpecs(specs: [string, number[]][]): ParamTable {
+    const entries = new Map<string, ParamEntry>();
+    let offset = 0;
+    for (const [name, shape] of specs) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      entries.set(name, { offset, shape, size });
+      offset += size;
+    }
+    return new ParamTable(entries);
+  }
+
+  /** A new table with the same layout and zeroed data (for gradients, optimizer moments). */
+  zerosLike(): ParamTable {
+    return new ParamTable(this.entries);
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  entry(name: string): ParamEntry {
+    const e = this.entries.get(name);
+    if (!e) {
+      throw new RangeError(`Unknown parameter "${name}"; known: ${[...this.entries.keys()].join(", ")}`);
+    }
+    return e;
+  }
+
+  /** A live view of one tensor's values. */
+  get(name: string): Float32Array {
+    const e = this.entry(name);
+    return this.data.subarray(e.offset, e.offset + e.size);
+  }
+
+  shape(name: string): number[] {
+    return this.entry(name).shape;
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Total number of scalars. */
+  get count(): number {
+    return this.data.length;
+  }
+}
+
+/** The parameter specs of a Llama model in llama2.c's storage order (per kind, then per layer). */
+export function llamaParamSpecs(c: LlamaConfig): [string, number[]][] {
+  const kv = kvDim(c);
+  const specs: [string, number[]][] = [["tok_embeddings", [c.vocabSize, c.dim]]];
+  const perLayer: [string, number[]][] = [
+    ["attention_norm", [c.dim]],
+    ["wq", [c.dim, c.dim]],
+    ["wk", [kv, c.dim]],
+    ["wv", [kv, c.dim]],
+    ["wo", [c.dim, c.dim]],
+    ["ffn_norm", [c.dim]],
+    ["w1", [c.hiddenDim, c.dim]],
+    ["w2", [c.dim, c.hiddenDim]],
+    ["w3", [c.hiddenDim, c.dim]],
+  ];
+  for (const [kind, shape] of perLayer) {
+    for (let l = 0; l < c.nLayers; l++) specs.push([`layers.${l}.${kind}`, shape]);
+  }
+  specs.push(["norm", [c.dim]]);
+  if (!c.sharedClassifier) specs.push(["output", [c.vocabSize, c.dim]]);
+  return specs;
+}
+
+/** Names of every binarizable linear layer, block by block: layers.L.{wq,wk,wv,wo,w1,w2,w3}. */
+export function linearNames(c: LlamaConfig): string[] {
+  const out: string[] = [];
+  for (let l = 0; l < c.nLayers; l++) for (const w of BLOCK_LINEARS) out.push(`layers.${l}.${w}`);
+  return out;
+}
