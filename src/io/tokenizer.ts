@@ -66,8 +66,11 @@ export class Tokenizer {
       const score = view.getFloat32(at, true);
       const len = view.getInt32(at + 4, true);
       at += 8;
-      if (len < 0 || len > maxTokenLength || at + len > bytes.byteLength) {
+      if (len < 0 || len > maxTokenLength) {
         throw new FormatError(path, `token ${pieces.length} has bad length ${len} at byte ${at - 4}`, hint);
+      }
+      if (at + len > bytes.byteLength) {
+        throw new FormatError(path, `truncated inside the record of token ${pieces.length}`, hint);
       }
       pieces.push(bytes.slice(at, at + len));
       scores.push(score);
