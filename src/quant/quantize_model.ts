@@ -1,0 +1,87 @@
+// Quantizes every block linear of a model (wq, wk, wv, wo, w1, w2, w3 of each layer) with one method,
+// using calibration statistics where the method wants them; embeddings, norms and the head stay float.
+
+import type { LlamaModel } from "../model/model.ts";
+import { linearNames } from "../model/params.ts";
+import { withoutQuantized } from "../model/model.ts";
+import type { ChannelStats } from "./calibrate.ts";
+import { quantizeLayer, type QuantizeMethod, type QuantizeStats } from "./quantize.ts";
+import type { ResidualBinaryLinear } from "./residual_binary.ts";
+
+/** Options of {@link quantizeModel}. Defaults are METHOD.md §3's. */
+export interface QuantizeModelOptions {
+  /** "ptq" (function-aware init), "rtn2" (2-bit round-to-nearest) or "dbllm" (DB-LLM start). */
+  method: QuantizeMethod;
+  /** Paths k (1..4) for ptq; rtn2 and dbllm are always 2. */
+  paths?: number;
+  /** Gauss–Seidel rounds T (default 4). */
+  svidRounds?: number;
+  /** Preconditioning exponent used for both a_in and a_out (default 0.5; 0 disables). */
+  precondition?: number;
+  /** Per-layer channel statistics (from calibrate); needed for preconditioning. */
+  stats?: Map<string, ChannelStats>;
+  /** Called after each layer with (name, index, total, stats). */
+  onLayer?: (name: string, index: number, total: number, stats: QuantizeStats) => void;
+}
+
+/** One layer's outcome. */
+export interface LayerReport {
+  name: string;
+  out: number;
+  in: number;
+  k: number;
+  /** ||W − What|| / ||W|| after fp16 rounding of the scales. */
+  relError: number;
+  /** Preconditioned errors after the greedy start and each round (ptq only). */
+  preconditionedErrors?: number[];
+}
+
+/** A quantized copy of the model and per-layer reports. */
+export interface QuantizedModel {
+  model: LlamaModel;
+  layers: LayerReport[];
+}
+
+/** Quantizes all block linears; the input model is left unchanged. */
+export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions): QuantizedModel {
+  const names = linearNames(model.config);
+  const usePrecondition = (options.precondition ?? 0.5) > 0;
+  if (options.method === "ptq" && usePrecondition && !options.stats) {
+    throw new TypeError(
+      "ptq with preconditioning needs calibration statistics: pass stats, or precondition 0",
+    );
+  }
+  const quantized = new Map<string, ResidualBinaryLinear>();
+  const layers: LayerReport[] = [];
+  names.forEach((name, index) => {
+    const [out, inF] = model.params.shape(name);
+    const w = model.params.get(name);
+    const s = options.stats?.get(name);
+    const a = options.precondition ?? 0.5;
+    const { layer, stats } = options.method === "ptq"
+      ? quantizeLayer(w, { out, in: inF }, {
+        method: "ptq",
+        k: options.paths ?? 2,
+        rounds: options.svidRounds ?? 4,
+        sIn: usePrecondition ? s?.sIn : undefined,
+        sOut: usePrecondition ? s?.sOut : undefined,
+        aIn: a,
+        aOut: a,
+      })
+      : quantizeLayer(w, { out, in: inF }, { method: options.method } as { method: "rtn2" | "dbllm" });
+    quantized.set(name, layer);
+    layers.push({
+      name,
+      out,
+      in: inF,
+      k: layer.k,
+      relError: stats.relError,
+      preconditionedErrors: stats.init?.preconditionedErrors,
+    });
+    options.onLayer?.(name, index, names.length, stats);
+  });
+  return {
+    model: { config: model.config, params: withoutQuantized(model.params, names), quantized },
+    layers,
+  };
+}
