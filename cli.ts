@@ -5,8 +5,10 @@ import { DEMO_HELP, runDemo } from "./src/cli/demo.ts";
 import { EVAL_HELP, runEval } from "./src/cli/eval.ts";
 import { GENERATE_HELP, runGenerate } from "./src/cli/generate.ts";
 import { INSPECT_HELP, runInspect } from "./src/cli/inspect.ts";
+import { QUANTIZE_HELP, runQuantize } from "./src/cli/quantize.ts";
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  quantize: { run: runQuantize, help: QUANTIZE_HELP },
   eval: { run: runEval, help: EVAL_HELP },
   generate: { run: runGenerate, help: GENERATE_HELP },
   inspect: { run: runInspect, help: INSPECT_HELP },

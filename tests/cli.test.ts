@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, TOKENIZER_PATH } from "./_data.ts";
 
-for (const cmd of ["eval", "generate", "inspect", "demo"]) {
+for (const cmd of ["quantize", "eval", "generate", "inspect", "demo"]) {
   Deno.test(`${cmd} --help prints usage and exits 0`, async () => {
     const r = await runCli([cmd, "--help"]);
     assert.equal(r.code, 0, r.stderr);
@@ -91,7 +91,11 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
   const otherTok = `${tmp.dir}/tok.bin`;
   await Deno.writeFile(otherTok, firstTokens(await Deno.readFile(TOKENIZER_PATH), 256));
   const cases: [string[], RegExp, number][] = [
-    [["eval", "--model", "/nonexistent.bin", "--text", DEV_TEXT_PATH], /Model checkpoint not found/, 1],
+    [
+      ["eval", "--model", "/nonexistent.bin", "--text", DEV_TEXT_PATH],
+      /Model file not found: \/nonexistent.bin/,
+      1,
+    ],
     [
       ["eval", "--model", truncated, "--text", DEV_TEXT_PATH],
       /truncated: the header .* implies 1056540 bytes, found 5000/,

@@ -45,6 +45,17 @@ export async function runInspect(argv: string[]): Promise<void> {
         `  ${g.bitsPerWeight.toFixed(3)} bits/weight`,
     );
   }
+  if (report.method) {
+    console.log(`method      ${report.method} ${JSON.stringify(report.options)}`);
+    console.log(`binarized   ${report.bitsPerWeight!.toFixed(3)} bits/weight (sign planes + fp16 scales)`);
+    console.log("layers:");
+    for (const l of report.layers ?? []) {
+      const err = l.relError !== undefined ? `  rel. error ${l.relError.toFixed(4)}` : "";
+      console.log(
+        `  ${l.name.padEnd(16)} ${l.out}x${l.in} k=${l.k}  ${l.bitsPerWeight.toFixed(3)} bits/weight${err}`,
+      );
+    }
+  }
   console.log(
     `  ${"total".padEnd(12)} ${String(report.parameters).padStart(12)} params ${
       String(report.bytes).padStart(12)

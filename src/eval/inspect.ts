@@ -1,15 +1,28 @@
-// A description of a model in memory: parameter counts and storage bytes by tensor group.
+// A description of a model file: format, config, parameter count, bytes by tensor group, and for packed
+// files bits per weight and the per-layer reconstruction error recorded when it was quantized.
 
 import type { LlamaConfig } from "../model/config.ts";
 import type { OpenedModel } from "../io/load_model.ts";
-import { wordsPerRow } from "../quant/bitpack.ts";
+import { rabitSummary } from "../io/rabit_format.ts";
 
-/** Parameters and bytes of one group of tensors. */
+/** Values and bytes of one group of tensors. */
 export interface TensorGroup {
   group: string;
+  /** Weights represented (for sign planes: the weights they encode). */
   parameters: number;
   bytes: number;
   bitsPerWeight: number;
+}
+
+/** One binarized layer as stored. */
+export interface LayerInfo {
+  name: string;
+  out: number;
+  in: number;
+  k: number;
+  bitsPerWeight: number;
+  /** ||W − What|| / ||W|| recorded at quantization time, when known. */
+  relError?: number;
 }
 
 /** What `inspect` reports. */
@@ -21,36 +34,61 @@ export interface ModelReport {
   bytes: number;
   tokenizer?: string;
   groups: TensorGroup[];
+  /** Packed files: method, its options, bits per weight of the binarized layers, and each layer. */
+  method?: string;
+  options?: Record<string, unknown>;
+  bitsPerWeight?: number;
+  layers?: LayerInfo[];
 }
 
 function groupOf(name: string): string {
   if (name === "tok_embeddings") return "embeddings";
   if (name === "output") return "classifier";
   if (name.endsWith("norm")) return "norms";
-  if (/\.w[qkvo]$/.test(name)) return "attention";
-  return "ffn";
+  return "linears";
 }
 
-/** Counts parameters and bytes per group (fp tensors at 4 bytes, binarized layers as packed). */
-export function inspectModel(
-  opened: OpenedModel,
-  fpBytesPerValue: (name: string) => number = () => 4,
-): ModelReport {
+/** Counts parameters and bytes per group of an opened model file. */
+export function inspectModel(opened: OpenedModel): ModelReport {
   const { model } = opened;
-  const groups = new Map<string, { parameters: number; bytes: number }>();
-  const add = (g: string, parameters: number, bytes: number) => {
-    const e = groups.get(g) ?? { parameters: 0, bytes: 0 };
-    e.parameters += parameters;
-    e.bytes += bytes;
-    groups.set(g, e);
+  const base = {
+    path: opened.path,
+    format: opened.format,
+    config: model.config,
+    tokenizer: opened.tokenizer ? `${opened.tokenizer.vocabSize} tokens` : undefined,
   };
+  if (opened.rabit) {
+    const s = rabitSummary(opened.rabit);
+    const recorded = new Map<string, number>();
+    const layersMeta = opened.rabit.metadata.layers;
+    if (Array.isArray(layersMeta)) {
+      for (const l of layersMeta) {
+        if (l && typeof l.name === "string") recorded.set(l.name, Number(l.relError));
+      }
+    }
+    return {
+      ...base,
+      parameters: s.parameters,
+      bytes: s.tensorBytes,
+      groups: s.groups.filter((g) => g.elements > 0).map((g) => ({
+        group: g.group,
+        parameters: g.elements,
+        bytes: g.bytes,
+        bitsPerWeight: (8 * g.bytes) / g.elements,
+      })),
+      method: opened.rabit.method,
+      options: opened.rabit.options,
+      bitsPerWeight: s.binarized.bitsPerWeight,
+      layers: s.layers.map((l) => ({ ...l, relError: recorded.get(l.name) })),
+    };
+  }
+  const groups = new Map<string, { parameters: number; bytes: number }>();
   for (const name of model.params.names()) {
     const n = model.params.entry(name).size;
-    add(groupOf(name), n, n * fpBytesPerValue(name));
-  }
-  for (const [name, q] of model.quantized) {
-    const weights = q.out * q.in;
-    add(groupOf(name), weights, q.k * q.out * wordsPerRow(q.in) * 4 + q.k * (q.out + q.in) * 2);
+    const e = groups.get(groupOf(name)) ?? { parameters: 0, bytes: 0 };
+    e.parameters += n;
+    e.bytes += 4 * n;
+    groups.set(groupOf(name), e);
   }
   const list = [...groups].map(([group, e]) => ({
     group,
@@ -58,12 +96,9 @@ export function inspectModel(
     bitsPerWeight: (8 * e.bytes) / e.parameters,
   }));
   return {
-    path: opened.path,
-    format: opened.format,
-    config: model.config,
+    ...base,
     parameters: list.reduce((a, g) => a + g.parameters, 0),
     bytes: list.reduce((a, g) => a + g.bytes, 0),
-    tokenizer: opened.tokenizer ? `${opened.tokenizer.vocabSize} tokens` : undefined,
     groups: list,
   };
 }

@@ -1,16 +1,21 @@
 // Opens any supported model file (llama2.c checkpoint; `.rabit` packed file) with its tokenizer.
 
 import type { LlamaModel } from "../model/model.ts";
-import { loadLlama2c } from "./llama2c.ts";
+import { readFileOrThrow } from "./errors.ts";
+import { parseLlama2c } from "./llama2c.ts";
 import { findTokenizerNear } from "./model_paths.ts";
+import { type LoadedRabit, parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
 /** A model ready to run, its tokenizer when one was found, and what the file was. */
 export interface OpenedModel {
   model: LlamaModel;
   tokenizer?: Tokenizer;
+  /** "llama2c-legacy", "llama2c-v1" or "rabit". */
   format: string;
   path: string;
+  /** The whole packed file (method, options, metadata) when the format is rabit. */
+  rabit?: LoadedRabit;
 }
 
 /** Options of {@link openModel}. */
@@ -21,16 +26,32 @@ export interface OpenModelOptions {
   requireTokenizer?: boolean;
 }
 
-/** Loads a model file and its tokenizer. */
+function isRabit(bytes: Uint8Array): boolean {
+  return bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b);
+}
+
+/** Loads a model file (format detected from its first bytes) and its tokenizer. */
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
-  const ck = await loadLlama2c(path);
-  const model: LlamaModel = { config: ck.config, params: ck.params, quantized: new Map() };
-  const tokPath = options.tokenizer ?? findTokenizerNear(path, ck.config.vocabSize);
-  const tokenizer = tokPath ? await Tokenizer.load(tokPath, ck.config.vocabSize) : undefined;
-  if (!tokenizer && options.requireTokenizer) {
+  const bytes = await readFileOrThrow(path, "Model file");
+  let opened: OpenedModel;
+  if (isRabit(bytes)) {
+    const rabit = parseRabit(bytes, path);
+    opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path, rabit };
+  } else {
+    const ck = parseLlama2c(bytes, path);
+    opened = {
+      model: { config: ck.config, params: ck.params, quantized: new Map() },
+      format: ck.format,
+      path,
+    };
+  }
+  const vocab = opened.model.config.vocabSize;
+  const tokPath = options.tokenizer ?? (opened.tokenizer ? undefined : findTokenizerNear(path, vocab));
+  if (tokPath) opened.tokenizer = await Tokenizer.load(tokPath, vocab);
+  if (!opened.tokenizer && options.requireTokenizer) {
     throw new Deno.errors.NotFound(
-      `No tokenizer for ${path}: pass --tokenizer FILE (llama2.c tokenizer.bin with ${ck.config.vocabSize} tokens)`,
+      `No tokenizer for ${path}: pass --tokenizer FILE (llama2.c tokenizer.bin with ${vocab} tokens)`,
     );
   }
-  return { model, tokenizer, format: ck.format, path };
+  return opened;
 }

@@ -1,0 +1,952 @@
+// The packed model file `.rabit` (METHOD.md §8): everything needed to run a residual-binarized Llama —
+// config, tokenizer, fp tensors, sign planes and scales — with the method, its options and metadata.
+//
+// Layout, format version 1 (all integers little-endian):
+//
+//   offset  bytes  field
+//   0       8      magic "RABIT\0\0\0" (52 41 42 49 54 00 00 00)
+//   8       4      u32 format version = 1. Read before anything after it, so a later version may change
+//                  everything that follows.
+//   12      4      u32 CRC-32 of the body (zlib's: util/crc32.ts)
+//   16      8      u64 body length B: the file is exactly 24 + B bytes
+//   24      B      body: one MessagePack map of plain maps, arrays, strings, numbers, booleans, nil and
+//                  bins (no msgpackr records or extensions: any MessagePack reader can open it):
+//
+//   key        type       value
+//   config     map        LlamaConfig: dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen,
+//                         sharedClassifier, normEps, ropeTheta
+//   tokenizer  bin | nil  the llama2.c tokenizer.bin bytes, unchanged (nil: none embedded)
+//   tensors    map        name → tensor for every parameter of llamaParamSpecs(config) that is not
+//                         binarized, in that order; dtype f32 or f16
+//   quantized  map        linear name ("layers.L.wq" …) → {out, in, k, planes, g, h}, in the same order:
+//                           planes  u32 tensor (k, out, ceil(in/32)), bit layout of quant/bitpack.ts
+//                                   (bit j of word w is column 32w + j, 1 = +1, padding bits 0)
+//                           g       f32|f16 tensor (k, out)        h  f32|f16 tensor (k, in)
+//   method     str        quantization method ("none" for a float model)
+//   options    map        the method's options (JSON values)
+//   metadata   map        calibration and training metadata (JSON values)
+//   created    map        {at: ISO-8601 time, by: writer, …} (JSON values)
+//
+//   tensor = {dtype: id in tensor_codec.ts's DTYPES (0 f32, 1 f16, 2 u32), shape: [int, …],
+//             data: bin of prod(shape) × element size bytes, row-major, little-endian}
+//
+// Tensors are raw bytes, never MessagePack float arrays, and are copied into aligned buffers on load.
+// Readers ignore body keys they do not know; any change an old reader would misread bumps the version.
+// Loading checks, in order and each with its own message: the magic ("not a .rabit file"), the version
+// ("unsupported .rabit format version"), the length ("truncated" / "unexpected bytes after the end"),
+// the checksum ("corrupt"), then every field against the config. Default storage: fp tensors f32, scales
+// f16 (METHOD.md §8); both are chosen per tensor with `RabitFile.dtypes`.
+//
+// Dimension legend: out = rows of a linear layer, in = its columns, k = binary paths (1..4).
+
+import { Packr, RESERVE_START_SPACE } from "msgpackr";
+import { type LlamaConfig, validateConfig } from "../model/config.ts";
+import type { LlamaModel } from "../model/model.ts";
+import { llamaParamSpecs, ParamTable } from "../model/params.ts";
+import { wordsPerRow } from "../quant/bitpack.ts";
+import { type ResidualBinaryLinear, validateResidualBinary } from "../quant/residual_binary.ts";
+import { crc32 } from "../util/crc32.ts";
+import { FormatError, readFileOrThrow } from "./errors.ts";
+import {
+  decodeFloatsInto,
+  decodeU32,
+  dtypeById,
+  dtypeByName,
+  DTYPES,
+  type DtypeTraits,
+  encodeFloats,
+  encodeU32,
+  firstNonFinite,
+  type FpDtype,
+} from "./tensor_codec.ts";
+import { Tokenizer } from "./tokenizer.ts";
+
+export type { FpDtype } from "./tensor_codec.ts";
+
+/** The 8 bytes every .rabit file starts with: "RABIT\0\0\0". */
+export const RABIT_MAGIC: Uint8Array = new Uint8Array([0x52, 0x41, 0x42, 0x49, 0x54, 0, 0, 0]);
+/** The format version this code writes. */
+export const RABIT_VERSION = 1;
+/** The format versions this code reads. */
+export const RABIT_SUPPORTED_VERSIONS: readonly number[] = [1];
+/** Bytes before the MessagePack body: magic, version, CRC-32, body length. */
+export const RABIT_PREAMBLE_BYTES = 24;
+/** Storage of fp tensors not named in `RabitFile.dtypes`. */
+export const DEFAULT_TENSOR_DTYPE: FpDtype = "f32";
+/** Storage of scales g and h not named in `RabitFile.dtypes`. */
+export const DEFAULT_SCALE_DTYPE: FpDtype = "f16";
+
+/** Who wrote a file and when; free extra fields are kept. */
+export interface RabitCreated {
+  /** ISO-8601 time of writing. */
+  at: string;
+  /** The writer, e.g. "rabit 0.1.0". */
+  by: string;
+  /** Free extra fields (e.g. the runtime). */
+  [key: string]: unknown;
+}
+
+/** What a .rabit file holds. */
+export interface RabitFile {
+  /**
+   * The model. Every parameter of `llamaParamSpecs(config)` must be in `params` unless it is in `quantized`;
+   * parameters that are in `quantized` are not stored even when also in `params`.
+   */
+  model: LlamaModel;
+  /** llama2.c tokenizer.bin bytes (e.g. `Tokenizer.bytes`), embedded so one file is enough to run. */
+  tokenizerBytes?: Uint8Array;
+  /** Quantization method ("ptq", "rtn2", "dbllm", …; "none" for a float model). */
+  method: string;
+  /** The method's options (JSON values; undefined fields are dropped). */
+  options: Record<string, unknown>;
+  /** Calibration and training metadata (JSON values; undefined fields are dropped). */
+  metadata: Record<string, unknown>;
+  /**
+   * Storage dtype by stored array: a parameter name for an fp tensor, `<layer>.g` / `<layer>.h` for the
+   * scales of a binarized layer. Arrays not named use {@link DEFAULT_TENSOR_DTYPE} (fp tensors) and
+   * {@link DEFAULT_SCALE_DTYPE} (scales). fp16 storage rounds to nearest even.
+   */
+  dtypes?: Record<string, FpDtype>;
+  /** Creation info; the writer fills `{at: now, by: "rabit"}` when absent. */
+  created?: RabitCreated;
+}
+
+/** A file read back: every optional field resolved, plus the parsed tokenizer. */
+export interface LoadedRabit extends RabitFile {
+  /** The dtype of every stored fp array (so writing it again gives the same bytes). */
+  dtypes: Record<string, FpDtype>;
+  /** Creation info as stored. */
+  created: RabitCreated;
+  /** The embedded tokenizer, parsed for the model's vocabulary. */
+  tokenizer?: Tokenizer;
+  /** Size of the file in bytes. */
+  fileBytes: number;
+}
+
+const HINT_NOT_RABIT = "Expected a packed model written by rabit (llama2.c checkpoints are .bin files)";
+const HINT_TRUNCATED =
+  "The file was cut short (an interrupted write, copy or download?): produce or copy it again";
+const HINT_CORRUPT =
+  "The file changed after it was written (disk, copy or download error): produce or copy it again";
+const HINT_VERSION = "Upgrade rabit to read it";
+const HINT_BAD = "The file does not follow the .rabit format rabit writes; was it produced by another tool?";
+
+// useRecords false: plain MessagePack maps, readable by any implementation. int64AsType: other writers may
+// use 64-bit ints for small numbers.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+
+// ---------------------------------------------------------------------------------------------------
+// The layout both sides agree on.
+
+/** Shapes the config implies: fp tensors that must be stored, and (out, in) of every linear layer. */
+function layoutOf(c: LlamaConfig, quantized: (name: string) => boolean) {
+  const specs = llamaParamSpecs(c);
+  const linears = new Map<string, [number, number]>();
+  for (const [name, shape] of specs) {
+    if (/^layers\.\d+\.w[qkvo123]$/.test(name)) linears.set(name, [shape[0], shape[1]]);
+  }
+  const fp = specs.filter(([name]) => !quantized(name));
+  const binarized = specs.filter(([name]) => quantized(name)).map(([name]) => name);
+  return { specs, linears, fp, binarized };
+}
+
+const scaleKeys = (layer: string) => [`${layer}.g`, `${layer}.h`] as const;
+
+function shapeText(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== "object" || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "nil";
+  if (v === undefined) return "nothing";
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes of binary`;
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (isPlainObject(v)) return "a map";
+  if (typeof v === "object") return `a ${(v as object).constructor?.name ?? "object"}`;
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v);
+  return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * A copy of a JSON value (null, boolean, finite number, string, array, plain object) with undefined
+ * object fields dropped; anything else is reported through `fail`.
+ */
+function jsonValue(v: unknown, where: string, fail: (problem: string) => never, depth = 0): unknown {
+  if (depth > 64) fail(`${where} is nested deeper than 64 levels (a cycle?)`);
+  if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) fail(`${where} is ${v}; JSON values have only finite numbers`);
+    return v;
+  }
+  if (Array.isArray(v)) return v.map((x, i) => jsonValue(x, `${where}[${i}]`, fail, depth + 1));
+  if (isPlainObject(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [key, x] of Object.entries(v)) {
+      if (x === undefined) continue;
+      // defineProperty: a "__proto__" key must become a field, not the prototype.
+      Object.defineProperty(out, key, {
+        value: jsonValue(x, `${where}.${key}`, fail, depth + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return out;
+  }
+  return fail(
+    `${where} is ${
+      describe(v)
+    }; expected a JSON value (null, boolean, finite number, string, array or plain object)`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writing.
+
+function encodeFpChecked(values: Float32Array, dtype: FpDtype, what: string): Uint8Array {
+  const bad = firstNonFinite(values);
+  if (bad >= 0) {
+    throw new RangeError(
+      `serializeRabit: ${what} holds ${values[bad]} at index ${bad}; only finite values are stored`,
+    );
+  }
+  const bytes = encodeFloats(values, dtype);
+  if (dtype === "f16") {
+    for (let i = 0; i < values.length; i++) {
+      if ((bytes[2 * i + 1] & 0x7c) === 0x7c) {
+        throw new RangeError(
+          `serializeRabit: ${what} holds ${
+            values[i]
+          } at index ${i}, beyond f16's range (|x| <= 65504); store it as f32`,
+        );
+      }
+    }
+  }
+  return bytes;
+}
+
+function tensorRecord(dtype: DtypeTraits, shape: number[], data: Uint8Array) {
+  return { dtype: dtype.id, shape, data };
+}
+
+/** Index (plane · out + row) of the first row whose padding bits are not 0, or -1. */
+function firstDirtyPadding(planes: Uint32Array, k: number, out: number, inF: number): number {
+  const tail = inF % 32;
+  if (tail === 0) return -1;
+  const wpr = wordsPerRow(inF);
+  for (let r = 0; r < k * out; r++) {
+    if (planes[r * wpr + wpr - 1] >>> tail !== 0) return r;
+  }
+  return -1;
+}
+
+function defaultCreated(): RabitCreated {
+  const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno?.version?.deno;
+  return { at: new Date().toISOString(), by: "rabit", ...(deno ? { runtime: `deno ${deno}` } : {}) };
+}
+
+function buildBody(file: RabitFile): Record<string, unknown> {
+  const { model } = file;
+  const c = model.config;
+  validateConfig(c);
+  const typeFail = (problem: string): never => {
+    throw new TypeError(`serializeRabit: ${problem}`);
+  };
+  if (typeof file.method !== "string" || file.method.length === 0) {
+    typeFail(`expected method to be a non-empty string, found ${describe(file.method)}`);
+  }
+  const options = jsonValue(file.options ?? {}, "options", typeFail);
+  const metadata = jsonValue(file.metadata ?? {}, "metadata", typeFail);
+  if (!isPlainObject(options)) typeFail(`expected options to be a plain object, found ${describe(options)}`);
+  if (!isPlainObject(metadata)) {
+    typeFail(`expected metadata to be a plain object, found ${describe(metadata)}`);
+  }
+  const created = jsonValue(file.created ?? defaultCreated(), "created", typeFail) as RabitCreated;
+  if (!isPlainObject(created) || typeof created.at !== "string" || typeof created.by !== "string") {
+    typeFail("expected created to be an object with string fields at and by");
+  }
+
+  let tokenizer: Uint8Array | null = null;
+  if (file.tokenizerBytes !== undefined) {
+    if (!(file.tokenizerBytes instanceof Uint8Array)) {
+      typeFail(`expected tokenizerBytes to be a Uint8Array, found ${describe(file.tokenizerBytes)}`);
+    }
+    Tokenizer.parse(file.tokenizerBytes, c.vocabSize, "serializeRabit: tokenizerBytes"); // refuse what cannot load
+    tokenizer = file.tokenizerBytes;
+  }
+
+  const { linears, fp, binarized } = layoutOf(c, (n) => model.quantized.has(n));
+  for (const name of model.quantized.keys()) {
+    if (!linears.has(name)) {
+      throw new RangeError(
+        `serializeRabit: quantized layer "${name}" is not a linear layer of this config ` +
+          `(expected layers.L.{wq,wk,wv,wo,w1,w2,w3} with L < ${c.nLayers})`,
+      );
+    }
+  }
+  const known = new Set(llamaParamSpecs(c).map(([n]) => n));
+  for (const name of model.params.names()) {
+    if (!known.has(name)) {
+      throw new RangeError(`serializeRabit: unexpected tensor "${name}": not a parameter of a Llama model`);
+    }
+  }
+
+  const dtypes = file.dtypes ?? {};
+  const stored = new Set<string>(fp.map(([n]) => n));
+  for (const layer of binarized) for (const key of scaleKeys(layer)) stored.add(key);
+  for (const [key, dtype] of Object.entries(dtypes)) {
+    if (!stored.has(key)) {
+      throw new RangeError(
+        `serializeRabit: dtypes names "${key}", which the file does not store as floats ` +
+          `(expected a parameter name, or <layer>.g / <layer>.h of a binarized layer)`,
+      );
+    }
+    if (dtype !== "f32" && dtype !== "f16") {
+      typeFail(`dtypes["${key}"] must be "f32" or "f16", found ${describe(dtype)}`);
+    }
+  }
+  const dtypeOf = (key: string, fallback: FpDtype) => dtypes[key] ?? fallback;
+
+  const tensors: Record<string, unknown> = {};
+  for (const [name, shape] of fp) {
+    if (!model.params.has(name)) {
+      throw new RangeError(
+        `serializeRabit: missing tensor "${name}" ${
+          shapeText(shape)
+        }: every parameter that is not quantized is stored`,
+      );
+    }
+    const found = model.params.shape(name);
+    if (shapeText(found) !== shapeText(shape)) {
+      throw new RangeError(
+        `serializeRabit: tensor "${name}" has shape ${shapeText(found)}, the config implies ${
+          shapeText(shape)
+        }`,
+      );
+    }
+    const dtype = dtypeOf(name, DEFAULT_TENSOR_DTYPE);
+    const data = encodeFpChecked(model.params.get(name), dtype, `tensor "${name}"`);
+    tensors[name] = tensorRecord(dtypeByName(dtype), shape, data);
+  }
+
+  const quantized: Record<string, unknown> = {};
+  for (const name of binarized) {
+    const q = model.quantized.get(name)!;
+    const [out, inF] = linears.get(name)!;
+    if (q.out !== out || q.in !== inF) {
+      throw new RangeError(
+        `serializeRabit: quantized layer "${name}" is (out, in) = (${q.out}, ${q.in}), the config implies (${out}, ${inF})`,
+      );
+    }
+    validateResidualBinary(q, `serializeRabit: quantized layer "${name}"`);
+    const dirty = firstDirtyPadding(q.planes, q.k, out, inF);
+    if (dirty >= 0) {
+      throw new RangeError(
+        `serializeRabit: quantized layer "${name}": padding bits of plane ${Math.floor(dirty / out)} row ` +
+          `${dirty % out} are not 0 (layout of quant/bitpack.ts)`,
+      );
+    }
+    const [gKey, hKey] = scaleKeys(name);
+    const gType = dtypeOf(gKey, DEFAULT_SCALE_DTYPE);
+    const hType = dtypeOf(hKey, DEFAULT_SCALE_DTYPE);
+    quantized[name] = {
+      out,
+      in: inF,
+      k: q.k,
+      planes: tensorRecord(dtypeByName("u32"), [q.k, out, wordsPerRow(inF)], encodeU32(q.planes)),
+      g: tensorRecord(dtypeByName(gType), [q.k, out], encodeFpChecked(q.g, gType, `scales "${gKey}"`)),
+      h: tensorRecord(dtypeByName(hType), [q.k, inF], encodeFpChecked(q.h, hType, `scales "${hKey}"`)),
+    };
+  }
+
+  return {
+    config: {
+      dim: c.dim,
+      hiddenDim: c.hiddenDim,
+      nLayers: c.nLayers,
+      nHeads: c.nHeads,
+      nKvHeads: c.nKvHeads,
+      vocabSize: c.vocabSize,
+      seqLen: c.seqLen,
+      sharedClassifier: c.sharedClassifier,
+      normEps: c.normEps,
+      ropeTheta: c.ropeTheta,
+    },
+    tokenizer,
+    tensors,
+    quantized,
+    method: file.method,
+    options,
+    metadata,
+    created,
+  };
+}
+
+/**
+ * The bytes of a .rabit file (layout at the top of this file). Throws a RangeError or TypeError, before
+ * producing anything, for a model the loader would refuse: missing or misshaped tensors, NaN/Inf, values
+ * beyond f16's range where f16 is asked for, bad quantized layers, non-JSON options or metadata.
+ *
+ * @example
+ * ```ts
+ * import { parseRabit, serializeRabit } from "./rabit_format.ts";
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const bytes = serializeRabit({
+ *   model: { config, params, quantized: new Map() },
+ *   method: "none",
+ *   options: {},
+ *   metadata: {},
+ * });
+ * parseRabit(bytes).model.params.count; // 260032
+ * ```
+ */
+export function serializeRabit(file: RabitFile): Uint8Array {
+  const out = packAfterPreamble(buildBody(file));
+  out.set(RABIT_MAGIC, 0);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const body = out.subarray(RABIT_PREAMBLE_BYTES);
+  view.setUint32(8, RABIT_VERSION, true);
+  view.setUint32(12, crc32(body), true);
+  view.setBigUint64(16, BigInt(body.byteLength), true);
+  return out;
+}
+
+/**
+ * MessagePack of `body` after RABIT_PREAMBLE_BYTES free bytes, packed into one buffer sized up front:
+ * left to itself msgpackr grows its buffer by copying (most of the time for large models) and keeps it
+ * for reuse afterwards. The result may be a view of a slightly larger buffer.
+ */
+function packAfterPreamble(body: Record<string, unknown>): Uint8Array {
+  let binBytes = 0;
+  let bins = 0;
+  const empty = new Uint8Array(0);
+  const strip = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) {
+      binBytes += v.byteLength;
+      bins++;
+      return empty;
+    }
+    if (Array.isArray(v)) return v.map(strip);
+    if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)]));
+    return v;
+  };
+  const skeleton = packr.pack(strip(body)).byteLength;
+  // An empty bin takes 2 bytes and any bin at most 5; msgpackr wants some room to spare at the end.
+  const buffer = new Uint8Array(RABIT_PREAMBLE_BYTES + skeleton + binBytes + 3 * bins + 4096);
+  let packed: Uint8Array;
+  try {
+    packr.useBuffer(buffer);
+    packed = packr.pack(body, RESERVE_START_SPACE | RABIT_PREAMBLE_BYTES);
+  } catch (e) {
+    throw new RangeError(`serializeRabit: MessagePack encoding failed: ${(e as Error).message}`, {
+      cause: e,
+    });
+  } finally {
+    packr.useBuffer(new Uint8Array(8192)); // msgpackr must never write into `buffer` again
+  }
+  // Had the estimate been short, msgpackr would have moved to a buffer of its own: copy out of it.
+  return packed.buffer === buffer.buffer && packed.byteOffset === 0 ? packed : new Uint8Array(packed);
+}
+
+function randomSuffix(): string {
+  const b = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Writes a .rabit file atomically: the bytes go to `path.tmp-<random>` in the same directory, are synced,
+ * then renamed over `path`. On any failure the temporary file is removed and `path` is left as it was.
+ *
+ * @example
+ * ```ts
+ * import { readRabit, writeRabit } from "./rabit_format.ts";
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const path = await Deno.makeTempFile({ suffix: ".rabit" });
+ * await writeRabit(path, { model: { config, params, quantized: new Map() }, method: "none", options: {}, metadata: {} });
+ * (await readRabit(path)).method; // "none"
+ * await Deno.remove(path);
+ * ```
+ */
+export async function writeRabit(path: string, file: RabitFile): Promise<void> {
+  const bytes = serializeRabit(file);
+  const tmp = `${path}.tmp-${randomSuffix()}`;
+  let handle: Deno.FsFile | undefined;
+  let created = false; // createNew: only a file this call created is ever removed
+  try {
+    try {
+      handle = await Deno.open(tmp, { write: true, createNew: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Deno.errors.NotFound(`Cannot write ${path}: its directory does not exist`, { cause: e });
+      }
+      throw e;
+    }
+    created = true;
+    for (let at = 0; at < bytes.length;) at += await handle.write(bytes.subarray(at));
+    await handle.sync();
+    handle.close();
+    handle = undefined;
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    handle?.close();
+    if (created) await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading.
+
+/**
+ * Parses and validates the bytes of a .rabit file into a model ready to run (fp tensors in one ParamTable,
+ * binarized layers with f32 scales). `path` only names the file in errors, which are FormatErrors saying
+ * what was expected and what was found.
+ *
+ * @example
+ * ```ts
+ * import { parseRabit, serializeRabit } from "./rabit_format.ts";
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const bytes = serializeRabit({ model: { config, params, quantized: new Map() }, method: "none", options: {}, metadata: {} });
+ * const file = parseRabit(bytes, "stories260K.rabit");
+ * file.dtypes["tok_embeddings"]; // "f32"
+ * ```
+ */
+export function parseRabit(bytes: Uint8Array, path = "packed model"): LoadedRabit {
+  const fail = (problem: string, hint = HINT_BAD): never => {
+    throw new FormatError(path, problem, hint);
+  };
+  const n = bytes.byteLength;
+  for (let i = 0; i < Math.min(n, RABIT_MAGIC.length); i++) {
+    if (bytes[i] !== RABIT_MAGIC[i]) {
+      const hex = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
+      fail(
+        `not a .rabit file: expected the magic bytes 52 41 42 49 54 00 00 00 ("RABIT"), found ${hex}`,
+        HINT_NOT_RABIT,
+      );
+    }
+  }
+  const truncated = (expected: string, detail = "") =>
+    fail(`truncated: expected ${expected} bytes${detail}, found ${n}`, HINT_TRUNCATED);
+  if (n < 12) truncated(`at least ${RABIT_PREAMBLE_BYTES}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, n);
+  const version = view.getUint32(8, true);
+  if (!RABIT_SUPPORTED_VERSIONS.includes(version)) {
+    const supported = `this rabit reads version ${RABIT_SUPPORTED_VERSIONS.join(", ")}`;
+    if (version > RABIT_VERSION) {
+      fail(
+        `unsupported .rabit format version ${version}: written by a newer rabit; ${supported}`,
+        HINT_VERSION,
+      );
+    }
+    fail(`unsupported .rabit format version ${version}: no rabit wrote it; ${supported}`, HINT_CORRUPT);
+  }
+  if (n < RABIT_PREAMBLE_BYTES) truncated(`at least ${RABIT_PREAMBLE_BYTES}`);
+  const storedCrc = view.getUint32(12, true);
+  const bodyLength = Number(view.getBigUint64(16, true));
+  const expected = RABIT_PREAMBLE_BYTES + bodyLength;
+  if (n < expected) {
+    truncated(`${expected}`, ` (${RABIT_PREAMBLE_BYTES}-byte preamble + ${bodyLength}-byte body)`);
+  }
+  if (n > expected) {
+    fail(
+      `${n - expected} unexpected bytes after the end: expected ${expected} bytes ` +
+        `(${RABIT_PREAMBLE_BYTES}-byte preamble + ${bodyLength}-byte body), found ${n}`,
+      HINT_CORRUPT,
+    );
+  }
+  const bodyBytes = bytes.subarray(RABIT_PREAMBLE_BYTES);
+  const crc = crc32(bodyBytes);
+  if (crc !== storedCrc) {
+    const hex = (x: number) => "0x" + x.toString(16).padStart(8, "0");
+    fail(
+      `corrupt: checksum mismatch (CRC-32 of the body is ${hex(crc)}, the header says ${hex(storedCrc)})`,
+      HINT_CORRUPT,
+    );
+  }
+  let body: unknown;
+  try {
+    body = packr.unpack(bodyBytes);
+  } catch (e) {
+    fail(`corrupt: the body is not valid MessagePack (${(e as Error).message})`);
+  }
+  return readBody(body, path, n, fail);
+}
+
+function readBody(
+  body: unknown,
+  path: string,
+  fileBytes: number,
+  fail: (problem: string, hint?: string) => never,
+): LoadedRabit {
+  if (!isPlainObject(body)) fail(`expected the body to be a MessagePack map, found ${describe(body)}`);
+  const b = body as Record<string, unknown>;
+  const field = (obj: Record<string, unknown>, key: string, where: string): unknown => {
+    if (!Object.hasOwn(obj, key)) fail(`${where} has no field "${key}"`);
+    return obj[key];
+  };
+  const map = (v: unknown, where: string): Record<string, unknown> => {
+    if (!isPlainObject(v)) fail(`expected ${where} to be a map, found ${describe(v)}`);
+    return v as Record<string, unknown>;
+  };
+  const int = (v: unknown, where: string, min = 0): number => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+      fail(`expected ${where} to be an integer >= ${min}, found ${describe(v)}`);
+    }
+    return v as number;
+  };
+
+  // config
+  const cm = map(field(b, "config", "the body"), "config");
+  const num = (key: keyof LlamaConfig) => {
+    const v = field(cm, key, "config");
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      fail(`expected config.${key} to be a number, found ${describe(v)}`);
+    }
+    return v as number;
+  };
+  const shared = field(cm, "sharedClassifier", "config");
+  if (typeof shared !== "boolean") {
+    fail(`expected config.sharedClassifier to be a boolean, found ${describe(shared)}`);
+  }
+  const config: LlamaConfig = {
+    dim: num("dim"),
+    hiddenDim: num("hiddenDim"),
+    nLayers: num("nLayers"),
+    nHeads: num("nHeads"),
+    nKvHeads: num("nKvHeads"),
+    vocabSize: num("vocabSize"),
+    seqLen: num("seqLen"),
+    sharedClassifier: shared as boolean,
+    normEps: num("normEps"),
+    ropeTheta: num("ropeTheta"),
+  };
+  try {
+    validateConfig(config);
+  } catch (e) {
+    fail(`bad config: ${(e as Error).message}`);
+  }
+  if (!(config.normEps > 0) || !(config.ropeTheta > 0)) {
+    fail(`bad config: expected normEps and ropeTheta > 0, found ${config.normEps} and ${config.ropeTheta}`);
+  }
+
+  // tokenizer
+  const tok = field(b, "tokenizer", "the body");
+  let tokenizerBytes: Uint8Array | undefined;
+  let tokenizer: Tokenizer | undefined;
+  if (tok !== null) {
+    if (!(tok instanceof Uint8Array)) fail(`expected tokenizer to be binary or nil, found ${describe(tok)}`);
+    tokenizerBytes = (tok as Uint8Array).slice(); // own copy: do not keep the whole file alive
+    tokenizer = Tokenizer.parse(tokenizerBytes, config.vocabSize, `${path} (embedded tokenizer)`);
+  }
+
+  // tensors
+  const FP: readonly FpDtype[] = ["f32", "f16"];
+  const dtypes: Record<string, FpDtype> = {};
+  /** Checks a tensor record against the shape the config implies; returns its dtype and bytes. */
+  const tensor = (v: unknown, what: string, allowed: readonly string[], want: number[]) => {
+    const rec = map(v, what);
+    const id = int(field(rec, "dtype", what), `the dtype of ${what}`);
+    const dtype = dtypeById(id);
+    if (!dtype) {
+      fail(
+        `${what} has unknown dtype id ${id} (this rabit knows ${
+          DTYPES.map((d) => `${d.id} ${d.name}`).join(", ")
+        })`,
+        HINT_VERSION,
+      );
+    }
+    const d = dtype as DtypeTraits;
+    if (!allowed.includes(d.name)) fail(`${what} has dtype ${d.name}, expected ${allowed.join(" or ")}`);
+    const shape = field(rec, "shape", what);
+    if (!Array.isArray(shape) || !shape.every((x) => Number.isInteger(x) && x >= 0)) {
+      fail(`expected the shape of ${what} to be an array of integers, found ${describe(shape)}`);
+    }
+    if (shapeText(shape as number[]) !== shapeText(want)) {
+      fail(`${what} has shape ${shapeText(shape as number[])}, the config implies ${shapeText(want)}`);
+    }
+    const data = field(rec, "data", what);
+    if (!(data instanceof Uint8Array)) {
+      fail(`expected the data of ${what} to be binary, found ${describe(data)}`);
+    }
+    const need = want.reduce((a, x) => a * x, 1) * d.bytes;
+    if ((data as Uint8Array).byteLength !== need) {
+      fail(
+        `${what}: dtype ${d.name} and shape ${shapeText(want)} need ${need} bytes of data, found ${
+          (data as Uint8Array).byteLength
+        }`,
+      );
+    }
+    return { dtype: d, data: data as Uint8Array };
+  };
+  const floats = (v: unknown, what: string, key: string, want: number[], into?: Float32Array) => {
+    const { dtype, data } = tensor(v, what, FP, want);
+    dtypes[key] = dtype.name as FpDtype;
+    const values = decodeFloatsInto(
+      data,
+      dtype.name as FpDtype,
+      into ?? new Float32Array(data.byteLength / dtype.bytes),
+    );
+    const bad = firstNonFinite(values);
+    if (bad >= 0) fail(`${what} holds a non-finite value ${values[bad]} at index ${bad}`);
+    return values;
+  };
+
+  const tm = map(field(b, "tensors", "the body"), "tensors");
+  const qm = map(field(b, "quantized", "the body"), "quantized");
+  const layout = layoutOf(config, (name) => Object.hasOwn(qm, name));
+  for (const name of Object.keys(qm)) {
+    if (!layout.linears.has(name)) {
+      fail(
+        `quantized layer "${name}" is not a linear layer of this config ` +
+          `(expected layers.L.{wq,wk,wv,wo,w1,w2,w3} with L < ${config.nLayers})`,
+      );
+    }
+    if (Object.hasOwn(tm, name)) fail(`"${name}" is stored both as a tensor and as a quantized layer`);
+  }
+  const expectedFp = new Set(layout.fp.map(([name]) => name));
+  for (const name of Object.keys(tm)) {
+    if (!expectedFp.has(name)) fail(`unexpected tensor "${name}": not a parameter of this config`);
+  }
+  const params = ParamTable.fromSpecs(layout.fp);
+  for (const [name, shape] of layout.fp) {
+    if (!Object.hasOwn(tm, name)) {
+      fail(
+        `missing tensor "${name}" ${
+          shapeText(shape)
+        }: the config needs every parameter that is not quantized`,
+      );
+    }
+    floats(tm[name], `tensor "${name}"`, name, shape, params.get(name));
+  }
+
+  const quantized = new Map<string, ResidualBinaryLinear>();
+  for (const name of layout.binarized) {
+    const what = `quantized layer "${name}"`;
+    const rec = map(qm[name], what);
+    const [out, inF] = layout.linears.get(name)!;
+    const qOut = int(field(rec, "out", what), `${what}.out`, 1);
+    const qIn = int(field(rec, "in", what), `${what}.in`, 1);
+    if (qOut !== out || qIn !== inF) {
+      fail(`${what} is (out, in) = (${qOut}, ${qIn}), the config implies (${out}, ${inF})`);
+    }
+    const k = int(field(rec, "k", what), `${what}.k`, 1);
+    if (k > 4) fail(`${what} has k = ${k} paths, expected 1..4`);
+    const [gKey, hKey] = scaleKeys(name);
+    const planesRec = tensor(field(rec, "planes", what), `the planes of ${what}`, ["u32"], [
+      k,
+      out,
+      wordsPerRow(inF),
+    ]);
+    const layer: ResidualBinaryLinear = {
+      out,
+      in: inF,
+      k,
+      planes: decodeU32(planesRec.data),
+      g: floats(field(rec, "g", what), `the scales g of ${what}`, gKey, [k, out]),
+      h: floats(field(rec, "h", what), `the scales h of ${what}`, hKey, [k, inF]),
+    };
+    try {
+      validateResidualBinary(layer, what);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    const dirty = firstDirtyPadding(layer.planes, k, out, inF);
+    if (dirty >= 0) {
+      fail(
+        `${what}: padding bits of plane ${Math.floor(dirty / out)} row ${dirty % out} are not 0 ` +
+          `(layout of quant/bitpack.ts)`,
+      );
+    }
+    quantized.set(name, layer);
+  }
+
+  // method, options, metadata, creation info
+  const method = field(b, "method", "the body");
+  if (typeof method !== "string" || method.length === 0) {
+    fail(`expected method to be a non-empty string, found ${describe(method)}`);
+  }
+  const json = (key: string) => {
+    const v = map(field(b, key, "the body"), key);
+    return jsonValue(v, key, (problem) => fail(problem)) as Record<string, unknown>;
+  };
+  const options = json("options");
+  const metadata = json("metadata");
+  const created = json("created");
+  if (typeof created.at !== "string" || typeof created.by !== "string") {
+    fail(
+      `expected created to have string fields at and by, found ${describe(created.at)} and ${
+        describe(created.by)
+      }`,
+    );
+  }
+
+  return {
+    model: { config, params, quantized },
+    tokenizerBytes,
+    tokenizer,
+    method: method as string,
+    options,
+    metadata,
+    dtypes,
+    created: created as RabitCreated,
+    fileBytes,
+  };
+}
+
+/**
+ * Reads and validates a .rabit file (see {@link parseRabit}).
+ *
+ * @example
+ * ```ts
+ * import { readRabit } from "./rabit_format.ts";
+ * await readRabit("model.rabit").catch((e) => e.message); // "Packed model not found: model.rabit"
+ * ```
+ */
+export async function readRabit(path: string): Promise<LoadedRabit> {
+  return parseRabit(await readFileOrThrow(path, "Packed model"), path);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Summary for `inspect`.
+
+/** Names of the tensor groups of {@link rabitSummary}, in report order. */
+export const RABIT_GROUPS = ["embeddings", "norms", "classifier", "linears", "planes", "scales"] as const;
+/** A tensor group of {@link rabitSummary}. */
+export type RabitGroupName = typeof RABIT_GROUPS[number];
+
+/** Stored size of one tensor group. */
+export interface RabitGroupSummary {
+  /** embeddings, norms, classifier (separate output head), linears (dense, not binarized), planes, scales. */
+  group: RabitGroupName;
+  /** Values stored: floats for fp groups and scales; for planes, the weights they encode (1 bit per path). */
+  elements: number;
+  /** Bytes of tensor data (plane padding included). */
+  bytes: number;
+}
+
+/** Storage cost of one binarized layer. */
+export interface RabitLayerSummary {
+  /** Parameter name, e.g. "layers.0.wq". */
+  name: string;
+  /** Output features (rows). */
+  out: number;
+  /** Input features (columns). */
+  in: number;
+  /** Binary paths. */
+  k: number;
+  /** Plane and scale bytes. */
+  bytes: number;
+  /** 8 · bytes / (out · in). */
+  bitsPerWeight: number;
+}
+
+/** What {@link rabitSummary} reports. */
+export interface RabitSummary {
+  /** The file's quantization method. */
+  method: string;
+  /** Every group in {@link RABIT_GROUPS} order (zeros included). */
+  groups: RabitGroupSummary[];
+  /** The binarized layers together. */
+  binarized: {
+    layers: number;
+    weights: number;
+    planeBytes: number;
+    scaleBytes: number;
+    bitsPerWeight: number;
+  };
+  /** Each binarized layer, in parameter order. */
+  layers: RabitLayerSummary[];
+  /** Weights the model represents: fp values plus binarized weights. */
+  parameters: number;
+  /** Bytes of all tensor data. */
+  tensorBytes: number;
+  /** 8 · tensorBytes / parameters. */
+  bitsPerParameter: number;
+  /** Bytes of the embedded tokenizer (0 when none). */
+  tokenizerBytes: number;
+}
+
+function groupOf(name: string): RabitGroupName {
+  if (name === "tok_embeddings") return "embeddings";
+  if (name === "output") return "classifier";
+  if (name.endsWith("norm")) return "norms";
+  return "linears";
+}
+
+/**
+ * Storage by tensor group and bits per weight of the binarized layers (planes plus scales over weights),
+ * for the dtypes the file stores (or would store).
+ *
+ * @example
+ * ```ts
+ * import { rabitSummary } from "./rabit_format.ts";
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const s = rabitSummary({ model: { config, params, quantized: new Map() }, method: "none", options: {}, metadata: {} });
+ * s.tensorBytes; // 1040128 (260032 f32 values)
+ * ```
+ */
+export function rabitSummary(file: RabitFile): RabitSummary {
+  const { model } = file;
+  const dtypes = file.dtypes ?? {};
+  const bytesOf = (key: string, fallback: FpDtype) => dtypeByName(dtypes[key] ?? fallback).bytes;
+  const groups = new Map<RabitGroupName, RabitGroupSummary>(
+    RABIT_GROUPS.map((group) => [group, { group, elements: 0, bytes: 0 }]),
+  );
+  const add = (group: RabitGroupName, elements: number, bytes: number) => {
+    const g = groups.get(group)!;
+    g.elements += elements;
+    g.bytes += bytes;
+  };
+  let parameters = 0;
+  for (const name of model.params.names()) {
+    if (model.quantized.has(name)) continue;
+    const size = model.params.entry(name).size;
+    add(groupOf(name), size, size * bytesOf(name, DEFAULT_TENSOR_DTYPE));
+    parameters += size;
+  }
+  const layers: RabitLayerSummary[] = [];
+  const binarized = { layers: 0, weights: 0, planeBytes: 0, scaleBytes: 0, bitsPerWeight: 0 };
+  const order = llamaParamSpecs(model.config).map(([n]) => n).filter((n) => model.quantized.has(n));
+  for (const name of order) {
+    const q = model.quantized.get(name)!;
+    const [gKey, hKey] = scaleKeys(name);
+    const weights = q.out * q.in;
+    const planeBytes = 4 * q.k * q.out * wordsPerRow(q.in);
+    const scaleBytes = q.k *
+      (q.out * bytesOf(gKey, DEFAULT_SCALE_DTYPE) + q.in * bytesOf(hKey, DEFAULT_SCALE_DTYPE));
+    add("planes", weights, planeBytes);
+    add("scales", q.k * (q.out + q.in), scaleBytes);
+    parameters += weights;
+    binarized.layers++;
+    binarized.weights += weights;
+    binarized.planeBytes += planeBytes;
+    binarized.scaleBytes += scaleBytes;
+    const bytes = planeBytes + scaleBytes;
+    layers.push({ name, out: q.out, in: q.in, k: q.k, bytes, bitsPerWeight: (8 * bytes) / weights });
+  }
+  binarized.bitsPerWeight = binarized.weights > 0
+    ? (8 * (binarized.planeBytes + binarized.scaleBytes)) / binarized.weights
+    : 0;
+  const list = [...groups.values()];
+  const tensorBytes = list.reduce((a, g) => a + g.bytes, 0);
+  return {
+    method: file.method,
+    groups: list,
+    binarized,
+    layers,
+    parameters,
+    tensorBytes,
+    bitsPerParameter: parameters > 0 ? (8 * tensorBytes) / parameters : 0,
+    tokenizerBytes: file.tokenizerBytes?.byteLength ?? 0,
+  };
+}

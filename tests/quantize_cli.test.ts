@@ -1,0 +1,74 @@
+// `quantize` end to end: a .rabit file that eval, generate and inspect accept; damaged files refused;
+// nothing left behind when quantize fails.
+
+import assert from "node:assert/strict";
+import { runCli, tempDir } from "./_cli.ts";
+import { DEV_TEXT_PATH } from "./_data.ts";
+
+const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
+
+Deno.test("quantize writes a .rabit that eval, generate and inspect use", async () => {
+  await using tmp = await tempDir();
+  const out = `${tmp.dir}/m.rabit`;
+  const q = await runCli(["quantize", "--out", out, "--paths", "2", "--calib-tokens", "1024", "--json"]);
+  assert.equal(q.code, 0, q.stderr);
+  const summary = lastJson(q.stdout);
+  assert.equal(summary.paths, 2);
+  assert.equal(summary.layers.length, 35);
+  assert.ok(summary.bitsPerWeight > 2 && summary.bitsPerWeight < 3.2, `${summary.bitsPerWeight}`);
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["m.rabit"]);
+
+  const info = lastJson((await runCli(["inspect", out, "--json"])).stdout);
+  assert.equal(info.format, "rabit");
+  assert.equal(info.method, "ptq");
+  assert.equal(info.layers.length, 35);
+  assert.ok(info.layers.every((l: { relError: number }) => l.relError > 0 && l.relError < 1));
+
+  const ev = await runCli(["eval", "--model", out, "--text", DEV_TEXT_PATH, "--max-windows", "2", "--json"]);
+  assert.equal(ev.code, 0, ev.stderr);
+  const ppl = lastJson(ev.stdout).ppl;
+  assert.ok(ppl > 4 && ppl < 200, `${ppl}`); // worse than FP (≈4.7), far better than chance (512)
+  const gen = await runCli(["generate", "--model", out, "--steps", "5", "--json"]);
+  assert.equal(gen.code, 0, gen.stderr);
+  assert.equal(lastJson(gen.stdout).ids.length, 6);
+});
+
+Deno.test("damaged .rabit files are refused with distinct messages", async () => {
+  await using tmp = await tempDir();
+  const out = `${tmp.dir}/m.rabit`;
+  assert.equal((await runCli(["quantize", "--out", out, "--method", "rtn2"])).code, 0);
+  const bytes = await Deno.readFile(out);
+  const flipped = bytes.slice();
+  flipped[bytes.length - 100] ^= 0x40;
+  const future = bytes.slice();
+  new DataView(future.buffer).setUint32(8, 99, true);
+  const cases: [Uint8Array, RegExp][] = [
+    [flipped, /corrupt: checksum mismatch/],
+    [bytes.subarray(0, bytes.length - 1000), /truncated/],
+    [future, /version 99/],
+  ];
+  for (const [data, pattern] of cases) {
+    await Deno.writeFile(`${tmp.dir}/bad.rabit`, data);
+    const r = await runCli(["inspect", `${tmp.dir}/bad.rabit`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, pattern);
+  }
+});
+
+Deno.test("a failing quantize leaves no output or temporary file", async () => {
+  await using tmp = await tempDir();
+  const tiny = `${tmp.dir}/tiny.txt`;
+  await Deno.writeTextFile(tiny, "Too short to calibrate on.");
+  const fails = [
+    ["quantize", "--out", `${tmp.dir}/a.rabit`, "--calib-text", tiny],
+    ["quantize", "--out", `${tmp.dir}/missing-dir/b.rabit`, "--method", "rtn2"],
+    ["quantize", "--out", `${tmp.dir}/c.rabit`, "--method", "rtn2", "--paths", "3"],
+    ["quantize", "--out", `${tmp.dir}/d.rabit`, "--method", "magic"],
+  ];
+  for (const args of fails) {
+    const r = await runCli(args);
+    assert.notEqual(r.code, 0, args.join(" "));
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["tiny.txt"]);
+});
