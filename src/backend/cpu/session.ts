@@ -3,6 +3,7 @@
 import type { InferenceSession, RunOptions } from "../backend.ts";
 import { createKvCache, forwardChunk, type KvCache } from "../../model/forward.ts";
 import type { LlamaModel } from "../../model/model.ts";
+import type { LlamaConfig } from "../../model/config.ts";
 
 /** Runs a model with the reference TypeScript forward. */
 export class CpuSession implements InferenceSession {
@@ -16,7 +17,7 @@ export class CpuSession implements InferenceSession {
     this.#cache = createKvCache(model);
   }
 
-  get config() {
+  get config(): LlamaConfig {
     return this.model.config;
   }
 
