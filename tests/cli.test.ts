@@ -123,7 +123,10 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
     const r = await runCli(args);
     assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, pattern, args.join(" "));
-    assert.equal(r.stderr.trim().split("\n").length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    // One error line; a backend notice ("note: ...") may precede it.
+    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("note: "));
+    assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.match(lines[0], /^error: /);
   }
 });
 

@@ -3,6 +3,8 @@
 import type { BackendName, InferenceSession } from "./backend.ts";
 import { CpuSession } from "./cpu/session.ts";
 import type { LlamaModel } from "../model/model.ts";
+import { requestGpu } from "./webgpu/device.ts";
+import { WebGpuSession } from "./webgpu/session.ts";
 
 /** Options of {@link createSession}. */
 export interface CreateSessionOptions {
@@ -12,13 +14,31 @@ export interface CreateSessionOptions {
 }
 
 /** Opens `model` on the requested backend. */
-export function createSession(
+export async function createSession(
   model: LlamaModel,
   options: CreateSessionOptions = {},
 ): Promise<InferenceSession> {
   const backend = options.backend ?? "auto";
-  if (backend === "webgpu") {
-    return Promise.reject(new Error("The WebGPU backend is not available yet: use --backend cpu"));
+  if (backend === "cpu") return new CpuSession(model);
+  const ctx = await requestGpu().catch(() => null);
+  if (!ctx) {
+    if (backend === "webgpu") {
+      throw new Error(
+        "No WebGPU adapter answered: install a GPU driver (or Mesa's llvmpipe), or use --backend cpu",
+      );
+    }
+    options.onNotice?.("note: no WebGPU adapter answered; running on the CPU reference backend");
+    return new CpuSession(model);
   }
-  return Promise.resolve(new CpuSession(model));
+  if (backend === "auto" && ctx.isFallback) {
+    // A software adapter runs kernels on the CPU with per-dispatch overhead; the reference backend is
+    // faster for small models there. Users who want the WebGPU path anyway pass --backend webgpu.
+    options.onNotice?.(
+      `note: the WebGPU adapter is a CPU fallback (${ctx.adapterDescription}); using the CPU backend ` +
+        "(--backend webgpu forces WebGPU)",
+    );
+    ctx.device.destroy();
+    return new CpuSession(model);
+  }
+  return await WebGpuSession.create(model, { ctx });
 }

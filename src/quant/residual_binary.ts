@@ -50,41 +50,51 @@ export function dequantize(layer: ResidualBinaryLinear): Float32Array {
 /**
  * The add/subtract-only product y = sum_i g_i ⊙ (B_i (h_i ⊙ x)) straight from packed bits.
  * x: (T, in) row-major, returns y: (T, out). This is the reference every packed kernel is tested against.
+ *
+ * Signs are applied through lookup tables over groups of 4 columns (T-MAC style): for each group the 16
+ * possible signed sums ±xs[4g]±xs[4g+1]±xs[4g+2]±xs[4g+3] are formed once per token and plane, and each
+ * row then adds one table entry per nibble of its sign words: only additions in the inner loop.
  */
 export function residualBinaryMatmul(layer: ResidualBinaryLinear, x: Float32Array, T = 1): Float32Array {
   const { out, in: inF, k } = layer;
   if (x.length !== T * inF) {
-    throw new RangeError(
-      `residualBinaryMatmul: expected x of ${T}x${inF}=${T * inF} values, found ${x.length}`,
-    );
+    throw new RangeError(`residualBinaryMatmul: expected x of ${T}x${inF}=${T * inF} values, found ${x.length}`);
   }
   const wpr = wordsPerRow(inF);
+  const groups = wpr * 8; // nibbles per row
   const y = new Float32Array(T * out);
   const xs = new Float32Array(wpr * 32); // h_i ⊙ x, zero-padded to whole words
+  const lut = new Float32Array(groups * 16); // (groups, 16) signed sums
+  const planes = layer.planes;
   for (let t = 0; t < T; t++) {
     const xt = x.subarray(t * inF, (t + 1) * inF);
-    const yt = y.subarray(t * out, (t + 1) * out);
     for (let p = 0; p < k; p++) {
       const h = layer.h.subarray(p * inF, (p + 1) * inF);
-      let total = 0; // sum of xs: a set bit adds xs[c], a clear bit subtracts it, so acc = 2*sum(set) - total
-      for (let c = 0; c < inF; c++) {
-        xs[c] = h[c] * xt[c];
-        total += xs[c];
+      for (let c = 0; c < inF; c++) xs[c] = h[c] * xt[c];
+      for (let gi = 0; gi < groups; gi++) {
+        const c = gi * 4, o = gi * 16;
+        const x0 = xs[c], x1 = xs[c + 1], x2 = xs[c + 2], x3 = xs[c + 3];
+        lut[o] = -x0 - x1 - x2 - x3; // all bits clear: every sign −1 (padding bits are 0 and xs is 0 there)
+        for (let m = 1; m < 16; m++) {
+          const low = m & -m; // lowest set bit: entry m = entry without it, with that sign flipped to +
+          const xj = low === 1 ? x0 : low === 2 ? x1 : low === 4 ? x2 : x3;
+          lut[o + m] = lut[o + (m ^ low)] + 2 * xj;
+        }
       }
       const planeBase = p * out * wpr;
+      const yo = t * out;
       for (let r = 0; r < out; r++) {
-        let pos = 0;
+        let acc = 0;
         const rowBase = planeBase + r * wpr;
         for (let w = 0; w < wpr; w++) {
-          let word = layer.planes[rowBase + w];
-          const base = w << 5;
-          while (word !== 0) {
-            const j = 31 - Math.clz32(word & -word); // index of the lowest set bit
-            pos += xs[base + j];
-            word &= word - 1;
-          }
+          const word = planes[rowBase + w];
+          const o = w * 128;
+          acc += lut[o + (word & 15)] + lut[o + 16 + ((word >>> 4) & 15)] +
+            lut[o + 32 + ((word >>> 8) & 15)] + lut[o + 48 + ((word >>> 12) & 15)] +
+            lut[o + 64 + ((word >>> 16) & 15)] + lut[o + 80 + ((word >>> 20) & 15)] +
+            lut[o + 96 + ((word >>> 24) & 15)] + lut[o + 112 + (word >>> 28)];
         }
-        yt[r] += layer.g[p * out + r] * (2 * pos - total);
+        y[yo + r] += layer.g[p * out + r] * acc;
       }
     }
   }

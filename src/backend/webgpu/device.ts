@@ -6,6 +6,8 @@ export interface GpuContext {
   readonly device: GPUDevice;
   /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   readonly adapterDescription: string;
+  /** True for software adapters (llvmpipe, SwiftShader): a CPU pretending to be a GPU. */
+  readonly isFallback: boolean;
   readonly features: ReadonlySet<string>;
   readonly limits: GPUSupportedLimits;
   /** Compiled pipelines by cache key (kernel name + every value baked into its WGSL/constants). */
@@ -72,6 +74,8 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuCo
   const ctx: GpuContext = {
     device,
     adapterDescription: info?.description || info?.vendor || "unknown adapter",
+    isFallback: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ||
+      /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? ""),
     features: new Set([...device.features] as string[]),
     limits: device.limits,
     pipelines: new Map(),
@@ -170,7 +174,7 @@ export function createUniformBuffer(ctx: GpuContext, label: string, data: ArrayB
     size,
     usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
   });
-  ctx.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  ctx.device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   return buffer;
 }
 

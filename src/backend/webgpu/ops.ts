@@ -1,0 +1,948 @@
+// Launchers of the decoder's non-matmul kernels (embedding, RMSNorm, rotary, KV write, attention, SwiGLU,
+// residual add, argmax): validate shapes → cache key → bind → dispatch into a caller's compute pass.
+//
+// Dimension legend: T tokens in the chunk, D model width, H hidden width, V vocabulary, nH query heads,
+// nKV key/value heads, hs head size, kvD = nKV·hs, S = pos0 + T visible positions, C cache capacity.
+//
+// Steady state allocates nothing: pipelines are compiled up front (create / prepare), bind groups and
+// their small parameter uniforms are cached by the buffers and shapes they bind, and what changes per
+// step (pos0, T) lives in a caller-owned GpuStep uniform written with queue.writeBuffer.
+
+import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
+import { KERNELS } from "./kernels.gen.ts";
+
+/**
+ * A row-major tensor inside a GPU buffer: element (r, c) is 4-byte word `offset + r * stride + c`.
+ * Views of one operation that write must use a buffer no other view of that operation uses.
+ */
+export interface GpuView {
+  buffer: GPUBuffer;
+  /** Words (4 bytes) from the start of the buffer to element (0, 0). Default 0. */
+  offset?: number;
+  /** Words between rows. Default: the operation's row width. */
+  stride?: number;
+}
+
+/** Element type of an embedding table: f32, or fp16 packed two per u32 word (low half first). */
+export type EmbeddingDtype = "f32" | "f16";
+
+/**
+ * The position uniform of one chunk, {pos0, T}, read by the kernels that depend on positions (embedding,
+ * rope, kvWrite, attention). The GPU sees the value written last before the submit that runs the
+ * recorded dispatches, and launchers size their dispatches from the CPU copy at record time: so `set`
+ * it before recording a chunk, and record at most one chunk per step object per submit (use a second
+ * step object to record two chunks into one command buffer).
+ */
+export class GpuStep {
+  /** The uniform buffer: u32 pos0, u32 T, two u32 of padding. */
+  readonly buffer: GPUBuffer;
+  readonly #device: GPUDevice;
+  readonly #data = new Uint32Array(4);
+
+  /** Use {@link WebGpuOps.createStep}. */
+  constructor(ctx: GpuContext, label: string) {
+    this.#device = ctx.device;
+    this.buffer = createUniformBuffer(ctx, label, this.#data);
+  }
+
+  /** First position of the chunk. */
+  get pos0(): number {
+    return this.#data[0];
+  }
+
+  /** Tokens in the chunk (T). */
+  get tokens(): number {
+    return this.#data[1];
+  }
+
+  /** Sets the chunk to positions pos0..pos0+tokens−1 (queue.writeBuffer of 16 bytes). */
+  set(pos0: number, tokens: number): void {
+    if (!Number.isInteger(pos0) || pos0 < 0 || pos0 >= 1 << 24) {
+      throw new RangeError(`GpuStep: expected pos0 to be an integer in [0, 2^24), found ${pos0}`);
+    }
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > 65535) {
+      throw new RangeError(`GpuStep: expected tokens to be an integer in [1, 65535], found ${tokens}`);
+    }
+    this.#data[0] = pos0;
+    this.#data[1] = tokens;
+    this.#device.queue.writeBuffer(this.buffer, 0, this.#data);
+  }
+}
+
+/** Which pipelines {@link WebGpuOps.prepare} compiles. */
+export interface PrepareOptions {
+  /** Head sizes to compile the attention kernels for (multiples of 4 in [4, 256]). */
+  headSizes?: number[];
+  /** Embedding table element types to compile (default ["f32"]). */
+  embeddingDtypes?: EmbeddingDtype[];
+}
+
+/** Options of {@link WebGpuOps.create}. */
+export interface WebGpuOpsOptions extends PrepareOptions {
+  /**
+   * Small workgroups and tiles for CPU adapters (default: true for a fallback adapter, or one named
+   * llvmpipe, lavapipe, SwiftShader or WARP). There, large workgroup arrays make shader compilation superlinearly slow
+   * (llvmpipe/OpenGL zero-initializes them element by element: 4096 floats take ~100 s) and buy nothing.
+   */
+  compact?: boolean;
+  /**
+   * Positions per decode split = attention_decode's workgroup size: a power of two in [16, 256]
+   * (default 256, 64 when compact); raised to the head size when smaller.
+   */
+  decodeSplit?: number;
+  /**
+   * Cap on one storage binding of an embedding table, in bytes (default the adapter's
+   * maxStorageBufferBindingSize); lower it to exercise the split-table path on small tables.
+   */
+  maxTableBindingBytes?: number;
+}
+
+/** Arguments of {@link WebGpuOps.embedding}. */
+export interface EmbeddingArgs {
+  step: GpuStep;
+  /** (T) token ids, u32. An id ≥ vocab yields a zero row: validate ids where they are written. */
+  ids: GpuView;
+  /** (V, D) row-major; `offset` in words, word-aligned for f16. Stride is always D. */
+  table: GpuView;
+  dtype?: EmbeddingDtype;
+  vocab: number;
+  dim: number;
+  /** (T, D) output rows. */
+  out: GpuView;
+}
+
+/** Arguments of {@link WebGpuOps.rmsnorm}. */
+export interface RmsnormArgs {
+  /** (rows, dim) input. */
+  x: GpuView;
+  /** (dim) weight. */
+  weight: GpuView;
+  /** (rows, dim) output, in a buffer other than x's. */
+  out: GpuView;
+  rows: number;
+  dim: number;
+  /** Default 1e-5. */
+  eps?: number;
+}
+
+/** Arguments of {@link WebGpuOps.rope}. */
+export interface RopeArgs {
+  step: GpuStep;
+  /** (T, qWidth) queries, rotated in place. */
+  q: GpuView;
+  qWidth: number;
+  /** (T, kWidth) keys, rotated in place (one dispatch with q when they share a buffer). */
+  k?: GpuView;
+  kWidth?: number;
+  headSize: number;
+  /** Rotary base (10000 in llama2.c). */
+  theta: number;
+}
+
+/** Arguments of {@link WebGpuOps.kvWrite}. */
+export interface KvWriteArgs {
+  step: GpuStep;
+  /** (T, kvD) new keys (after rotary) and values. */
+  k: GpuView;
+  v: GpuView;
+  /**
+   * (C, kvD) caches of one layer, in buffers other than k's and v's (one buffer may hold both caches);
+   * rows pos0..pos0+T−1 are written.
+   */
+  kCache: GpuView;
+  vCache: GpuView;
+  kvDim: number;
+  /** Cache rows C. */
+  capacity: number;
+}
+
+/** Arguments of the attention launchers. */
+export interface AttentionArgs {
+  step: GpuStep;
+  /** (T, nH·hs) queries after rotary. */
+  q: GpuView;
+  /** (C, kvD) caches holding positions 0..pos0+T−1 (may share one buffer). */
+  kCache: GpuView;
+  vCache: GpuView;
+  /** (T, nH·hs) output, in a buffer other than the inputs'. */
+  out: GpuView;
+  nHeads: number;
+  nKvHeads: number;
+  headSize: number;
+  /** Cache rows C. */
+  capacity: number;
+}
+
+/** Arguments of {@link WebGpuOps.swiglu}. */
+export interface SwigluArgs {
+  /** (rows, cols) w1 output, replaced by silu(a) ⊙ b. */
+  a: GpuView;
+  /** (rows, cols) w3 output: another buffer, or other elements of a's (a fused w1|w3 output). */
+  b: GpuView;
+  rows: number;
+  cols: number;
+}
+
+/** Arguments of {@link WebGpuOps.add}. */
+export interface AddArgs {
+  /** (rows, cols) residual stream, x += y. */
+  x: GpuView;
+  /** (rows, cols) in another buffer. */
+  y: GpuView;
+  rows: number;
+  cols: number;
+}
+
+/** Arguments of {@link WebGpuOps.argmax}. */
+export interface ArgmaxArgs {
+  /** (rows, n) values, e.g. logits. */
+  x: GpuView;
+  /** (rows) u32 indices (may be the next step's ids buffer). */
+  out: GpuView;
+  rows: number;
+  n: number;
+}
+
+/** Workgroup geometry of the prefill attention kernel: BQ queries × BK keys, TPQ threads per query. */
+export interface PrefillGeometry {
+  bq: number;
+  bk: number;
+  tpq: number;
+}
+
+const WG = 256; // threads of the elementwise kernels
+const REDUCE_WG = 64;
+const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
+const MAX_GRID = 65535;
+const MAX_GROUPS = 4096; // bind groups cached before the cache starts over
+
+function checkInt(op: string, name: string, value: number, min = 1, max = 2 ** 31): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${op}: expected ${name} to be an integer in [${min}, ${max}], found ${value}`);
+  }
+}
+
+function checkHeadSize(op: string, hs: number): void {
+  if (!Number.isInteger(hs) || hs < 4 || hs > 256 || hs % 4 !== 0) {
+    throw new RangeError(`${op}: expected a head size that is a multiple of 4 in [4, 256], found ${hs}`);
+  }
+}
+
+function offsetOf(v: GpuView): number {
+  return v.offset ?? 0;
+}
+
+function strideOf(v: GpuView, width: number): number {
+  return v.stride ?? width;
+}
+
+function pow2Ceil(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/**
+ * Prefill tiles for head size `hs`: the largest that fit the workgroup memory and invocation limits
+ * (GPUs), or small ones when `compact` (CPU adapters).
+ */
+export function prefillGeometry(
+  hs: number,
+  limits: { maxSharedBytes: number; maxInvocations: number; compact?: boolean },
+): PrefillGeometry {
+  const tpq = 16;
+  const tiles = limits.compact
+    ? [[4, 4], [2, 4], [1, 4]]
+    : [[16, 32], [16, 16], [8, 16], [8, 8], [4, 8], [4, 4], [2, 4], [1, 4]];
+  for (const [bq, bk] of tiles) {
+    if (bq * tpq > limits.maxInvocations) continue;
+    const floats = bq * hs + bk * (hs + 4) + bk * hs + 2 * bq * bk;
+    if (floats * 4 <= limits.maxSharedBytes) return { bq, bk, tpq };
+  }
+  throw new RangeError(
+    `attention_prefill: head size ${hs} does not fit in ${limits.maxSharedBytes} bytes of workgroup memory`,
+  );
+}
+
+/** Truncates f > 0 to 8 significant bits (so that pos · result is exact in f32 for pos < 2^16). */
+function top8Bits(f: number): number {
+  if (f === 0) return 0;
+  let scale = 2 ** (7 - Math.floor(Math.log2(f)));
+  let k = Math.floor(f * scale);
+  while (k >= 256) k = Math.floor(f * (scale /= 2));
+  while (k < 128) k = Math.floor(f * (scale *= 2));
+  return k / scale;
+}
+
+/**
+ * Rotary frequencies in turns per position, f_j = theta^(−2j/hs) / 2π for j < hs/2, each split into
+ * (a, b, c, 0) with a and b of 8 significant bits and c = f − a − b rounded to f32 (see rope.wgsl).
+ */
+export function ropeFrequencyTable(hs: number, theta: number): Float32Array {
+  const out = new Float32Array(2 * hs);
+  for (let j = 0; j < hs / 2; j++) {
+    const f = 1 / Math.pow(theta, (2 * j) / hs) / (2 * Math.PI);
+    const a = top8Bits(f);
+    const b = top8Bits(f - a);
+    out.set([a, b, f - a - b, 0], 4 * j);
+  }
+  return out;
+}
+
+/**
+ * The decoder's non-matmul kernels on one device. Every launcher records into a caller's compute pass
+ * (no submit, no readback), so a whole forward can be one pass and one submit.
+ *
+ * @example
+ * ```ts ignore
+ * const ops = await WebGpuOps.create(ctx, { headSizes: [hs] });
+ * const step = ops.createStep("decode step");
+ * step.set(pos0, 1);
+ * const enc = ctx.device.createCommandEncoder({ label: "decode" });
+ * const pass = enc.beginComputePass({ label: "decode" });
+ * ops.embedding(pass, { step, ids, table, vocab: V, dim: D, out: { buffer: x } });
+ * ops.rmsnorm(pass, { x: { buffer: x }, weight: { buffer: attnNorm }, out: { buffer: xn }, rows: 1, dim: D });
+ * // ... q, k, v matmuls, then:
+ * ops.rope(pass, { step, q: { buffer: q }, qWidth: D, k: { buffer: k }, kWidth: kvD, headSize: hs, theta });
+ * ops.kvWrite(pass, { step, k: { buffer: k }, v: { buffer: v }, kCache, vCache, kvDim: kvD, capacity });
+ * ops.attention(pass, { step, q: { buffer: q }, kCache, vCache, out: { buffer: att }, nHeads, nKvHeads,
+ *   headSize: hs, capacity });
+ * pass.end();
+ * ctx.device.queue.submit([enc.finish()]);
+ * ```
+ */
+export class WebGpuOps {
+  readonly ctx: GpuContext;
+  /** Small workgroups and tiles (CPU adapters). */
+  readonly compact: boolean;
+  /** Threads of the row-reduction kernels (rmsnorm, argmax). */
+  readonly rowThreads: number;
+  readonly #decodeSplit: number;
+  readonly #maxTableBinding: number;
+  readonly #pipelines = new Map<string, GPUComputePipeline>();
+  readonly #groups = new Map<string, { bindGroup: GPUBindGroup; uniform: GPUBuffer }>();
+  readonly #ids = new WeakMap<GPUBuffer, number>();
+  #nextId = 1;
+  readonly #freqs = new Map<string, GPUBuffer>();
+  readonly #scratch = new Map<string, GPUBuffer>();
+  readonly #owned: GPUBuffer[] = []; // steps, rotary tables, scratch: destroyed by dispose()
+  #placeholder?: GPUBuffer;
+
+  private constructor(ctx: GpuContext, options: WebGpuOpsOptions) {
+    this.ctx = ctx;
+    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.rowThreads = this.compact ? 64 : 256;
+    const split = options.decodeSplit ?? (this.compact ? 64 : 256);
+    if (![16, 32, 64, 128, 256].includes(split)) {
+      throw new RangeError(
+        `WebGpuOps: expected decodeSplit to be a power of two in [16, 256], found ${split}`,
+      );
+    }
+    this.#decodeSplit = split;
+    const limit = ctx.limits.maxStorageBufferBindingSize;
+    this.#maxTableBinding = Math.min(options.maxTableBindingBytes ?? limit, limit);
+    if (this.#maxTableBinding < 256) {
+      throw new RangeError(`WebGpuOps: expected maxTableBindingBytes ≥ 256, found ${this.#maxTableBinding}`);
+    }
+  }
+
+  /** Compiles the pipelines the options name (and the shape-independent ones) and returns the launchers. */
+  static async create(ctx: GpuContext, options: WebGpuOpsOptions = {}): Promise<WebGpuOps> {
+    const ops = new WebGpuOps(ctx, options);
+    await ops.prepare(options);
+    return ops;
+  }
+
+  /** Compiles more pipelines (another head size or embedding dtype); launchers need them compiled. */
+  async prepare(options: PrepareOptions = {}): Promise<void> {
+    const jobs: [string, string, Record<string, number>][] = [
+      [`rmsnorm:wg${this.rowThreads}`, KERNELS.rmsnorm, { WG: this.rowThreads }],
+      ["rope", KERNELS.rope, { WG }],
+      ["kv_write", KERNELS.kv_write, { WG, V_IN_K: 0 }],
+      ["kv_write:shared", KERNELS.kv_write, { WG, V_IN_K: 1 }],
+      ["swiglu", KERNELS.swiglu, { WG, B_IN_A: 0 }],
+      ["swiglu:fused", KERNELS.swiglu, { WG, B_IN_A: 1 }],
+      ["add", KERNELS.add, { WG }],
+      [`argmax:wg${this.rowThreads}`, KERNELS.argmax, { WG: this.rowThreads }],
+    ];
+    for (const dtype of options.embeddingDtypes ?? ["f32"]) {
+      jobs.push([`embedding:${dtype}`, KERNELS.embedding, { WG, F16: dtype === "f16" ? 1 : 0 }]);
+    }
+    for (const hs of options.headSizes ?? []) {
+      checkHeadSize("WebGpuOps.prepare", hs);
+      const split = this.decodeSplit(hs);
+      const sg = Math.floor(split / hs);
+      jobs.push([this.#decodeKey(hs), KERNELS.attention_decode, {
+        WG: split,
+        HS: hs,
+        SG_POW2: pow2Ceil(sg),
+      }]);
+      jobs.push([
+        this.#reduceKey(hs),
+        KERNELS.attention_decode_reduce,
+        { WG: REDUCE_WG, HS: hs, SPLIT: split },
+      ]);
+      const g = this.#prefillGeometry(hs);
+      jobs.push([
+        this.#prefillKey(hs),
+        KERNELS.attention_prefill,
+        { HS: hs, BQ: g.bq, BK: g.bk, TPQ: g.tpq, DPT4: Math.ceil(hs / 4 / g.tpq) },
+      ]);
+    }
+    // One at a time: device error scopes are a stack, so concurrent compiles could misattribute errors.
+    for (const [key, code, constants] of jobs) {
+      if (!this.#pipelines.has(key)) {
+        this.#pipelines.set(key, await getPipeline(this.ctx, key, code, constants));
+      }
+    }
+  }
+
+  /** A new position uniform, set to pos0 = 0, T = 1. */
+  createStep(label = "step"): GpuStep {
+    const step = new GpuStep(this.ctx, label);
+    step.set(0, 1);
+    this.#owned.push(step.buffer);
+    return step;
+  }
+
+  /** x (T, D) = rows ids[t] of the table (V, D). Dispatch (ceil(D / 256), T). */
+  embedding(pass: GPUComputePassEncoder, args: EmbeddingArgs): void {
+    const op = "embedding";
+    const { step, ids, table, vocab: V, dim: D, out } = args;
+    const dtype = args.dtype ?? "f32";
+    const T = step.tokens;
+    checkInt(op, "dim", D);
+    checkInt(op, "vocab", V);
+    if (dtype !== "f32" && dtype !== "f16") {
+      throw new TypeError(`${op}: expected dtype "f32" or "f16", found ${JSON.stringify(dtype)}`);
+    }
+    this.#distinct(op, [out], [ids, table]);
+    const idsB = this.#bind(op, "ids", ids, offsetOf(ids) + T);
+    const outStride = strideOf(out, D);
+    const outB = this.#bind(op, "out", out, offsetOf(out) + (T - 1) * outStride + D);
+    // The table may exceed one binding: up to four bindings of chunkWords words each.
+    const perWord = dtype === "f16" ? 2 : 1;
+    const align = this.ctx.limits.minStorageBufferOffsetAlignment;
+    const startBytes = offsetOf(table) * 4;
+    const base = Math.floor(startBytes / align) * align;
+    const lead = (startBytes - base) / 4; // words before E[0, 0] in chunk 0
+    const totalWords = lead + Math.ceil((V * D) / perWord);
+    if (lead * perWord + V * D >= 2 ** 32) {
+      throw new RangeError(`${op}: a table of ${V} × ${D} exceeds 2^32 elements`);
+    }
+    const need = base + totalWords * 4;
+    if (need > table.buffer.size) {
+      const what = `(${V}, ${D}) ${dtype} at word offset ${offsetOf(table)}`;
+      throw new RangeError(
+        `${op}: expected a table buffer of at least ${need} bytes for ${what}, found ${table.buffer.size}`,
+      );
+    }
+    const chunkWords = Math.floor(this.#maxTableBinding / 256) * 64;
+    const chunks = Math.ceil(totalWords / chunkWords);
+    if (chunks > 4) {
+      const hint = dtype === "f32" ? "store it as f16 or split the vocabulary" : "split the vocabulary";
+      throw new RangeError(
+        `${op}: the (${V}, ${D}) ${dtype} table needs ${chunks} bindings of ${chunkWords * 4} bytes, ` +
+          `at most 4 are supported; ${hint}`,
+      );
+    }
+    const tableB: GPUBufferBinding[] = [];
+    for (let c = 0; c < 4; c++) {
+      const cc = c < chunks ? c : 0;
+      const offset = base + cc * chunkWords * 4;
+      tableB.push({
+        buffer: table.buffer,
+        offset,
+        size: Math.min(chunkWords, totalWords - cc * chunkWords) * 4,
+      });
+    }
+    const params = new Uint32Array([D, V, idsB.shift, lead * perWord, chunkWords, outB.shift, outStride, 0]);
+    checkInt(op, "T", T, 1, MAX_GRID);
+    this.#launch(
+      pass,
+      `embedding:${dtype}`,
+      params,
+      [{ buffer: step.buffer }, idsB.binding, ...tableB, outB.binding],
+      Math.ceil(D / WG),
+      T,
+    );
+  }
+
+  /** out (rows, dim) = RMSNorm of x with weight. Dispatch (rows): one workgroup per row. */
+  rmsnorm(pass: GPUComputePassEncoder, args: RmsnormArgs): void {
+    const op = "rmsnorm";
+    const { x, weight, out, rows, dim: D } = args;
+    const eps = args.eps ?? 1e-5;
+    checkInt(op, "rows", rows, 1, MAX_GRID);
+    checkInt(op, "dim", D);
+    if (!(eps > 0)) throw new RangeError(`${op}: expected eps > 0, found ${eps}`);
+    this.#distinct(op, [out], [x, weight]);
+    const xs = strideOf(x, D), os = strideOf(out, D);
+    const xB = this.#bind(op, "x", x, offsetOf(x) + (rows - 1) * xs + D);
+    const wB = this.#bind(op, "weight", weight, offsetOf(weight) + D);
+    const oB = this.#bind(op, "out", out, offsetOf(out) + (rows - 1) * os + D);
+    const params = new Uint32Array([D, xB.shift, xs, wB.shift, oB.shift, os, 0, 0]);
+    new Float32Array(params.buffer)[6] = eps;
+    this.#launch(pass, `rmsnorm:wg${this.rowThreads}`, params, [xB.binding, wB.binding, oB.binding], rows);
+  }
+
+  /** Rotary embedding in place on q (T, qWidth) and k (T, kWidth) at positions pos0 + t. */
+  rope(pass: GPUComputePassEncoder, args: RopeArgs): void {
+    const op = "rope";
+    const { step, q, qWidth, k, headSize: hs, theta } = args;
+    checkInt(op, "headSize", hs, 2);
+    if (hs % 2 !== 0) throw new RangeError(`${op}: expected an even headSize, found ${hs}`);
+    if (!(theta > 1)) throw new RangeError(`${op}: expected theta > 1, found ${theta}`);
+    const segs: { view: GpuView; width: number }[] = [{ view: q, width: qWidth }];
+    if (k) segs.push({ view: k, width: args.kWidth ?? NaN });
+    for (const s of segs) {
+      checkInt(op, "width", s.width);
+      if (s.width % hs !== 0) {
+        throw new RangeError(`${op}: expected a width divisible by headSize ${hs}, found ${s.width}`);
+      }
+    }
+    const freqs = this.#ropeFrequencies(hs, theta);
+    if (k && k.buffer === q.buffer) {
+      this.#ropeDispatch(pass, step, freqs, hs, segs);
+    } else {
+      for (const s of segs) this.#ropeDispatch(pass, step, freqs, hs, [s]);
+    }
+  }
+
+  /**
+   * Writes k, v (T, kvD) into cache rows pos0..pos0+T−1; the two caches may share one buffer.
+   * Dispatch (ceil(kvD / 256), T).
+   */
+  kvWrite(pass: GPUComputePassEncoder, args: KvWriteArgs): void {
+    const op = "kvWrite";
+    const { step, k, v, kCache, vCache, kvDim, capacity } = args;
+    const T = step.tokens;
+    checkInt(op, "kvDim", kvDim);
+    checkInt(op, "capacity", capacity);
+    if (step.pos0 + T > capacity) {
+      throw new RangeError(
+        `${op}: positions up to ${step.pos0 + T - 1} exceed the cache capacity ${capacity}`,
+      );
+    }
+    const shared = kCache.buffer === vCache.buffer; // one buffer holds both caches: one rw binding
+    this.#distinct(op, shared ? [kCache] : [kCache, vCache], [k, v]);
+    const ks = strideOf(k, kvDim), vs = strideOf(v, kvDim);
+    const kcs = strideOf(kCache, kvDim), vcs = strideOf(vCache, kvDim);
+    const kB = this.#bind(op, "k", k, offsetOf(k) + (T - 1) * ks + kvDim);
+    const vB = this.#bind(op, "v", v, offsetOf(v) + (T - 1) * vs + kvDim);
+    const kcEnd = offsetOf(kCache) + (capacity - 1) * kcs + kvDim;
+    const vcEnd = offsetOf(vCache) + (capacity - 1) * vcs + kvDim;
+    let kcB, vcB;
+    if (shared) {
+      const first = Math.min(offsetOf(kCache), offsetOf(vCache));
+      const both = this.#bind(
+        op,
+        "kCache/vCache",
+        { buffer: kCache.buffer, offset: first },
+        Math.max(kcEnd, vcEnd),
+        true,
+      );
+      kcB = { binding: both.binding, shift: both.shift + offsetOf(kCache) - first };
+      vcB = { binding: { buffer: this.#unused() }, shift: both.shift + offsetOf(vCache) - first };
+    } else {
+      kcB = this.#bind(op, "kCache", kCache, kcEnd, true);
+      vcB = this.#bind(op, "vCache", vCache, vcEnd, true);
+    }
+    const params = new Uint32Array([
+      kvDim,
+      kB.shift,
+      ks,
+      vB.shift,
+      vs,
+      kcB.shift,
+      kcs,
+      vcB.shift,
+      vcs,
+      0,
+      0,
+      0,
+    ]);
+    checkInt(op, "T", T, 1, MAX_GRID);
+    const resources = [{ buffer: step.buffer }, kB.binding, vB.binding, kcB.binding, vcB.binding];
+    const key = shared ? "kv_write:shared" : "kv_write";
+    this.#launch(pass, key, params, resources, Math.ceil(kvDim / WG), T);
+  }
+
+  /** Positions per decode split for head size `hs` (attention_decode's workgroup size). */
+  decodeSplit(hs: number): number {
+    return Math.max(this.#decodeSplit, pow2Ceil(hs));
+  }
+
+  /** Causal attention of the step's T queries: the decode kernels when T = 1, else the prefill kernel. */
+  attention(pass: GPUComputePassEncoder, args: AttentionArgs): void {
+    if (args.step.tokens === 1) this.attentionDecode(pass, args);
+    else this.attentionPrefill(pass, args);
+  }
+
+  /**
+   * One query (T = 1) against cache positions 0..pos0, split over ceil(S / split) workgroups per
+   * head; a second small dispatch combines the splits when there are several.
+   */
+  attentionDecode(pass: GPUComputePassEncoder, args: AttentionArgs): void {
+    const op = "attentionDecode";
+    const { step, nHeads, headSize: hs, capacity } = args;
+    if (step.tokens !== 1) throw new RangeError(`${op}: expected a step of 1 token, found ${step.tokens}`);
+    const a = this.#attentionBindings(op, args);
+    const split = this.decodeSplit(hs);
+    const maxSplits = Math.ceil(capacity / split);
+    const params = a.params(maxSplits);
+    const part = this.#partials(nHeads, hs, maxSplits);
+    const S = step.pos0 + 1;
+    const splits = Math.ceil(S / split);
+    const resources = [{ buffer: step.buffer }, a.q, a.k, a.v, a.out, { buffer: part }];
+    this.#launch(pass, this.#decodeKey(hs), params, resources, splits, nHeads);
+    if (splits > 1) {
+      this.#launch(
+        pass,
+        this.#reduceKey(hs),
+        params,
+        [{ buffer: step.buffer }, { buffer: part }, a.out],
+        nHeads,
+      );
+    }
+  }
+
+  /** T queries at positions pos0..pos0+T−1 against cache positions 0..pos0+T−1 (causal). */
+  attentionPrefill(pass: GPUComputePassEncoder, args: AttentionArgs): void {
+    const op = "attentionPrefill";
+    const a = this.#attentionBindings(op, args);
+    const g = this.#prefillGeometry(args.headSize);
+    const key = this.#prefillKey(args.headSize);
+    const resources = [{ buffer: args.step.buffer }, a.q, a.k, a.v, a.out];
+    this.#launch(pass, key, a.params(0), resources, Math.ceil(args.step.tokens / g.bq), args.nHeads);
+  }
+
+  /**
+   * a = silu(a) ⊙ b over (rows, cols). a and b may share a buffer (a fused w1|w3 output), not elements.
+   * Dispatch (ceil(cols / 256), rows).
+   */
+  swiglu(pass: GPUComputePassEncoder, args: SwigluArgs): void {
+    const { a, b, rows, cols } = args;
+    if (a.buffer !== b.buffer) {
+      this.#elementwise("swiglu", pass, a, b, rows, cols, ["a", "b"]);
+      return;
+    }
+    const op = "swiglu";
+    checkInt(op, "rows", rows, 1, MAX_GRID);
+    checkInt(op, "cols", cols);
+    const as = strideOf(a, cols), bs = strideOf(b, cols);
+    const first = Math.min(offsetOf(a), offsetOf(b));
+    const end = Math.max(offsetOf(a) + (rows - 1) * as + cols, offsetOf(b) + (rows - 1) * bs + cols);
+    const abB = this.#bind(op, "a/b", { buffer: a.buffer, offset: first }, end);
+    const shift = abB.shift - first;
+    const params = new Uint32Array([cols, shift + offsetOf(a), as, shift + offsetOf(b), bs, 0, 0, 0]);
+    const resources = [abB.binding, { buffer: this.#unused() }];
+    this.#launch(pass, "swiglu:fused", params, resources, Math.ceil(cols / WG), rows);
+  }
+
+  /** x += y over (rows, cols). Dispatch (ceil(cols / 256), rows). */
+  add(pass: GPUComputePassEncoder, args: AddArgs): void {
+    this.#elementwise("add", pass, args.x, args.y, args.rows, args.cols, ["x", "y"]);
+  }
+
+  /** out[r] = index of the first maximum of row r of x (rows, n), as u32. Dispatch (rows). */
+  argmax(pass: GPUComputePassEncoder, args: ArgmaxArgs): void {
+    const op = "argmax";
+    const { x, out, rows, n } = args;
+    checkInt(op, "rows", rows, 1, MAX_GRID);
+    checkInt(op, "n", n);
+    this.#distinct(op, [out], [x]);
+    const xs = strideOf(x, n);
+    const xB = this.#bind(op, "x", x, offsetOf(x) + (rows - 1) * xs + n);
+    const oB = this.#bind(op, "out", out, offsetOf(out) + rows);
+    this.#launch(
+      pass,
+      `argmax:wg${this.rowThreads}`,
+      new Uint32Array([n, xB.shift, xs, oB.shift]),
+      [xB.binding, oB.binding],
+      rows,
+    );
+  }
+
+  /** Bind groups cached so far (each with its params uniform); constant in steady state. */
+  get cachedBindGroups(): number {
+    return this.#groups.size;
+  }
+
+  /** Forgets cached bind groups (after the caller frees buffers they reference). */
+  clearCache(): void {
+    this.#groups.clear();
+  }
+
+  /** Frees the uniforms, rotary tables and scratch this object created (not the caller's buffers). */
+  dispose(): void {
+    for (const g of this.#groups.values()) g.uniform.destroy();
+    this.#groups.clear();
+    this.#placeholder = undefined;
+    this.#freqs.clear();
+    this.#scratch.clear();
+    for (const b of this.#owned.splice(0)) b.destroy();
+  }
+
+  #decodeKey(hs: number): string {
+    return `attention_decode:hs${hs}:split${this.decodeSplit(hs)}`;
+  }
+
+  #reduceKey(hs: number): string {
+    return `attention_decode_reduce:hs${hs}:split${this.decodeSplit(hs)}`;
+  }
+
+  #prefillGeometry(hs: number): PrefillGeometry {
+    const l = this.ctx.limits;
+    return prefillGeometry(hs, {
+      maxSharedBytes: l.maxComputeWorkgroupStorageSize,
+      maxInvocations: l.maxComputeInvocationsPerWorkgroup,
+      compact: this.compact,
+    });
+  }
+
+  #prefillKey(hs: number): string {
+    const g = this.#prefillGeometry(hs);
+    return `attention_prefill:hs${hs}:bq${g.bq}:bk${g.bk}:tpq${g.tpq}`;
+  }
+
+  #pipeline(key: string): GPUComputePipeline {
+    const p = this.#pipelines.get(key);
+    if (!p) {
+      const hs = /:hs(\d+)/.exec(key)?.[1];
+      const emb = /^embedding:(\w+)/.exec(key)?.[1];
+      const hint = hs ? `headSizes: [${hs}]` : emb ? `embeddingDtypes: ["${emb}"]` : "";
+      throw new Error(`WebGpuOps: kernel "${key}" is not compiled; await ops.prepare({ ${hint} }) first`);
+    }
+    return p;
+  }
+
+  /** A 16-byte buffer bound where a variant's kernel never reads (WebGPU binds every declared binding). */
+  #unused(): GPUBuffer {
+    if (!this.#placeholder) {
+      this.#placeholder = createStorageBuffer(this.ctx, "webgpu-ops:unused-binding", 16);
+      this.#owned.push(this.#placeholder);
+    }
+    return this.#placeholder;
+  }
+
+  #id(buffer: GPUBuffer): number {
+    let id = this.#ids.get(buffer);
+    if (id === undefined) this.#ids.set(buffer, id = this.#nextId++);
+    return id;
+  }
+
+  /** Throws unless every written view's buffer differs from every other view's (no writable aliasing). */
+  #distinct(op: string, written: GpuView[], read: GpuView[]): void {
+    const all = [...written, ...read];
+    for (const w of written) {
+      if (!(w.buffer.usage & GPUBufferUsage.STORAGE)) {
+        throw new TypeError(`${op}: buffer "${w.buffer.label}" lacks STORAGE usage`);
+      }
+      if (all.filter((v) => v.buffer === w.buffer).length > 1) {
+        throw new TypeError(
+          `${op}: buffer "${w.buffer.label}" is written and bound twice; use separate buffers (WebGPU forbids ` +
+            `aliasing a writable binding)`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Binds `view.buffer` from its offset rounded down to the storage alignment, to the buffer's end (or
+   * `exact`: to `endWord`), capped by the binding limit; checks words up to `endWord` are inside.
+   * `shift` is the view's offset within the binding.
+   */
+  #bind(
+    op: string,
+    name: string,
+    view: GpuView,
+    endWord: number,
+    exact = false,
+  ): { binding: GPUBufferBinding; shift: number } {
+    const { buffer } = view;
+    if (!(buffer.usage & GPUBufferUsage.STORAGE)) {
+      throw new TypeError(`${op}: ${name} buffer "${buffer.label}" lacks STORAGE usage`);
+    }
+    const offset = offsetOf(view);
+    checkInt(op, `${name}.offset`, offset, 0, 2 ** 32);
+    if (view.stride !== undefined) checkInt(op, `${name}.stride`, view.stride, 0, 2 ** 32);
+    if (endWord * 4 > buffer.size) {
+      throw new RangeError(
+        `${op}: ${name} needs ${endWord * 4} bytes of buffer "${buffer.label}", which holds ${buffer.size}`,
+      );
+    }
+    const align = this.ctx.limits.minStorageBufferOffsetAlignment;
+    const base = Math.floor((offset * 4) / align) * align;
+    const limit = Math.floor(this.ctx.limits.maxStorageBufferBindingSize / 4) * 4;
+    const size = Math.min(exact ? endWord * 4 - base : buffer.size - base, limit);
+    if (endWord * 4 - base > size) {
+      throw new RangeError(
+        `${op}: ${name} spans ${endWord * 4 - base} bytes of one binding, more than the adapter's ` +
+          `maxStorageBufferBindingSize ${limit}`,
+      );
+    }
+    return { binding: { buffer, offset: base, size }, shift: offset - base / 4 };
+  }
+
+  /**
+   * Records one dispatch of pipeline `key` with the cached bind group holding a params uniform at
+   * binding 0 and then `resources`.
+   */
+  #launch(
+    pass: GPUComputePassEncoder,
+    key: string,
+    params: Uint32Array,
+    resources: GPUBufferBinding[],
+    x: number,
+    y = 1,
+  ): void {
+    const pipeline = this.#pipeline(key);
+    const id = `${key}|${params.join(",")}|${
+      resources.map((r) => `${this.#id(r.buffer)}@${r.offset ?? 0}+${r.size ?? "all"}`).join(";")
+    }`;
+    let group = this.#groups.get(id);
+    if (!group) {
+      // Dropped groups are not destroyed: the encoder being recorded may still use their uniforms.
+      if (this.#groups.size >= MAX_GROUPS) this.#groups.clear();
+      const kernel = key.split(":")[0];
+      const uniform = createUniformBuffer(this.ctx, `${kernel}:params`, params);
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+      resources.forEach((r, i) => entries.push({ binding: i + 1, resource: r }));
+      const bindGroup = this.ctx.device.createBindGroup({
+        label: `${kernel}:bind#${this.#groups.size}`,
+        layout: pipeline.getBindGroupLayout(0),
+        entries,
+      });
+      this.#groups.set(id, group = { bindGroup, uniform });
+    }
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group.bindGroup);
+    pass.dispatchWorkgroups(x, y);
+  }
+
+  #ropeFrequencies(hs: number, theta: number): GPUBuffer {
+    const key = `${hs}|${theta}`;
+    let b = this.#freqs.get(key);
+    if (!b) {
+      b = createStorageBuffer(this.ctx, `rope:freqs:hs${hs}:theta${theta}`, ropeFrequencyTable(hs, theta));
+      this.#owned.push(b);
+      this.#freqs.set(key, b);
+    }
+    return b;
+  }
+
+  #ropeDispatch(
+    pass: GPUComputePassEncoder,
+    step: GpuStep,
+    freqs: GPUBuffer,
+    hs: number,
+    segs: { view: GpuView; width: number }[],
+  ): void {
+    const op = "rope";
+    const T = step.tokens;
+    const buffer = segs[0].view.buffer;
+    let first = Infinity, end = 0;
+    for (const s of segs) {
+      first = Math.min(first, offsetOf(s.view));
+      end = Math.max(end, offsetOf(s.view) + (T - 1) * strideOf(s.view, s.width) + s.width);
+    }
+    const xB = this.#bind(op, segs.length > 1 ? "q/k" : "x", { buffer, offset: first }, end);
+    const seg = (i: number) => {
+      const s = segs[i];
+      if (!s) return [0, 0, 0];
+      return [s.width / 2, offsetOf(s.view) - first + xB.shift, strideOf(s.view, s.width)];
+    };
+    const params = new Uint32Array([hs / 2, ...seg(0), ...seg(1), 0]);
+    const pairs = T * segs.reduce((n, s) => n + s.width / 2, 0);
+    const groups = Math.ceil(pairs / WG);
+    const gx = Math.min(groups, MAX_GRID);
+    const resources = [{ buffer: step.buffer }, { buffer: freqs }, xB.binding];
+    this.#launch(pass, "rope", params, resources, gx, Math.ceil(groups / gx));
+  }
+
+  #attentionBindings(op: string, args: AttentionArgs) {
+    const { step, q, kCache, vCache, out, nHeads, nKvHeads, headSize: hs, capacity } = args;
+    const T = step.tokens;
+    checkInt(op, "nHeads", nHeads, 1, MAX_GRID);
+    checkInt(op, "nKvHeads", nKvHeads);
+    checkHeadSize(op, hs);
+    checkInt(op, "capacity", capacity);
+    if (nHeads % nKvHeads !== 0) {
+      throw new RangeError(`${op}: nHeads ${nHeads} is not divisible by nKvHeads ${nKvHeads}`);
+    }
+    if (step.pos0 + T > capacity) {
+      throw new RangeError(
+        `${op}: positions up to ${step.pos0 + T - 1} exceed the cache capacity ${capacity}`,
+      );
+    }
+    checkInt(op, "T", T, 1, MAX_GRID);
+    this.#distinct(op, [out], [q, kCache, vCache]);
+    const qD = nHeads * hs, kvD = nKvHeads * hs;
+    const qs = strideOf(q, qD), os = strideOf(out, qD);
+    const ks = strideOf(kCache, kvD), vs = strideOf(vCache, kvD);
+    const qB = this.#bind(op, "q", q, offsetOf(q) + (T - 1) * qs + qD);
+    const oB = this.#bind(op, "out", out, offsetOf(out) + (T - 1) * os + qD);
+    const kB = this.#bind(op, "kCache", kCache, offsetOf(kCache) + (capacity - 1) * ks + kvD, true);
+    const vB = this.#bind(op, "vCache", vCache, offsetOf(vCache) + (capacity - 1) * vs + kvD, true);
+    const scale = Math.fround(1 / Math.sqrt(hs));
+    return {
+      q: qB.binding,
+      k: kB.binding,
+      v: vB.binding,
+      out: oB.binding,
+      params: (maxSplits: number) => {
+        const p = new Uint32Array([
+          nHeads,
+          nHeads / nKvHeads,
+          qB.shift,
+          qs,
+          kB.shift,
+          ks,
+          vB.shift,
+          vs,
+          oB.shift,
+          os,
+          maxSplits,
+          0,
+        ]);
+        new Float32Array(p.buffer)[11] = scale;
+        return p;
+      },
+    };
+  }
+
+  #partials(nHeads: number, hs: number, maxSplits: number): GPUBuffer {
+    const key = `${nHeads}|${hs}|${maxSplits}`;
+    let b = this.#scratch.get(key);
+    if (!b) {
+      b = createStorageBuffer(
+        this.ctx,
+        `attention_decode:partials:${key}`,
+        nHeads * maxSplits * (hs + 2) * 4,
+      );
+      this.#owned.push(b);
+      this.#scratch.set(key, b);
+    }
+    return b;
+  }
+
+  #elementwise(
+    op: "swiglu" | "add",
+    pass: GPUComputePassEncoder,
+    x: GpuView,
+    y: GpuView,
+    rows: number,
+    cols: number,
+    names: [string, string],
+  ): void {
+    checkInt(op, "rows", rows, 1, MAX_GRID);
+    checkInt(op, "cols", cols);
+    this.#distinct(op, [x], [y]);
+    const xs = strideOf(x, cols), ys = strideOf(y, cols);
+    const xB = this.#bind(op, names[0], x, offsetOf(x) + (rows - 1) * xs + cols);
+    const yB = this.#bind(op, names[1], y, offsetOf(y) + (rows - 1) * ys + cols);
+    const params = new Uint32Array([cols, xB.shift, xs, yB.shift, ys, 0, 0, 0]);
+    this.#launch(pass, op, params, [xB.binding, yB.binding], Math.ceil(cols / WG), rows);
+  }
+}

@@ -1,0 +1,110 @@
+// Model weights on a WebGPU device: embeddings and norms as f32 buffers, each block linear as a dense
+// (f32 or fp16-storage) or residual-binary packed GPU linear, and the classifier as a dense linear.
+
+import type { LlamaConfig } from "../../model/config.ts";
+import { classifierWeight, type LlamaModel } from "../../model/model.ts";
+import { BLOCK_LINEARS, type BlockLinear } from "../../model/params.ts";
+import { createStorageBuffer, type GpuContext } from "./device.ts";
+import type { EmbeddingDtype } from "./ops.ts";
+import { type GpuLinear, type LinearWeights, uploadLinear } from "./matmul.ts";
+
+/** One block's weights on the device. */
+export type GpuLayer = { attentionNorm: GPUBuffer; ffnNorm: GPUBuffer } & Record<BlockLinear, GpuLinear>;
+
+/** All weights of a model on the device, with the bytes actually allocated. */
+export interface GpuModelWeights {
+  config: LlamaConfig;
+  embedding: GPUBuffer; // (V, D)
+  embeddingDtype: EmbeddingDtype;
+  layers: GpuLayer[];
+  norm: GPUBuffer; // (D)
+  classifier: GpuLinear; // (V, D)
+  /** Bytes of the block linears' buffers, and of everything. */
+  linearBytes: number;
+  totalBytes: number;
+  /** Weights in the block linears (for bits per weight). */
+  linearWeights: number;
+  dispose(): void;
+}
+
+/** Options of {@link uploadModel}. */
+export interface UploadOptions {
+  /** Storage of float linears on the device: "f32" (default) or "f16" (two halves per u32). */
+  denseDtype?: "f32" | "f16";
+}
+
+/** Builds device weights from a source of per-tensor data (a model in memory, or a random generator). */
+export function buildWeights(
+  ctx: GpuContext,
+  config: LlamaConfig,
+  source: {
+    fp(name: string): Float32Array;
+    linear(name: string): LinearWeights;
+    classifier(): LinearWeights;
+  },
+): GpuModelWeights {
+  const owned: GPUBuffer[] = [];
+  const linears: GpuLinear[] = [];
+  const fp = (name: string) => {
+    const b = createStorageBuffer(ctx, name, source.fp(name));
+    owned.push(b);
+    return b;
+  };
+  let linearBytes = 0, linearWeights = 0;
+  const layers: GpuLayer[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const layer = {
+      attentionNorm: fp(`layers.${l}.attention_norm`),
+      ffnNorm: fp(`layers.${l}.ffn_norm`),
+    } as GpuLayer;
+    for (const kind of BLOCK_LINEARS) {
+      const name = `layers.${l}.${kind}`;
+      const lin = uploadLinear(ctx, name, source.linear(name));
+      linears.push(lin);
+      linearBytes += lin.bytes;
+      linearWeights += lin.out * lin.in;
+      layer[kind] = lin;
+    }
+    layers.push(layer);
+  }
+  const classifier = uploadLinear(ctx, "classifier", source.classifier());
+  linears.push(classifier);
+  const embedding = fp("tok_embeddings");
+  const norm = fp("norm");
+  const fpBytes = owned.reduce((a, b) => a + b.size, 0);
+  return {
+    config,
+    embedding,
+    embeddingDtype: "f32",
+    layers,
+    norm,
+    classifier,
+    linearBytes,
+    linearWeights,
+    totalBytes: fpBytes + linears.reduce((a, l) => a + l.bytes, 0),
+    dispose() {
+      for (const b of owned) b.destroy();
+      for (const l of linears) l.destroy();
+    },
+  };
+}
+
+/** Uploads a model: residual-binary linears packed, float linears as `denseDtype`. */
+export function uploadModel(
+  ctx: GpuContext,
+  model: LlamaModel,
+  options: UploadOptions = {},
+): GpuModelWeights {
+  const dense = options.denseDtype ?? "f32";
+  const c = model.config;
+  return buildWeights(ctx, c, {
+    fp: (name) => model.params.get(name),
+    linear: (name) => {
+      const q = model.quantized.get(name);
+      if (q) return { kind: "packed", layer: q };
+      const [out, inF] = model.params.shape(name);
+      return { kind: dense, w: model.params.get(name), out, in: inF };
+    },
+    classifier: () => ({ kind: dense, w: classifierWeight(model), out: c.vocabSize, in: c.dim }),
+  });
+}
