@@ -1,6 +1,7 @@
 // The rabit command line: one library call per command. `deno run -A cli.ts <command> --help`.
 
 import { UsageError } from "./src/cli/args.ts";
+import { BENCH_HELP, runBench } from "./src/cli/bench.ts";
 import { DEMO_HELP, runDemo } from "./src/cli/demo.ts";
 import { EVAL_HELP, runEval } from "./src/cli/eval.ts";
 import { GENERATE_HELP, runGenerate } from "./src/cli/generate.ts";
@@ -12,6 +13,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   eval: { run: runEval, help: EVAL_HELP },
   generate: { run: runGenerate, help: GENERATE_HELP },
   inspect: { run: runInspect, help: INSPECT_HELP },
+  bench: { run: runBench, help: BENCH_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
 };
 

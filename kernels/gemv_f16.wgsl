@@ -32,7 +32,7 @@ struct MatmulParams {
 override WG: u32 = 128u;
 override TPR: u32 = 32u;
 override RPT: u32 = 2u;
-const MAX_RPT: u32 = 64u;
+const MAX_RPT: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;

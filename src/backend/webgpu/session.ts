@@ -20,6 +20,18 @@ export interface WebGpuSessionOptions extends UploadOptions {
   maxChunk?: number;
 }
 
+/** Where a decode step's time goes (milliseconds, medians). */
+export interface StepProfile {
+  /** The whole step: every dispatch in one pass, submit, wait. */
+  allMs: number;
+  /** Only the weight matmuls (block linears and the classifier). */
+  linearsMs: number;
+  /** Only the other kernels (embedding, norms, rotary, KV write, attention, SwiGLU). */
+  othersMs: number;
+  /** Dispatches of the whole step. */
+  dispatches: number;
+}
+
 /** Activation buffers sized for the largest chunk. */
 interface Activations {
   ids: GPUBuffer; // (maxChunk) u32
@@ -148,8 +160,41 @@ export class WebGpuSession implements InferenceSession {
     return out;
   }
 
-  /** Records and submits one chunk: T tokens at pos0, logits for the last `logitRows` rows. */
-  #encodeChunk(ids: Uint32Array, pos0: number, logitRows: number): void {
+  /**
+   * Where one decode step's time goes at position pos0: the whole step, the weight matmuls alone, the
+   * other kernels alone (each recorded into one pass and timed to onSubmittedWorkDone), and the count of
+   * dispatches. The KV cache must hold positions < pos0 (their values do not change the timing).
+   */
+  async profileStep(pos0: number, reps = 3): Promise<StepProfile> {
+    const time = async (part: "all" | "linears" | "others") => {
+      const samples: number[] = [];
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now();
+        this.#encodeChunk(new Uint32Array([1]), pos0, 1, part);
+        await this.ctx.device.queue.onSubmittedWorkDone();
+        samples.push(performance.now() - t0);
+      }
+      return samples.sort((x, y) => x - y)[Math.floor(reps / 2)];
+    };
+    const allMs = await time("all");
+    const dispatches = this.#dispatches;
+    const linearsMs = await time("linears");
+    const othersMs = await time("others");
+    return { allMs, linearsMs, othersMs, dispatches };
+  }
+
+  #dispatches = 0;
+
+  /**
+   * Records and submits one chunk: T tokens at pos0, logits for the last `logitRows` rows. `part` records
+   * only the weight matmuls or only the other kernels (for profileStep; the result is then meaningless).
+   */
+  #encodeChunk(
+    ids: Uint32Array,
+    pos0: number,
+    logitRows: number,
+    part: "all" | "linears" | "others" = "all",
+  ): void {
     const c = this.config, a = this.#act, w = this.weights, ops = this.#ops;
     const T = ids.length, D = c.dim, kv = kvDim(c), hs = headSize(c);
     const { device } = this.ctx;
@@ -159,7 +204,19 @@ export class WebGpuSession implements InferenceSession {
     const v = (buffer: GPUBuffer, offset = 0): GpuView => ({ buffer, offset });
     const enc = device.createCommandEncoder({ label: `chunk@${pos0}` });
     const pass = enc.beginComputePass({ label: `chunk@${pos0}` });
-    ops.embedding(pass, {
+    const withOps = part !== "linears", withLinears = part !== "others";
+    let dispatches = 0;
+    const op = <A>(launch: (pass: GPUComputePassEncoder, args: A) => void, args: A) => {
+      if (!withOps) return;
+      launch.call(ops, pass, args);
+      dispatches++;
+    };
+    const linear = (lin: GpuLinear, x: GpuView, y: GpuView, rows: number, accumulate = false) => {
+      if (!withLinears) return;
+      this.#mm.encode(pass, lin, x, y, rows, { accumulate });
+      dispatches += lin.chunks.length;
+    };
+    op(ops.embedding, {
       step,
       ids: v(a.ids),
       table: v(w.embedding),
@@ -170,7 +227,7 @@ export class WebGpuSession implements InferenceSession {
     });
     for (let l = 0; l < c.nLayers; l++) {
       const L = w.layers[l];
-      ops.rmsnorm(pass, {
+      op(ops.rmsnorm, {
         x: v(a.x),
         weight: v(L.attentionNorm),
         out: v(a.xn),
@@ -178,11 +235,11 @@ export class WebGpuSession implements InferenceSession {
         dim: D,
         eps: c.normEps,
       });
-      this.#linear(pass, L.wq, a.xn, a.q, T);
-      this.#linear(pass, L.wk, a.xn, a.k, T);
-      this.#linear(pass, L.wv, a.xn, a.v, T);
-      ops.rope(pass, { step, q: v(a.q), qWidth: D, k: v(a.k), kWidth: kv, headSize: hs, theta: c.ropeTheta });
-      ops.kvWrite(pass, {
+      linear(L.wq, v(a.xn), v(a.q), T);
+      linear(L.wk, v(a.xn), v(a.k), T);
+      linear(L.wv, v(a.xn), v(a.v), T);
+      op(ops.rope, { step, q: v(a.q), qWidth: D, k: v(a.k), kWidth: kv, headSize: hs, theta: c.ropeTheta });
+      op(ops.kvWrite, {
         step,
         k: v(a.k),
         v: v(a.v),
@@ -191,7 +248,7 @@ export class WebGpuSession implements InferenceSession {
         kvDim: kv,
         capacity: c.seqLen,
       });
-      ops.attention(pass, {
+      op(ops.attention, {
         step,
         q: v(a.q),
         kCache: v(a.kCache[l]),
@@ -202,16 +259,16 @@ export class WebGpuSession implements InferenceSession {
         headSize: hs,
         capacity: c.seqLen,
       });
-      this.#linear(pass, L.wo, a.att, a.x, T, true); // x += wo · att
-      ops.rmsnorm(pass, { x: v(a.x), weight: v(L.ffnNorm), out: v(a.xn), rows: T, dim: D, eps: c.normEps });
-      this.#linear(pass, L.w1, a.xn, a.h1, T);
-      this.#linear(pass, L.w3, a.xn, a.h3, T);
-      ops.swiglu(pass, { a: v(a.h1), b: v(a.h3), rows: T, cols: c.hiddenDim });
-      this.#linear(pass, L.w2, a.h1, a.x, T, true); // x += w2 · h
+      linear(L.wo, v(a.att), v(a.x), T, true); // x += wo · att
+      op(ops.rmsnorm, { x: v(a.x), weight: v(L.ffnNorm), out: v(a.xn), rows: T, dim: D, eps: c.normEps });
+      linear(L.w1, v(a.xn), v(a.h1), T);
+      linear(L.w3, v(a.xn), v(a.h3), T);
+      op(ops.swiglu, { a: v(a.h1), b: v(a.h3), rows: T, cols: c.hiddenDim });
+      linear(L.w2, v(a.h1), v(a.x), T, true); // x += w2 · h
     }
     if (logitRows > 0) {
       const first = T - logitRows;
-      ops.rmsnorm(pass, {
+      op(ops.rmsnorm, {
         x: v(a.x, first * D),
         weight: v(w.norm),
         out: v(a.xn, first * D),
@@ -219,24 +276,11 @@ export class WebGpuSession implements InferenceSession {
         dim: D,
         eps: c.normEps,
       });
-      this.#mm.encode(pass, w.classifier, { buffer: a.xn, offset: first * D }, {
-        buffer: a.logits,
-        offset: first * c.vocabSize,
-      }, logitRows);
+      linear(w.classifier, v(a.xn, first * D), v(a.logits, first * c.vocabSize), logitRows);
     }
     pass.end();
     device.queue.submit([enc.finish()]);
-  }
-
-  #linear(
-    pass: GPUComputePassEncoder,
-    lin: GpuLinear,
-    x: GPUBuffer,
-    y: GPUBuffer,
-    T: number,
-    accumulate = false,
-  ) {
-    this.#mm.encode(pass, lin, { buffer: x }, { buffer: y }, T, { accumulate });
+    this.#dispatches = dispatches;
   }
 
   dispose(): void {
