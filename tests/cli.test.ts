@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, TOKENIZER_PATH } from "./_data.ts";
 
-for (const cmd of ["quantize", "eval", "generate", "inspect", "demo"]) {
+for (const cmd of ["quantize", "eval", "generate", "inspect", "bench", "demo"]) {
   Deno.test(`${cmd} --help prints usage and exits 0`, async () => {
     const r = await runCli([cmd, "--help"]);
     assert.equal(r.code, 0, r.stderr);

@@ -58,7 +58,9 @@ export function dequantize(layer: ResidualBinaryLinear): Float32Array {
 export function residualBinaryMatmul(layer: ResidualBinaryLinear, x: Float32Array, T = 1): Float32Array {
   const { out, in: inF, k } = layer;
   if (x.length !== T * inF) {
-    throw new RangeError(`residualBinaryMatmul: expected x of ${T}x${inF}=${T * inF} values, found ${x.length}`);
+    throw new RangeError(
+      `residualBinaryMatmul: expected x of ${T}x${inF}=${T * inF} values, found ${x.length}`,
+    );
   }
   const wpr = wordsPerRow(inF);
   const groups = wpr * 8; // nibbles per row
