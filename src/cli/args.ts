@@ -14,15 +14,27 @@ export class UsageError extends Error {
 /** Option specs in parseArgs' format. */
 export type OptionSpecs = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
 
+/** The parsed values of `specs` (plus help) and the positionals. */
+export interface ParsedCommand<T extends OptionSpecs> {
+  values: { [K in keyof T]?: T[K]["type"] extends "boolean" ? boolean : string } & { help?: boolean };
+  positionals: string[];
+}
+
 /** Parses argv strictly against `specs` (plus --help); unknown options become UsageErrors. */
-export function parseCommand(command: string, argv: string[], specs: OptionSpecs, allowPositionals = false) {
+export function parseCommand<T extends OptionSpecs>(
+  command: string,
+  argv: string[],
+  specs: T,
+  allowPositionals = false,
+): ParsedCommand<T> {
   try {
-    return parseArgs({
+    const parsed = parseArgs({
       args: argv,
       options: { ...specs, help: { type: "boolean", short: "h" } },
       strict: true,
       allowPositionals,
     });
+    return parsed as unknown as ParsedCommand<T>;
   } catch (e) {
     throw new UsageError(
       `${command}: ${(e as Error).message}. Run "rabit ${command} --help" for the options.`,
