@@ -106,6 +106,16 @@ export async function timeTfjsGemv(shape: GemvShape, iters: number): Promise<num
       ys.forEach((t) => t.dispose());
       return ms;
     };
+    // tfjs fails silently past the adapter's binding limit (e.g. an 11008×4096 fp32 weight): check a few
+    // outputs against the CPU before trusting its timings, and report the shape as unsupported otherwise.
+    const y = await tf.matMul(x, w, false, true).data();
+    const xv = await x.data();
+    for (const r of [0, shape.out >> 1, shape.out - 1]) { // first, middle and last rows
+      const row = await tf.slice(w, [r, 0], [1, shape.in]).data();
+      let dot = 0;
+      for (let c = 0; c < shape.in; c++) dot += row[c] * xv[c];
+      if (!(Math.abs(y[r] - dot) <= 1e-3 * (1 + Math.abs(dot)))) return undefined;
+    }
     await run(2);
     const samples = [await run(iters), await run(iters), await run(iters)].sort((a, b) => a - b);
     w.dispose();
