@@ -1,18 +1,17 @@
-// GEMV speed per weight storage at Llama-2-7B and TinyLlama shapes: fp32 (baseline), fp16-storage,
-// packed k = 2, and tfjs-webgpu's fp32 matMul, each shape one group in one process.
-// Run: npx deno task bench (or `deno bench -A bench/gemv.bench.ts`).
+// GEMV speed per weight storage at Llama-2-7B and TinyLlama shapes, one group per shape: fp32 (baseline),
+// fp16-storage, packed k = 2, and tfjs-webgpu's fp32 matMul, all in this process on one adapter. Each of our
+// kernels is autotuned over the same candidate geometries first. One iteration = 4 GEMVs recorded into one
+// submission (amortizing the per-submit cost as a decoder does). Compare ratios, not absolute times.
+// Run: deno bench -A bench/gemv.bench.ts   (src/bench/gemv.ts gives interleaved medians and --json)
 
-import { requestGpu } from "../src/backend/webgpu/device.ts";
+import { createStorageBuffer, requestGpu } from "../src/backend/webgpu/device.ts";
 import { MatmulEngine } from "../src/backend/webgpu/matmul.ts";
-import { DEFAULT_GEMV_SHAPES, randomLinear } from "../src/bench/gemv.ts";
-import { createStorageBuffer } from "../src/backend/webgpu/device.ts";
+import { DEFAULT_GEMV_SHAPES, randomLinear, tfjsGemv, timeGemvBatch } from "../src/bench/gemv.ts";
 
 const ctx = await requestGpu();
-if (!ctx) throw new Error("No WebGPU adapter: the GEMV benchmark needs one");
-const engine = await MatmulEngine.create(ctx);
-const tf = await import("@tensorflow/tfjs-core");
-await import("@tensorflow/tfjs-backend-webgpu");
-const tfReady = await tf.setBackend("webgpu").catch(() => false);
+if (!ctx) throw new Error("No WebGPU adapter: the GEMV benchmark needs one (llvmpipe is enough)");
+const engine = await MatmulEngine.create(ctx, { precompile: false });
+const PER_ITER = 4;
 
 for (const shape of DEFAULT_GEMV_SHAPES) {
   const group = `gemv ${shape.out}x${shape.in}`;
@@ -26,22 +25,26 @@ for (const shape of DEFAULT_GEMV_SHAPES) {
     ]] as const
   ) {
     const lin = randomLinear(ctx, shape, kind);
-    Deno.bench({ name, group, baseline, n: 5, warmup: 1 }, async () => {
-      const enc = ctx.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      engine.encode(pass, lin, { buffer: x }, { buffer: y }, 1);
-      pass.end();
-      ctx.device.queue.submit([enc.finish()]);
-      await ctx.device.queue.onSubmittedWorkDone();
-    });
+    await engine.tune(lin, { reps: 2 });
+    const geo = engine.geometryFor("gemv", kind, lin);
+    Deno.bench(
+      {
+        name: `${name} (${lin.bytes} B, WG ${geo.WG} TPR ${geo.TPR} RPT ${geo.RPT})`,
+        group,
+        baseline,
+        n: 8,
+        warmup: 2,
+      },
+      async () => {
+        await timeGemvBatch(ctx, engine, lin, x, y, PER_ITER);
+      },
+    );
   }
-  if (tfReady) {
-    const w = tf.randomUniform([shape.out, shape.in]);
-    const xt = tf.randomUniform([1, shape.in]);
-    Deno.bench({ name: "tfjs-webgpu fp32 matMul", group, n: 5, warmup: 1 }, async () => {
-      const r = tf.matMul(xt, w, false, true);
-      await r.data();
-      r.dispose();
+  const tf = await tfjsGemv(shape);
+  if (typeof tf === "string") console.error(`${group}: tfjs-webgpu not benchmarked: ${tf}`);
+  else {
+    Deno.bench({ name: "tfjs-webgpu fp32 matMul", group, n: 8, warmup: 2 }, async () => {
+      await tf.run(PER_ITER);
     });
   }
 }

@@ -1,22 +1,27 @@
-// gemv_f16: fp16-storage matrix-vector product, y = W x (+ y), W stored as halves packed two per u32 (low
-// half = even column), unpacked with unpack2x16float: what an "FP16 model" is on adapters without shader-f16.
+// gemv_f16: fp16-storage matrix-vector product for decode, y = W x (+ y): W's halves are packed two per
+// u32 (low half = even column) and unpacked with unpack2x16float, which is what an "FP16 model" is on an
+// adapter without shader-f16. Accumulation is fp32.
 //
 // Bindings (group 0):
 //   0 params  uniform  MatmulParams (below)
-//   1 w       storage  array<vec4<u32>>  (rows, row_stride) row-major; a vec4<u32> holds 8 columns; rows
-//                                        zero-padded to a multiple of 8 columns
-//   2 x       storage  array<f32>        x[x_offset + t * x_stride + c], c < cols
+//   1 w       storage  array<vec4<u32>>  (rows, row_stride) row-major, 8 columns per vec4<u32>, rows
+//                                        zero-padded to 8-column multiples
+//   2 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
 //   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
+//   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (any alignment)
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
-// 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows in registers, so the x
-// block is loaded once per RPT rows. Partial sums are reduced in workgroup memory.
-// Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, one per token along y.
+// 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows in registers, so an
+// 8-column piece of x is loaded once per RPT rows. Partial sums of the TPR threads are reduced in
+// workgroup memory. X_VEC4 picks vec4 loads of x (the launcher binds x to both x4 and x1, or a dummy to
+// x4 when x is not 16-byte aligned). MAX_RPT sizes the register arrays; the launcher rewrites it to RPT.
+// Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x; along y one per token (T = 1 for decode;
+// more tokens rerun the row pass, gemm_f16 is the token-tiled kernel for those).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of W's rows)
   cols: u32, // input features
   tokens: u32, // T
-  planes: u32, // unused
+  planes: u32, // unused (packed kernels: k)
   row_stride: u32, // vec4<u32> units (8 columns) between rows of w
   plane_stride: u32, // unused
   x_offset: u32, // element index of x[0]
@@ -30,21 +35,38 @@ struct MatmulParams {
 }
 
 override WG: u32 = 128u;
-override TPR: u32 = 32u;
+override TPR: u32 = 16u;
 override RPT: u32 = 2u;
+override X_VEC4: bool = true;
 const MAX_RPT: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> x1: array<f32>;
 
-var<workgroup> red: array<f32, select(WG * RPT, 1u, TPR == 1u)>;
+// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
+// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
+var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
 
-fn load_x(c: u32, token: u32) -> f32 {
-  // Zero beyond cols: x past the end may hold anything.
-  let b = params.x_offset + token * params.x_stride;
-  return select(0.0, x[b + min(c, params.cols - 1u)], c < params.cols);
+fn load_x4(base: u32, c: u32) -> vec4<f32> {
+  // x[base + c .. base + c + 3], zero at columns >= cols (x past the end may be anything, even NaN).
+  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
+  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+  if (X_VEC4) {
+    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
+  }
+  let last = base + params.cols - 1u;
+  let i = base + c;
+  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
+  return select(vec4<f32>(0.0), v, m);
+}
+
+fn store_y(t: u32, row: u32, value: f32) {
+  let i = params.y_offset + t * params.y_stride + row;
+  let prev = select(0.0, y[i], params.accumulate != 0u);
+  y[i] = prev + value;
 }
 
 @compute @workgroup_size(WG)
@@ -52,53 +74,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let grp = lid / TPR;
   let lane = lid % TPR;
   let row0 = (wid.x * (WG / TPR) + grp) * RPT;
+  let t = wid.y;
+  let xbase = params.x_offset + t * params.x_stride;
   let nv = params.row_stride;
   let last_row = params.rows - 1u;
-  let t = wid.y;
 
   var acc: array<vec4<f32>, MAX_RPT>;
-  for (var r = 0u; r < RPT; r++) {
-    acc[r] = vec4<f32>(0.0);
-  }
   for (var v = lane; v < nv; v += TPR) {
-    let c = v * 8u;
-    let xa = vec4<f32>(load_x(c, t), load_x(c + 1u, t), load_x(c + 2u, t), load_x(c + 3u, t));
-    let xb = vec4<f32>(load_x(c + 4u, t), load_x(c + 5u, t), load_x(c + 6u, t), load_x(c + 7u, t));
+    let xa = load_x4(xbase, v * 8u);
+    let xb = load_x4(xbase, v * 8u + 4u);
     for (var r = 0u; r < RPT; r++) {
-      let word = w[min(row0 + r, last_row) * nv + v];
-      let wa = vec4<f32>(unpack2x16float(word.x), unpack2x16float(word.y));
-      let wb = vec4<f32>(unpack2x16float(word.z), unpack2x16float(word.w));
-      acc[r] = fma(wa, xa, fma(wb, xb, acc[r]));
+      let q = w[min(row0 + r, last_row) * nv + v];
+      let a = fma(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), xa, acc[r]);
+      acc[r] = fma(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), xb, a);
     }
   }
 
   if (TPR == 1u) {
     for (var r = 0u; r < RPT; r++) {
-      let row = row0 + r;
-      if (row < params.rows) {
-        let i = params.y_offset + t * params.y_stride + row;
-        let prev = select(0.0, y[i], params.accumulate != 0u);
-        y[i] = prev + dot(acc[r], vec4<f32>(1.0));
+      if (row0 + r < params.rows) {
+        store_y(t, row0 + r, dot(acc[r], vec4<f32>(1.0)));
       }
     }
     return;
   }
-  let slot = grp * RPT * TPR + lane;
-  for (var r = 0u; r < RPT; r++) {
-    red[slot + r * TPR] = dot(acc[r], vec4<f32>(1.0));
-  }
-  workgroupBarrier();
-  for (var r = lane; r < RPT; r += TPR) {
-    let row = row0 + r;
-    let base = grp * RPT * TPR + r * TPR;
-    var sum = 0.0;
-    for (var j = 0u; j < TPR; j++) {
-      sum += red[base + j];
+  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
+  for (var i = 0u; i < RPT; i++) {
+    red[lid] = dot(acc[i], vec4<f32>(1.0));
+    workgroupBarrier();
+    if (lane == 0u) {
+      var sum = 0.0;
+      for (var j = 0u; j < TPR; j++) {
+        sum += red[lid + j];
+      }
+      if (row0 + i < params.rows) {
+        store_y(t, row0 + i, sum);
+      }
     }
-    if (row < params.rows) {
-      let i = params.y_offset + t * params.y_stride + row;
-      let prev = select(0.0, y[i], params.accumulate != 0u);
-      y[i] = prev + sum;
-    }
+    workgroupBarrier();
   }
 }

@@ -1,21 +1,23 @@
-// gemv_f32: dense fp32 matrix-vector product, y = W x (+ y), the baseline for decode (T = 1).
+// gemv_f32: dense fp32 matrix-vector product for decode, y = W x (+ y): the fp32 baseline.
 //
 // Bindings (group 0):
 //   0 params  uniform  MatmulParams (below)
-//   1 w       storage  array<vec4<f32>>  (rows, row_stride) row-major, rows zero-padded to a multiple of 4 columns
-//   2 x       storage  array<f32>        x[x_offset + c], c < cols
-//   3 y       storage  array<f32>, rw    y[y_offset + r] for the chunk's rows r < rows
+//   1 w       storage  array<vec4<f32>>  (rows, row_stride) row-major, rows zero-padded to 4-column multiples
+//   2 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
+//   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
+//   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (any alignment)
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
-// columns (a power of two dividing WG); each thread accumulates RPT rows in registers, so a workgroup
-// covers (WG / TPR) * RPT rows and reads each x vec4 once per RPT rows. Partial sums of the TPR threads
-// are reduced in workgroup memory. Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, one
-// per token along y (T > 1 reruns
-// the row pass per token: a correct GEMM whose weight traffic is T times a GEMV's; see matmul.ts).
+// vec4 columns (a power of two dividing WG); each thread accumulates RPT rows in registers, so an x vec4
+// is loaded once per RPT rows. Partial sums of the TPR threads are reduced in workgroup memory. X_VEC4
+// picks vec4 loads of x (the launcher binds x to both x4 and x1, or a dummy to x4 when x is not 16-byte
+// aligned). MAX_RPT sizes the register arrays; the launcher rewrites it to RPT.
+// Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x; along y one per token (T = 1 for decode;
+// more tokens rerun the row pass, gemm_f32 is the token-tiled kernel for those).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of W's rows)
   cols: u32, // input features
-  tokens: u32, // T (1 here)
+  tokens: u32, // T
   planes: u32, // unused (packed kernels: k)
   row_stride: u32, // vec4 units between rows of w
   plane_stride: u32, // unused
@@ -30,28 +32,38 @@ struct MatmulParams {
 }
 
 override WG: u32 = 128u;
-override TPR: u32 = 32u;
+override TPR: u32 = 16u;
 override RPT: u32 = 2u;
+override X_VEC4: bool = true;
 const MAX_RPT: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> x1: array<f32>;
 
-// Partial sums (group, row, lane); a single float when TPR == 1, since workgroup memory is zeroed at start.
-var<workgroup> red: array<f32, select(WG * RPT, 1u, TPR == 1u)>;
+// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
+// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
+var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
 
-fn load_x4(c: u32, token: u32) -> vec4<f32> {
-  // Columns c..c+3, zero beyond cols (the weight padding is zero too, but x past the end may be anything).
-  let last = params.cols - 1u;
-  let b = params.x_offset + token * params.x_stride;
-  return vec4<f32>(
-    select(0.0, x[b + min(c, last)], c < params.cols),
-    select(0.0, x[b + min(c + 1u, last)], c + 1u < params.cols),
-    select(0.0, x[b + min(c + 2u, last)], c + 2u < params.cols),
-    select(0.0, x[b + min(c + 3u, last)], c + 3u < params.cols),
-  );
+fn load_x4(base: u32, c: u32) -> vec4<f32> {
+  // x[base + c .. base + c + 3], zero at columns >= cols (x past the end may be anything, even NaN).
+  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
+  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+  if (X_VEC4) {
+    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
+  }
+  let last = base + params.cols - 1u;
+  let i = base + c;
+  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
+  return select(vec4<f32>(0.0), v, m);
+}
+
+fn store_y(t: u32, row: u32, value: f32) {
+  let i = params.y_offset + t * params.y_stride + row;
+  let prev = select(0.0, y[i], params.accumulate != 0u);
+  y[i] = prev + value;
 }
 
 @compute @workgroup_size(WG)
@@ -59,49 +71,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let grp = lid / TPR;
   let lane = lid % TPR;
   let row0 = (wid.x * (WG / TPR) + grp) * RPT;
+  let t = wid.y;
+  let xbase = params.x_offset + t * params.x_stride;
   let nv = params.row_stride;
   let last_row = params.rows - 1u;
 
   var acc: array<vec4<f32>, MAX_RPT>;
-  for (var r = 0u; r < RPT; r++) {
-    acc[r] = vec4<f32>(0.0);
-  }
   for (var v = lane; v < nv; v += TPR) {
-    let xv = load_x4(v * 4u, wid.y);
+    let xv = load_x4(xbase, v * 4u);
     for (var r = 0u; r < RPT; r++) {
-      let row = min(row0 + r, last_row);
-      acc[r] = fma(w[row * nv + v], xv, acc[r]);
+      acc[r] = fma(w[min(row0 + r, last_row) * nv + v], xv, acc[r]);
     }
   }
 
   if (TPR == 1u) {
     for (var r = 0u; r < RPT; r++) {
-      let row = row0 + r;
-      if (row < params.rows) {
-        let i = params.y_offset + wid.y * params.y_stride + row;
-        let prev = select(0.0, y[i], params.accumulate != 0u);
-        y[i] = prev + dot(acc[r], vec4<f32>(1.0));
+      if (row0 + r < params.rows) {
+        store_y(t, row0 + r, dot(acc[r], vec4<f32>(1.0)));
       }
     }
     return;
   }
-  let slot = grp * RPT * TPR + lane;
-  for (var r = 0u; r < RPT; r++) {
-    red[slot + r * TPR] = dot(acc[r], vec4<f32>(1.0));
-  }
-  workgroupBarrier();
-  // Lane l finishes rows l, l + TPR, ...: one barrier, and the stores of a group are contiguous.
-  for (var r = lane; r < RPT; r += TPR) {
-    let row = row0 + r;
-    let base = grp * RPT * TPR + r * TPR;
-    var sum = 0.0;
-    for (var j = 0u; j < TPR; j++) {
-      sum += red[base + j];
+  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
+  for (var i = 0u; i < RPT; i++) {
+    red[lid] = dot(acc[i], vec4<f32>(1.0));
+    workgroupBarrier();
+    if (lane == 0u) {
+      var sum = 0.0;
+      for (var j = 0u; j < TPR; j++) {
+        sum += red[lid + j];
+      }
+      if (row0 + i < params.rows) {
+        store_y(t, row0 + i, sum);
+      }
     }
-    if (row < params.rows) {
-      let i = params.y_offset + wid.y * params.y_stride + row;
-      let prev = select(0.0, y[i], params.accumulate != 0u);
-      y[i] = prev + sum;
-    }
+    workgroupBarrier();
   }
 }

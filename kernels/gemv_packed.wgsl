@@ -5,23 +5,29 @@
 //
 // Bindings (group 0):
 //   0 params  uniform  MatmulParams (below)
-//   1 planes  storage  array<vec4<u32>>  (k, rows, row_stride) sign words; a row is padded with zero words to
-//                                        a multiple of 4 words (128 columns) so it is read as whole vec4s
-//   2 g       storage  array<f32>        (k, g_stride) row scales; the chunk's row r is g[p*g_stride+g_offset+r]
-//   3 h       storage  array<vec4<f32>>  (k, h_stride) column scales, zero-padded to 128-column multiples
-//   4 x       storage  array<f32>        x[x_offset + c], c < cols
-//   5 y       storage  array<f32>, rw    y[y_offset + r]
+//   1 planes  storage  array<vec4<u32>>  (k, rows, row_stride) sign words of this chunk's rows; each row is
+//                                        padded with zero words to a multiple of 4 words (128 columns)
+//   2 g       storage  array<u32>        (k, g_stride) row scales as fp16 pairs (low half = even index);
+//                                        the chunk's row r of plane p is element p*g_stride + g_offset + r
+//   3 h       storage  array<vec4<u32>>  (k, h_stride) column scales as fp16, 8 columns per vec4<u32>,
+//                                        zero-padded to the rows' 128-column multiple
+//   4 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
+//   5 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
+//   6 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (any alignment)
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
-// 128-column blocks (a power of two dividing WG); each thread keeps RPT rows in registers, so h ⊙ x is
-// formed once per 32 columns and reused by RPT rows. Partial sums of the TPR threads are reduced in
-// workgroup memory. Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, one per token along y (T > 1 reruns
-// the row pass per token: a correct GEMM whose weight traffic is T times a GEMV's; see matmul.ts).
+// 128-column blocks (a power of two dividing WG); each thread keeps RPT rows of every plane in registers,
+// so a 32-column piece of x is loaded once and h_p ⊙ x formed once per plane for k·RPT sign words.
+// Partial sums of the TPR threads are reduced in workgroup memory. X_VEC4 picks vec4 loads of x (the
+// launcher binds x to both x4 and x1, or a dummy to x4 when x is not 16-byte aligned). MAX_RPT sizes
+// the register arrays; the launcher rewrites it to RPT.
+// Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x; along y one per token (T = 1 for decode;
+// more tokens rerun the row pass, gemm_packed is the token-tiled kernel for those).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of the layer's rows)
   cols: u32, // input features
-  tokens: u32, // T (1 here)
-  planes: u32, // k
+  tokens: u32, // T
+  planes: u32, // k, 1..4
   row_stride: u32, // vec4<u32> units per row
   plane_stride: u32, // vec4<u32> units per plane of this chunk (rows * row_stride)
   x_offset: u32, // element index of x[0]
@@ -31,34 +37,49 @@ struct MatmulParams {
   accumulate: u32, // 1: y += result
   g_offset: u32, // layer row of the chunk's first row
   g_stride: u32, // layer rows (out)
-  h_stride: u32, // vec4 units per plane of h
+  h_stride: u32, // vec4<u32> units per plane of h
 }
 
 override WG: u32 = 128u;
-override TPR: u32 = 32u;
+override TPR: u32 = 16u;
 override RPT: u32 = 2u;
 const MAX_RPT: u32 = 8u;
+const MAX_K: u32 = 4u;
+override X_VEC4: bool = true;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> planes: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read> h: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<u32>;
+@group(0) @binding(3) var<storage, read> h: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read> x1: array<f32>;
 
-// Partial sums (group, row, lane); a single float when TPR == 1, since workgroup memory is zeroed at start.
-var<workgroup> red: array<f32, select(WG * RPT, 1u, TPR == 1u)>;
+// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
+// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
+var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
 
-fn load_x4(c: u32, token: u32) -> vec4<f32> {
-  // Columns c..c+3, zero beyond cols: padding bits are 0 (-1), so x must be 0 there to add nothing.
-  let last = params.cols - 1u;
-  let b = params.x_offset + token * params.x_stride;
-  return vec4<f32>(
-    select(0.0, x[b + min(c, last)], c < params.cols),
-    select(0.0, x[b + min(c + 1u, last)], c + 1u < params.cols),
-    select(0.0, x[b + min(c + 2u, last)], c + 2u < params.cols),
-    select(0.0, x[b + min(c + 3u, last)], c + 3u < params.cols),
-  );
+fn load_x4(base: u32, c: u32) -> vec4<f32> {
+  // x[base + c .. base + c + 3], zero at columns >= cols: padding bits are 0 (-1), so x must be 0 there.
+  // c is a multiple of 4; a vec4 past the end is clamped by robust access and then masked.
+  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+  if (X_VEC4) {
+    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
+  }
+  let last = base + params.cols - 1u;
+  let i = base + c;
+  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
+  return select(vec4<f32>(0.0), v, m);
+}
+
+fn store_y(t: u32, row: u32, value: f32) {
+  let i = params.y_offset + t * params.y_stride + row;
+  let prev = select(0.0, y[i], params.accumulate != 0u);
+  y[i] = prev + value;
+}
+
+fn scale(i: u32) -> f32 {
+  return unpack2x16float(g[i >> 1u])[i & 1u];
 }
 
 @compute @workgroup_size(WG)
@@ -66,83 +87,82 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let grp = lid / TPR;
   let lane = lid % TPR;
   let row0 = (wid.x * (WG / TPR) + grp) * RPT;
+  let t = wid.y;
+  let xbase = params.x_offset + t * params.x_stride;
   let nv = params.row_stride;
+  let k = params.planes;
   let last_row = params.rows - 1u;
 
-  var res: array<f32, MAX_RPT>; // sum over planes of g_p * (B_p (h_p ⊙ x)) for this thread's columns
-  var acc: array<f32, MAX_RPT>; // B_p (h_p ⊙ x) of the current plane
-  var words: array<vec4<u32>, MAX_RPT>;
-  var hx: array<vec4<f32>, 8>; // h_p ⊙ x for 32 columns
-  var nhx: array<vec4<f32>, 8>;
-  for (var r = 0u; r < RPT; r++) {
-    res[r] = 0.0;
-  }
-  for (var p = 0u; p < params.planes; p++) {
-    for (var r = 0u; r < RPT; r++) {
-      acc[r] = 0.0;
-    }
-    let pbase = p * params.plane_stride;
-    let hbase = p * params.h_stride;
-    for (var v = lane; v < nv; v += TPR) {
+  var acc: array<f32, MAX_K * MAX_RPT>; // (plane, row): B_p (h_p ⊙ x) over this thread's columns
+  var words: array<vec4<u32>, MAX_K * MAX_RPT>; // (plane, row): 128 columns of inverted signs
+  var xs: array<vec4<f32>, 8>; // x for 32 columns
+  var hx: array<vec4<f32>, 8>; // h_p ⊙ x
+  for (var v = lane; v < nv; v += TPR) {
+    for (var p = 0u; p < k; p++) {
       for (var r = 0u; r < RPT; r++) {
-        words[r] = planes[pbase + min(row0 + r, last_row) * nv + v];
+        words[p * RPT + r] = ~planes[p * params.plane_stride + min(row0 + r, last_row) * nv + v];
       }
-      for (var sub = 0u; sub < 4u; sub++) {
-        let c0 = v * 128u + sub * 32u;
-        if (c0 >= params.cols) {
-          break;
-        }
-        for (var q = 0u; q < 8u; q++) {
-          let t = load_x4(c0 + 4u * q, wid.y) * h[hbase + c0 / 4u + q];
-          hx[q] = t;
-          nhx[q] = -t;
+    }
+    for (var sub = 0u; sub < 4u; sub++) {
+      let c0 = v * 128u + sub * 32u;
+      if (c0 >= params.cols) {
+        break;
+      }
+      for (var q = 0u; q < 8u; q++) {
+        xs[q] = load_x4(xbase, c0 + 4u * q);
+      }
+      for (var p = 0u; p < k; p++) {
+        let hb = p * params.h_stride + c0 / 8u;
+        for (var q = 0u; q < 4u; q++) {
+          let hw = h[hb + q];
+          hx[2u * q] = xs[2u * q] * vec4<f32>(unpack2x16float(hw.x), unpack2x16float(hw.y));
+          hx[2u * q + 1u] = xs[2u * q + 1u] * vec4<f32>(unpack2x16float(hw.z), unpack2x16float(hw.w));
         }
         for (var r = 0u; r < RPT; r++) {
-          let word = vec4<u32>(words[r][sub]);
+          let nw = vec4<u32>(words[p * RPT + r][sub]);
           var a = vec4<f32>(0.0);
           for (var q = 0u; q < 8u; q++) {
-            // Moves bit 4q+i to the sign position of lane i: negative means the bit is set (+1).
-            let m = bitcast<vec4<i32>>(word << (vec4<u32>(31u, 30u, 29u, 28u) - vec4<u32>(4u * q)));
-            a += select(nhx[q], hx[q], m < vec4<i32>(0));
+            // Inverted bit 4q+i moved to the sign position of lane i: a clear bit (-1) flips h x.
+            let s = (nw << (vec4<u32>(31u, 30u, 29u, 28u) - vec4<u32>(4u * q))) & vec4<u32>(0x80000000u);
+            a += bitcast<vec4<f32>>(bitcast<vec4<u32>>(hx[q]) ^ s);
           }
-          acc[r] += (a.x + a.y) + (a.z + a.w);
+          acc[p * RPT + r] += (a.x + a.y) + (a.z + a.w);
         }
       }
     }
-    let gbase = p * params.g_stride + params.g_offset;
-    for (var r = 0u; r < RPT; r++) {
-      res[r] += g[gbase + min(row0 + r, last_row)] * acc[r];
+  }
+
+  var res: array<f32, MAX_RPT>;
+  for (var r = 0u; r < RPT; r++) {
+    let row = min(row0 + r, last_row);
+    var s = 0.0;
+    for (var p = 0u; p < k; p++) {
+      s += scale(p * params.g_stride + params.g_offset + row) * acc[p * RPT + r];
     }
+    res[r] = s;
   }
 
   if (TPR == 1u) {
     for (var r = 0u; r < RPT; r++) {
-      let row = row0 + r;
-      if (row < params.rows) {
-        let i = params.y_offset + wid.y * params.y_stride + row;
-        let prev = select(0.0, y[i], params.accumulate != 0u);
-        y[i] = prev + res[r];
+      if (row0 + r < params.rows) {
+        store_y(t, row0 + r, res[r]);
       }
     }
     return;
   }
-  let slot = grp * RPT * TPR + lane;
-  for (var r = 0u; r < RPT; r++) {
-    red[slot + r * TPR] = res[r];
-  }
-  workgroupBarrier();
-  // Lane l finishes rows l, l + TPR, ...: one barrier, and the stores of a group are contiguous.
-  for (var r = lane; r < RPT; r += TPR) {
-    let row = row0 + r;
-    let base = grp * RPT * TPR + r * TPR;
-    var sum = 0.0;
-    for (var j = 0u; j < TPR; j++) {
-      sum += red[base + j];
+  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
+  for (var i = 0u; i < RPT; i++) {
+    red[lid] = res[i];
+    workgroupBarrier();
+    if (lane == 0u) {
+      var sum = 0.0;
+      for (var j = 0u; j < TPR; j++) {
+        sum += red[lid + j];
+      }
+      if (row0 + i < params.rows) {
+        store_y(t, row0 + i, sum);
+      }
     }
-    if (row < params.rows) {
-      let i = params.y_offset + wid.y * params.y_stride + row;
-      let prev = select(0.0, y[i], params.accumulate != 0u);
-      y[i] = prev + sum;
-    }
+    workgroupBarrier();
   }
 }

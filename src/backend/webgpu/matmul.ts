@@ -1,22 +1,44 @@
 // Weight matmuls on WebGPU: uploading a linear layer (dense f32, fp16-storage, or residual-binary packed)
-// into GPU buffers, and one launcher that records y (T, out) = W x (+ y) into a caller's compute pass.
-// Launcher steps: validate shapes → cache key → bind → dispatch; bind groups and their parameter uniforms
-// are cached per (weights chunk, buffers, shape), so repeated decode steps allocate nothing.
+// into GPU buffers, and one launcher that records y (T, out) = x (T, in) Wᵀ (+ y) into a caller's compute
+// pass: GEMV kernels for T = 1 (decode), token-tiled GEMM kernels for T > 1 (prefill, evaluation).
+// Launcher steps: validate shapes → cache key → bind → dispatch. Bind groups and their parameter uniforms
+// are cached per (weight chunk, buffers, offsets, T), so repeated decode steps allocate nothing.
 //
-// Device layouts (all row-major, rows split into chunks that each fit one storage binding):
-//   f32     (rows, ceil(in/4)) vec4<f32>, zero-padded columns
-//   f16     (rows, ceil(in/8)) vec4<u32>, two halves per u32, low half = even column, zero-padded
-//   packed  planes (k, rows, ceil(in/128)) vec4<u32> in bitpack.ts order with zero words up to 128-column
-//           multiples; g (k, out) f32; h (k, ceil(in/128)·128) f32 zero-padded (shared by the chunks)
-// T > 1 dispatches one row pass per token (grid y): correct for prefill and evaluation windows, with weight
-// traffic T times a GEMV's; a token-tiled GEMM is the next step for prefill speed.
+// Dimension legend: T tokens, out rows of W, in columns of W, k sign planes (packed).
+// Device layouts (row-major; rows split into chunks that each fit one storage binding, one dispatch each):
+//   f32     w (rows, ceil(in/4)) vec4<f32>, zero-padded columns
+//   f16     w (rows, ceil(in/8)) vec4<u32>, two halves per u32, low half = even column, zero-padded
+//   packed  planes (k, rows, ceil(in/128)) vec4<u32>: bitpack.ts words, each row padded with zero words to a
+//           128-column multiple so it is read as whole vec4s; g (k, out) and h (k, ceil(in/128)·128) as fp16
+//           pairs in u32 (low half = even index), h zero-padded. Scales are fp16 as in the .rabit file
+//           (METHOD.md §8): a layer whose scales are not fp16 values is rounded to them here.
 
 import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
 import type { GpuView } from "./ops.ts";
 import { KERNELS } from "./kernels.gen.ts";
-import type { ResidualBinaryLinear } from "../../quant/residual_binary.ts";
+import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
 import { toF16 } from "../../util/fp16.ts";
+import {
+  defaultGeometry,
+  type MatmulGeometry,
+  type MatmulOp,
+  shapeClass,
+  validateGeometry,
+  type WeightKind,
+} from "./matmul_geometry.ts";
+import { tuneMatmul, type TuneOptions, type TuneResult } from "./matmul_tune.ts";
+
+export { defaultTuneCachePath, type TuneOptions, type TuneResult } from "./matmul_tune.ts";
+export {
+  DEFAULT_GEMM_GEOMETRY,
+  DEFAULT_GEMV_GEOMETRY,
+  FALLBACK_GEMM_GEOMETRY,
+  FALLBACK_GEMV_GEOMETRY,
+  type MatmulGeometry,
+  type MatmulOp,
+  type WeightKind,
+} from "./matmul_geometry.ts";
 
 /** A linear layer's weights on the host, by storage kind. */
 export type LinearWeights =
@@ -24,45 +46,68 @@ export type LinearWeights =
   | { kind: "packed"; layer: ResidualBinaryLinear };
 
 /** Rows [rowStart, rowStart + rows) of a layer in one buffer. */
-interface GpuChunk {
-  rowStart: number;
-  rows: number;
-  buffer: GPUBuffer;
+export interface GpuChunk {
+  readonly rowStart: number;
+  readonly rows: number;
+  readonly buffer: GPUBuffer;
 }
 
 /** A linear layer resident on the device. */
 export interface GpuLinear {
   readonly label: string;
-  readonly kind: "f32" | "f16" | "packed";
+  readonly kind: WeightKind;
   readonly out: number;
   readonly in: number;
   /** Paths (packed), else 1. */
   readonly k: number;
-  /** vec4 units per row in the chunk buffers. */
+  /** vec4 units per row in the chunk buffers (4 f32 columns, 8 f16 columns, or 128 packed columns). */
   readonly rowStride: number;
+  /** Row chunks, each at most one storage binding; every chunk is one dispatch. */
   readonly chunks: readonly GpuChunk[];
-  /** Packed only: (k, out) row scales and (k, hStride·4) column scales. */
+  /** Packed only: (k, out) row scales and (k, hStride·8) column scales, fp16 pairs. */
   readonly g?: GPUBuffer;
   readonly h?: GPUBuffer;
+  /** Packed only: vec4<u32> units (8 columns) per plane of h. */
   readonly hStride: number;
-  /** Bytes of every buffer allocated for this layer. */
+  /** Bytes of every buffer allocated for this layer (weights, scales, padding). */
   readonly bytes: number;
   destroy(): void;
 }
 
 /** Options of {@link uploadLinear}. */
 export interface UploadLinearOptions {
-  /** Largest chunk buffer in bytes (default: the device's maxStorageBufferBindingSize). */
+  /** Largest chunk buffer in bytes (default and cap: the device's maxStorageBufferBindingSize). */
   maxBindingBytes?: number;
 }
 
-function padRows(src: Uint32Array | Float32Array, rows: number, cols: number, stride: number) {
-  const out = new (src.constructor as Uint32ArrayConstructor | Float32ArrayConstructor)(rows * stride);
+function padRows<A extends Uint32Array | Float32Array | Uint16Array>(
+  src: A,
+  rows: number,
+  cols: number,
+  stride: number,
+): A {
+  const out = new (src.constructor as new (n: number) => A)(rows * stride);
   for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols, (r + 1) * cols), r * stride);
   return out;
 }
 
-/** Uploads one linear layer in the layout its kernel reads. */
+/** fp16 values packed two per u32 (low half = even index), padded to a whole word. */
+function f16Words(values: Float32Array): Uint32Array {
+  const halves = new Uint16Array(Math.ceil(values.length / 2) * 2);
+  halves.set(toF16(values));
+  return new Uint32Array(halves.buffer);
+}
+
+/**
+ * Uploads one linear layer in the layout its kernels read (see the table at the top of this file).
+ * Weights larger than one storage binding are split by rows into chunks.
+ *
+ * @example
+ * ```ts ignore
+ * const lin = uploadLinear(ctx, "wq", { kind: "f16", w, out: 4096, in: 4096 });
+ * console.log(lin.bytes * 8 / (lin.out * lin.in), "bits per weight");
+ * ```
+ */
 export function uploadLinear(
   ctx: GpuContext,
   label: string,
@@ -71,61 +116,74 @@ export function uploadLinear(
 ): GpuLinear {
   const maxBinding = Math.min(options.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
   const kind = weights.kind;
+  if (kind === "packed") validateResidualBinary(weights.layer, `uploadLinear ${label}`);
   const out = kind === "packed" ? weights.layer.out : weights.out;
   const inF = kind === "packed" ? weights.layer.in : weights.in;
   const k = kind === "packed" ? weights.layer.k : 1;
+  if (!(out >= 1 && inF >= 1 && Number.isInteger(out) && Number.isInteger(inF))) {
+    throw new RangeError(`uploadLinear ${label}: expected positive integer out and in, found ${out}x${inF}`);
+  }
   if (kind !== "packed" && weights.w.length !== out * inF) {
     throw new RangeError(
       `uploadLinear ${label}: expected ${out}x${inF}=${out * inF} weights, found ${weights.w.length}`,
     );
   }
-  // vec4 units per row, and 32-bit words per row in the chunk buffers
   const rowStride = kind === "f32"
     ? Math.ceil(inF / 4)
     : kind === "f16"
     ? Math.ceil(inF / 8)
     : Math.ceil(inF / 128);
-  const rowBytes = rowStride * 16 * k;
-  const chunkRows = Math.max(1, Math.floor(maxBinding / rowBytes));
+  const rowBytes = rowStride * 16 * k; // a chunk holds its rows of every plane
   if (rowBytes > maxBinding) {
-    throw new RangeError(`uploadLinear ${label}: one row of ${rowBytes} bytes exceeds a binding`);
+    throw new RangeError(
+      `uploadLinear ${label}: one row of ${rowBytes} bytes exceeds a ${maxBinding}-byte binding`,
+    );
   }
+  const chunkRows = Math.floor(maxBinding / rowBytes);
+  const buffers: GPUBuffer[] = [];
   const chunks: GpuChunk[] = [];
   let g: GPUBuffer | undefined, h: GPUBuffer | undefined;
-  const hStride = kind === "packed" ? rowStride * 128 : 0; // floats per plane of h (128 columns per vec4<u32>)
-  if (kind === "packed") {
-    const layer = weights.layer;
-    const hPadded = new Float32Array(k * hStride);
-    for (let p = 0; p < k; p++) hPadded.set(layer.h.subarray(p * inF, (p + 1) * inF), p * hStride);
-    g = createStorageBuffer(ctx, `${label}.g`, layer.g);
-    h = createStorageBuffer(ctx, `${label}.h`, hPadded);
-  }
-  for (let rowStart = 0; rowStart < out; rowStart += chunkRows) {
-    const rows = Math.min(chunkRows, out - rowStart);
-    let data: Uint32Array | Float32Array;
-    if (kind === "f32") {
-      data = padRows(weights.w.subarray(rowStart * inF, (rowStart + rows) * inF), rows, inF, rowStride * 4);
-    } else if (kind === "f16") {
-      const halves = new Uint16Array(rows * rowStride * 8);
-      const src = toF16(weights.w.subarray(rowStart * inF, (rowStart + rows) * inF));
-      for (let r = 0; r < rows; r++) halves.set(src.subarray(r * inF, (r + 1) * inF), r * rowStride * 8);
-      data = new Uint32Array(halves.buffer); // little-endian: the even column is the low half
-    } else {
-      const layer = (weights as { layer: ResidualBinaryLinear }).layer;
-      const wpr = wordsPerRow(inF);
-      data = new Uint32Array(k * rows * rowStride * 4);
-      for (let p = 0; p < k; p++) {
-        const plane = layer.planes.subarray((p * out + rowStart) * wpr, (p * out + rowStart + rows) * wpr);
-        data.set(padRows(plane, rows, wpr, rowStride * 4), p * rows * rowStride * 4);
-      }
+  const hStride = kind === "packed" ? rowStride * 16 : 0;
+  try {
+    if (kind === "packed") {
+      const layer = weights.layer;
+      const hPadded = new Float32Array(k * hStride * 8);
+      for (let p = 0; p < k; p++) hPadded.set(layer.h.subarray(p * inF, (p + 1) * inF), p * hStride * 8);
+      g = createStorageBuffer(ctx, `${label}.g`, f16Words(layer.g));
+      buffers.push(g);
+      h = createStorageBuffer(ctx, `${label}.h`, f16Words(hPadded));
+      buffers.push(h);
     }
-    chunks.push({
-      rowStart,
-      rows,
-      buffer: createStorageBuffer(ctx, `${label}[${rowStart}:${rowStart + rows}]`, data),
-    });
+    for (let rowStart = 0; rowStart < out; rowStart += chunkRows) {
+      const rows = Math.min(chunkRows, out - rowStart);
+      let data: Uint32Array | Float32Array;
+      if (kind === "f32") {
+        data = padRows(weights.w.subarray(rowStart * inF, (rowStart + rows) * inF), rows, inF, rowStride * 4);
+      } else if (kind === "f16") {
+        const halves = padRows(
+          toF16(weights.w.subarray(rowStart * inF, (rowStart + rows) * inF)),
+          rows,
+          inF,
+          rowStride * 8,
+        );
+        data = new Uint32Array(halves.buffer); // little-endian: the even column is the low half
+      } else {
+        const layer = (weights as { layer: ResidualBinaryLinear }).layer;
+        const wpr = wordsPerRow(inF);
+        data = new Uint32Array(k * rows * rowStride * 4);
+        for (let p = 0; p < k; p++) {
+          const plane = layer.planes.subarray((p * out + rowStart) * wpr, (p * out + rowStart + rows) * wpr);
+          data.set(padRows(plane, rows, wpr, rowStride * 4), p * rows * rowStride * 4);
+        }
+      }
+      const buffer = createStorageBuffer(ctx, `${label}[${rowStart}:${rowStart + rows}]`, data);
+      buffers.push(buffer);
+      chunks.push({ rowStart, rows, buffer });
+    }
+  } catch (e) {
+    buffers.forEach((b) => b.destroy());
+    throw e;
   }
-  const all = [...chunks.map((c) => c.buffer), ...(g ? [g] : []), ...(h ? [h] : [])];
   return {
     label,
     kind,
@@ -137,83 +195,184 @@ export function uploadLinear(
     g,
     h,
     hStride,
-    bytes: all.reduce((a, b) => a + b.size, 0),
-    destroy: () => all.forEach((b) => b.destroy()),
+    bytes: buffers.reduce((a, b) => a + b.size, 0),
+    destroy: () => buffers.forEach((b) => b.destroy()),
   };
 }
 
-/** Work-group geometry of the GEMV kernels (WGSL override constants). */
-export interface MatmulGeometry {
-  /** Threads per workgroup. */
-  WG: number;
-  /** Threads sharing one row group (power of two dividing WG). */
-  TPR: number;
-  /** Rows per thread. */
-  RPT: number;
-}
-
-/** GPU-sensible defaults: 128 threads, 32 lanes per row group, 2 rows per thread (8 rows per workgroup). */
-export const DEFAULT_GEOMETRY: MatmulGeometry = { WG: 128, TPR: 32, RPT: 2 };
-
-/**
- * Software adapters (llvmpipe) run a workgroup's invocations as SIMD lanes, where the shared-memory
- * reduction costs more than it saves: one thread per 4 rows, no reduction. Measured on llvmpipe at
- * 4096×4096: f32 85 ms, f16 51 ms, packed 70 ms, against 113 / 82 / 152 ms with the GPU default.
- */
-export const FALLBACK_GEOMETRY: MatmulGeometry = { WG: 64, TPR: 1, RPT: 4 };
-
 /** Options of {@link MatmulEngine.encode}. */
 export interface EncodeOptions {
-  /** y += W x instead of y = W x. */
+  /** y += x Wᵀ instead of y = x Wᵀ (residual adds). */
   accumulate?: boolean;
-  /** Elements between tokens of x (default in) and of y (default out). */
+  /** Elements between tokens of x (default x.stride, else in) and of y (default y.stride, else out). */
   xStride?: number;
   yStride?: number;
 }
 
-const KERNEL_OF = { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" } as const;
+/** Options of {@link MatmulEngine.create}. */
+export interface MatmulEngineOptions {
+  /** Geometry to use instead of the defaults, per op and weight kind (autotuned choices still win). */
+  geometry?: Partial<Record<MatmulOp, Partial<Record<WeightKind, MatmulGeometry>>>>;
+  /** Compile the default pipelines now (default true), so the first encode does not compile. */
+  precompile?: boolean;
+}
 
-/** Compiled matmul pipelines of one device and the launcher that records them. */
+const KERNEL = {
+  gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" },
+  gemm: { f32: "gemm_f32", f16: "gemm_f16", packed: "gemm_packed" },
+} as const;
+
+/** Binding numbers of x4, y, x1 per kind (packed kernels also bind g = 2, h = 3). */
+const SLOTS = { f32: [2, 3, 4], f16: [2, 3, 4], packed: [4, 5, 6] } as const;
+
+interface Prepared {
+  pipeline: GPUComputePipeline;
+  group: GPUBindGroup;
+  uniform: GPUBuffer;
+  workgroups: [number, number];
+}
+
+/**
+ * The WGSL of one kernel with its register arrays sized for the geometry (MAX_RPT, MAX_TT are `const`
+ * because WGSL sizes function-scope arrays with constant expressions only).
+ */
+export function kernelSource(name: string, geo: MatmulGeometry): string {
+  const code = (KERNELS as Readonly<Record<string, string>>)[name];
+  if (code === undefined) throw new RangeError(`matmul: unknown kernel "${name}"`);
+  return code
+    .replace(/const MAX_RPT: u32 = \d+u;/, `const MAX_RPT: u32 = ${geo.RPT}u;`)
+    .replace(/const MAX_TT: u32 = \d+u;/, `const MAX_TT: u32 = ${geo.TT ?? 1}u;`);
+}
+
+function pipelineKey(name: string, geo: MatmulGeometry, xVec4: boolean): string {
+  return `${name}:wg${geo.WG}:tpr${geo.TPR}:rpt${geo.RPT}${geo.TT ? `:tt${geo.TT}` : ""}:${
+    xVec4 ? "x4" : "x1"
+  }`;
+}
+
+function constantsOf(geo: MatmulGeometry, xVec4: boolean): Record<string, number> {
+  const c: Record<string, number> = { WG: geo.WG, TPR: geo.TPR, RPT: geo.RPT, X_VEC4: xVec4 ? 1 : 0 };
+  if (geo.TT !== undefined) c.TT = geo.TT;
+  return c;
+}
+
+/**
+ * Compiled matmul pipelines of one device and the launcher that records them.
+ *
+ * @example
+ * ```ts ignore
+ * const engine = await MatmulEngine.create(ctx);
+ * await engine.tune(lin); // optional: pick the fastest geometry for this adapter and shape class
+ * const pass = encoder.beginComputePass();
+ * engine.encode(pass, lin, { buffer: x }, { buffer: y }, 1);
+ * pass.end();
+ * ```
+ */
 export class MatmulEngine {
   readonly ctx: GpuContext;
-  readonly geometry: Record<GpuLinear["kind"], MatmulGeometry>;
-  readonly #pipelines: Record<GpuLinear["kind"], GPUComputePipeline>;
-  readonly #groups = new Map<string, GPUBindGroup>();
-  readonly #uniforms: GPUBuffer[] = [];
+  /** Geometry per shape class chosen by {@link MatmulEngine.tune} (or set with {@link setGeometry}). */
+  readonly tuned: Map<string, MatmulGeometry> = new Map();
+  readonly #override: MatmulEngineOptions["geometry"];
+  readonly #pipelines = new Map<string, GPUComputePipeline>();
+  readonly #prepared = new Map<string, Prepared>();
   readonly #ids = new WeakMap<GPUBuffer, number>();
   #nextId = 1;
+  #dummy: GPUBuffer | undefined;
 
-  private constructor(
-    ctx: GpuContext,
-    geometry: Record<GpuLinear["kind"], MatmulGeometry>,
-    pipelines: Record<GpuLinear["kind"], GPUComputePipeline>,
-  ) {
+  private constructor(ctx: GpuContext, options: MatmulEngineOptions) {
     this.ctx = ctx;
-    this.geometry = geometry;
-    this.#pipelines = pipelines;
+    this.#override = options.geometry;
   }
 
-  /** Compiles the three GEMV pipelines with the given geometry per kind. */
-  static async create(
-    ctx: GpuContext,
-    geometry: Partial<Record<GpuLinear["kind"], MatmulGeometry>> = {},
-  ): Promise<MatmulEngine> {
-    const base = ctx.isFallback ? FALLBACK_GEOMETRY : DEFAULT_GEOMETRY;
-    const geo = { f32: geometry.f32 ?? base, f16: geometry.f16 ?? base, packed: geometry.packed ?? base };
-    const pipelines = {} as Record<GpuLinear["kind"], GPUComputePipeline>;
-    for (const kind of ["f32", "f16", "packed"] as const) {
-      const g = geo[kind];
-      if (g.WG % g.TPR !== 0 || (g.TPR & (g.TPR - 1)) !== 0 || g.RPT < 1 || g.RPT > 8) {
-        throw new RangeError(`MatmulEngine: bad ${kind} geometry ${JSON.stringify(g)}`);
+  /** Creates the engine and (by default) compiles the default GEMV and GEMM pipelines of every kind. */
+  static async create(ctx: GpuContext, options: MatmulEngineOptions = {}): Promise<MatmulEngine> {
+    const engine = new MatmulEngine(ctx, options);
+    for (const op of ["gemv", "gemm"] as const) {
+      for (const kind of ["f32", "f16", "packed"] as const) {
+        const geo = engine.geometryFor(op, kind);
+        validateGeometry(ctx, op, geo);
+        if (options.precompile !== false) await engine.compile(op, kind, geo, true);
       }
-      const name = KERNEL_OF[kind];
-      pipelines[kind] = await getPipeline(ctx, `${name}:wg${g.WG}:tpr${g.TPR}:rpt${g.RPT}`, KERNELS[name], {
-        WG: g.WG,
-        TPR: g.TPR,
-        RPT: g.RPT,
-      });
     }
-    return new MatmulEngine(ctx, geo, pipelines);
+    return engine;
+  }
+
+  /** The geometry used for an op, weight kind and shape: tuned, else the option, else the default. */
+  geometryFor(
+    op: MatmulOp,
+    kind: WeightKind,
+    shape?: { out: number; in: number; k?: number },
+  ): MatmulGeometry {
+    if (shape) {
+      const t = this.tuned.get(shapeClass(op, kind, shape));
+      if (t) return t;
+    }
+    return this.#override?.[op]?.[kind] ?? defaultGeometry(this.ctx, op);
+  }
+
+  /** Records a geometry for the shape class of (op, kind, shape), as tuning does. */
+  setGeometry(
+    op: MatmulOp,
+    kind: WeightKind,
+    shape: { out: number; in: number; k?: number },
+    geo: MatmulGeometry,
+  ) {
+    validateGeometry(this.ctx, op, geo);
+    this.tuned.set(shapeClass(op, kind, shape), geo);
+  }
+
+  /**
+   * Times a few geometries for `lin`'s shape class (GEMV for T = 1, else GEMM) and keeps the fastest for
+   * every later encode of that class on this engine.
+   */
+  tune(lin: GpuLinear, options: TuneOptions = {}): Promise<TuneResult> {
+    return tuneMatmul(this, lin, options);
+  }
+
+  /** Compiles (inside an error scope) the pipeline of one kernel variant; cached per device. */
+  async compile(
+    op: MatmulOp,
+    kind: WeightKind,
+    geo: MatmulGeometry,
+    xVec4: boolean,
+  ): Promise<GPUComputePipeline> {
+    const name = KERNEL[op][kind];
+    const key = pipelineKey(name, geo, xVec4);
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      p = await getPipeline(this.ctx, key, kernelSource(name, geo), constantsOf(geo, xVec4));
+      this.#pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Compiles the pipelines `lin` will use (both x alignments), so that encode never compiles. */
+  async prepare(lin: GpuLinear, T = 1): Promise<void> {
+    const op: MatmulOp = T === 1 ? "gemv" : "gemm";
+    const geo = this.geometryFor(op, lin.kind, lin);
+    await this.compile(op, lin.kind, geo, true);
+    await this.compile(op, lin.kind, geo, false);
+  }
+
+  #pipeline(op: MatmulOp, kind: WeightKind, geo: MatmulGeometry, xVec4: boolean): GPUComputePipeline {
+    const name = KERNEL[op][kind];
+    const key = pipelineKey(name, geo, xVec4);
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      // Not prepared: compile synchronously (errors then surface as device validation errors).
+      const device = this.ctx.device;
+      p = device.createComputePipeline({
+        label: key,
+        layout: "auto",
+        compute: {
+          module: device.createShaderModule({ label: key, code: kernelSource(name, geo) }),
+          entryPoint: "main",
+          constants: constantsOf(geo, xVec4),
+        },
+      });
+      this.#pipelines.set(key, p);
+    }
+    return p;
   }
 
   #id(b: GPUBuffer): number {
@@ -222,7 +381,10 @@ export class MatmulEngine {
     return id;
   }
 
-  /** Records y (T, out) = W x (T, in) (+ y) for every row chunk of `lin`. */
+  /**
+   * Records y (T, out) = x (T, in) Wᵀ (+ y) for every row chunk of `lin`: GEMV for T = 1, GEMM for T > 1.
+   * x and y are views (element offsets and token strides in 4-byte words) of different buffers.
+   */
   encode(
     pass: GPUComputePassEncoder,
     lin: GpuLinear,
@@ -231,29 +393,69 @@ export class MatmulEngine {
     T: number,
     options: EncodeOptions = {},
   ): void {
-    if (!Number.isInteger(T) || T < 1 || T > this.ctx.limits.maxComputeWorkgroupsPerDimension) {
-      throw new RangeError(`matmul ${lin.label}: expected T in 1..65535, found ${T}`);
+    this.encodeWith(pass, lin, x, y, T, undefined, options);
+  }
+
+  /** {@link encode} with an explicit geometry (tuning and benchmarks). */
+  encodeWith(
+    pass: GPUComputePassEncoder,
+    lin: GpuLinear,
+    x: GpuView,
+    y: GpuView,
+    T: number,
+    geometry: MatmulGeometry | undefined,
+    options: EncodeOptions = {},
+  ): void {
+    if (!Number.isInteger(T) || T < 1) {
+      throw new RangeError(`matmul ${lin.label}: expected T >= 1, found ${T}`);
     }
     if (x.buffer === y.buffer) throw new RangeError(`matmul ${lin.label}: x and y must be different buffers`);
     const xOff = x.offset ?? 0, yOff = y.offset ?? 0;
-    const xStride = options.xStride ?? lin.in, yStride = options.yStride ?? lin.out;
-    const needX = (xOff + (T - 1) * xStride + lin.in) * 4, needY = (yOff + (T - 1) * yStride + lin.out) * 4;
-    if (needX > x.buffer.size || needY > y.buffer.size) {
+    const xStride = options.xStride ?? x.stride ?? lin.in, yStride = options.yStride ?? y.stride ?? lin.out;
+    for (
+      const [what, v] of [["x offset", xOff], ["y offset", yOff], ["x stride", xStride], [
+        "y stride",
+        yStride,
+      ]]
+    ) {
+      if (!Number.isInteger(v) || (v as number) < 0) {
+        throw new RangeError(`matmul ${lin.label}: expected a non-negative integer ${what}, found ${v}`);
+      }
+    }
+    if (T > 1 && (xStride < lin.in || yStride < lin.out)) {
       throw new RangeError(
-        `matmul ${lin.label}: (${T}, ${lin.in}) → (${T}, ${lin.out}) needs ${needX} bytes of x and ${needY} of y, ` +
-          `found ${x.buffer.size} and ${y.buffer.size}`,
+        `matmul ${lin.label}: token strides (${xStride}, ${yStride}) must be at least (in, out) = (${lin.in}, ${lin.out})`,
       );
     }
-    const geo = this.geometry[lin.kind];
-    const pipeline = this.#pipelines[lin.kind];
+    const xEnd = xOff + (T - 1) * xStride + lin.in, yEnd = yOff + (T - 1) * yStride + lin.out;
+    if (xEnd * 4 > x.buffer.size || yEnd * 4 > y.buffer.size) {
+      throw new RangeError(
+        `matmul ${lin.label}: (${T}, ${lin.in}) -> (${T}, ${lin.out}) needs ${xEnd * 4} bytes of x and ` +
+          `${yEnd * 4} of y, found ${x.buffer.size} and ${y.buffer.size}`,
+      );
+    }
+    const op: MatmulOp = T === 1 ? "gemv" : "gemm";
+    const geo = geometry ?? this.geometryFor(op, lin.kind, lin);
+    // vec4 loads of x need 16-byte aligned token rows inside whole vec4s of the buffer.
+    const xVec4 = xOff % 4 === 0 && (T === 1 || xStride % 4 === 0) &&
+      Math.ceil(xEnd / 4) * 16 <= x.buffer.size;
+    const rowsPerGroup = (geo.WG / geo.TPR) * geo.RPT;
+    const tokenGroups = op === "gemv" ? 1 : Math.ceil(T / geo.TT!);
+    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (tokenGroups > maxGroups) {
+      throw new RangeError(
+        `matmul ${lin.label}: T = ${T} needs ${tokenGroups} workgroups along y, above ${maxGroups}`,
+      );
+    }
+    const pipeline = this.#pipeline(op, lin.kind, geo, xVec4);
     const acc = options.accumulate ? 1 : 0;
     for (const chunk of lin.chunks) {
       const key =
         `${this.#id(chunk.buffer)}:${this.#id(x.buffer)}:${this.#id(y.buffer)}:${xOff}:${xStride}:` +
-        `${yOff}:${yStride}:${acc}:${T}`;
-      let group = this.#groups.get(key);
-      if (!group) {
-        const params = new Uint32Array([
+        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4)}`;
+      let prep = this.#prepared.get(key);
+      if (!prep) {
+        prep = this.#bind(key, pipeline, lin, chunk, x.buffer, y.buffer, xVec4, geo, tokenGroups, [
           chunk.rows,
           lin.in,
           T,
@@ -267,42 +469,72 @@ export class MatmulEngine {
           acc,
           chunk.rowStart,
           lin.out,
-          lin.hStride / 4,
-        ]);
-        const uniform = createUniformBuffer(this.ctx, `${lin.label}.params`, params);
-        this.#uniforms.push(uniform);
-        const entries: GPUBindGroupEntry[] = [
-          { binding: 0, resource: { buffer: uniform } },
-          { binding: 1, resource: { buffer: chunk.buffer } },
-        ];
-        if (lin.kind === "packed") {
-          entries.push({ binding: 2, resource: { buffer: lin.g! } }, {
-            binding: 3,
-            resource: { buffer: lin.h! },
-          });
-        }
-        const base = lin.kind === "packed" ? 4 : 2;
-        entries.push({ binding: base, resource: { buffer: x.buffer } }, {
-          binding: base + 1,
-          resource: { buffer: y.buffer },
-        });
-        group = this.ctx.device.createBindGroup({
-          label: `${lin.label}:${key}`,
-          layout: pipeline.getBindGroupLayout(0),
-          entries,
-        });
-        this.#groups.set(key, group);
+          lin.hStride,
+        ], rowsPerGroup);
       }
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(Math.ceil(chunk.rows / ((geo.WG / geo.TPR) * geo.RPT)), T);
+      pass.setPipeline(prep.pipeline);
+      pass.setBindGroup(0, prep.group);
+      pass.dispatchWorkgroups(prep.workgroups[0], prep.workgroups[1]);
     }
   }
 
-  /** Frees the cached parameter uniforms (bind groups are released with them). */
+  #bind(
+    key: string,
+    pipeline: GPUComputePipeline,
+    lin: GpuLinear,
+    chunk: GpuChunk,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    xVec4: boolean,
+    geo: MatmulGeometry,
+    tokenGroups: number,
+    params: number[],
+    rowsPerGroup: number,
+  ): Prepared {
+    const groupsX = Math.ceil(chunk.rows / rowsPerGroup);
+    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (groupsX > maxGroups) {
+      throw new RangeError(
+        `matmul ${lin.label}: ${chunk.rows} rows need ${groupsX} workgroups with geometry ${
+          JSON.stringify(geo)
+        }`,
+      );
+    }
+    const uniform = createUniformBuffer(this.ctx, `${lin.label}.params`, new Uint32Array(params));
+    const [x4Slot, ySlot, x1Slot] = SLOTS[lin.kind];
+    this.#dummy ??= createStorageBuffer(this.ctx, "matmul.dummy", 16);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: uniform } },
+      { binding: 1, resource: { buffer: chunk.buffer } },
+      { binding: x4Slot, resource: { buffer: xVec4 ? x : this.#dummy } },
+      { binding: ySlot, resource: { buffer: y } },
+      { binding: x1Slot, resource: { buffer: x } },
+    ];
+    if (lin.kind === "packed") {
+      entries.push({ binding: 2, resource: { buffer: lin.g! } }, {
+        binding: 3,
+        resource: { buffer: lin.h! },
+      });
+    }
+    const group = this.ctx.device.createBindGroup({
+      label: `${lin.label}:${key}`,
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
+    const prep: Prepared = { pipeline, group, uniform, workgroups: [groupsX, tokenGroups] };
+    // Steady decoding reuses a handful of entries; many distinct (T, offset) pairs only come from
+    // evaluation sweeps, so a bound keeps memory flat without an LRU.
+    // (Dropped entries are not destroyed: a pass being recorded may still use them.)
+    if (this.#prepared.size >= 4096) this.#prepared.clear();
+    this.#prepared.set(key, prep);
+    return prep;
+  }
+
+  /** Frees the cached parameter uniforms and bind groups (pipelines stay compiled). */
   dispose(): void {
-    for (const u of this.#uniforms) u.destroy();
-    this.#uniforms.length = 0;
-    this.#groups.clear();
+    for (const p of this.#prepared.values()) p.uniform.destroy();
+    this.#prepared.clear();
+    this.#dummy?.destroy();
+    this.#dummy = undefined;
   }
 }

@@ -1,0 +1,128 @@
+// gemm_f16: fp16-storage matrix product for several tokens, y (T, out) = x (T, in) W^T (+ y), W's halves
+// packed two per u32 (low half = even column) and unpacked with unpack2x16float; fp32 accumulation.
+//
+// Bindings (group 0):
+//   0 params  uniform  MatmulParams (below)
+//   1 w       storage  array<vec4<u32>>  (rows, row_stride) row-major, 8 columns per vec4<u32>, rows
+//                                        zero-padded to 8-column multiples
+//   2 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
+//   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
+//   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (any alignment)
+// Geometry (override constants): WG threads per workgroup; TPR threads share one (rows × tokens) tile and
+// split its 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows × TT tokens in
+// registers, so each weight vec4<u32> is loaded and unpacked once per TT tokens and each x piece once per
+// RPT rows. Partial sums of the TPR threads are reduced in workgroup memory. X_VEC4 as in gemv_f16.
+// MAX_RPT and MAX_TT size the register arrays; the launcher rewrites them to RPT and TT.
+// Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, ceil(T / TT) along y.
+
+struct MatmulParams {
+  rows: u32, // rows of this dispatch (one chunk of W's rows)
+  cols: u32, // input features
+  tokens: u32, // T
+  planes: u32, // unused (packed kernels: k)
+  row_stride: u32, // vec4<u32> units (8 columns) between rows of w
+  plane_stride: u32, // unused
+  x_offset: u32, // element index of x[0]
+  x_stride: u32, // elements between tokens of x
+  y_offset: u32, // element index of y for the chunk's first row
+  y_stride: u32, // elements between tokens of y
+  accumulate: u32, // 1: y += W x
+  g_offset: u32, // unused
+  g_stride: u32, // unused
+  h_stride: u32, // unused
+}
+
+override WG: u32 = 128u;
+override TPR: u32 = 16u;
+override RPT: u32 = 2u;
+override TT: u32 = 4u;
+override X_VEC4: bool = true;
+const MAX_RPT: u32 = 8u;
+const MAX_TT: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> params: MatmulParams;
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> x1: array<f32>;
+
+// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
+// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
+var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
+
+fn load_x4(base: u32, c: u32) -> vec4<f32> {
+  // x[base + c .. base + c + 3], zero at columns >= cols (x past the end may be anything, even NaN).
+  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
+  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+  if (X_VEC4) {
+    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
+  }
+  let last = base + params.cols - 1u;
+  let i = base + c;
+  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
+  return select(vec4<f32>(0.0), v, m);
+}
+
+fn store_y(t: u32, row: u32, value: f32) {
+  let i = params.y_offset + t * params.y_stride + row;
+  let prev = select(0.0, y[i], params.accumulate != 0u);
+  y[i] = prev + value;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let grp = lid / TPR;
+  let lane = lid % TPR;
+  let row0 = (wid.x * (WG / TPR) + grp) * RPT;
+  let t0 = wid.y * TT;
+  let nv = params.row_stride;
+  let last_row = params.rows - 1u;
+  let last_t = params.tokens - 1u;
+
+  var acc: array<vec4<f32>, MAX_RPT * MAX_TT>; // (row, token)
+  var xa: array<vec4<f32>, MAX_TT>; // columns 8v .. 8v+3 of each token
+  var xb: array<vec4<f32>, MAX_TT>; // columns 8v+4 .. 8v+7
+  for (var v = lane; v < nv; v += TPR) {
+    for (var t = 0u; t < TT; t++) {
+      let base = params.x_offset + min(t0 + t, last_t) * params.x_stride;
+      xa[t] = load_x4(base, v * 8u);
+      xb[t] = load_x4(base, v * 8u + 4u);
+    }
+    for (var r = 0u; r < RPT; r++) {
+      let q = w[min(row0 + r, last_row) * nv + v];
+      let wa = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+      let wb = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+      for (var t = 0u; t < TT; t++) {
+        acc[r * TT + t] = fma(wb, xb[t], fma(wa, xa[t], acc[r * TT + t]));
+      }
+    }
+  }
+
+  if (TPR == 1u) {
+    for (var r = 0u; r < RPT; r++) {
+      for (var t = 0u; t < TT; t++) {
+        if (row0 + r < params.rows && t0 + t < params.tokens) {
+          store_y(t0 + t, row0 + r, dot(acc[r * TT + t], vec4<f32>(1.0)));
+        }
+      }
+    }
+    return;
+  }
+  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
+  for (var i = 0u; i < RPT * TT; i++) {
+    red[lid] = dot(acc[i], vec4<f32>(1.0));
+    workgroupBarrier();
+    if (lane == 0u) {
+      var sum = 0.0;
+      for (var j = 0u; j < TPR; j++) {
+        sum += red[lid + j];
+      }
+      let r = i / TT;
+      let t = i % TT;
+      if (row0 + r < params.rows && t0 + t < params.tokens) {
+        store_y(t0 + t, row0 + r, sum);
+      }
+    }
+    workgroupBarrier();
+  }
+}

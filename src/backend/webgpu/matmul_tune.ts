@@ -1,0 +1,158 @@
+// A small autotuner for the matmul kernels: for one layer's shape class on this adapter, time a few
+// geometries once (interleaved, medians), keep the fastest in the engine, and optionally remember it in
+// a JSON file under the OS cache directory keyed by adapter description.
+
+import { createStorageBuffer } from "./device.ts";
+import type { GpuLinear, MatmulEngine } from "./matmul.ts";
+import {
+  candidateGeometries,
+  type MatmulGeometry,
+  type MatmulOp,
+  shapeClass,
+  validateGeometry,
+} from "./matmul_geometry.ts";
+
+/** Options of {@link MatmulEngine.tune}. */
+export interface TuneOptions {
+  /** Tokens: 1 tunes the GEMV, more the GEMM (default 1). */
+  T?: number;
+  /** Geometries to try (default: {@link candidateGeometries}). */
+  candidates?: MatmulGeometry[];
+  /** Timed rounds over all candidates; the median round counts (default 5). */
+  reps?: number;
+  /** Wall time one timed batch of dispatches should take, in ms (default 30). */
+  batchMs?: number;
+  /** JSON file remembering choices per adapter; true for {@link defaultTuneCachePath}. Default: none. */
+  cacheFile?: string | boolean;
+}
+
+/** What {@link MatmulEngine.tune} chose and what it measured (ms per product, by geometry key). */
+export interface TuneResult {
+  shapeClass: string;
+  geometry: MatmulGeometry;
+  ms: Record<string, number>;
+  /** True when the choice came from the cache file without timing. */
+  cached: boolean;
+}
+
+/** `$XDG_CACHE_HOME/rabit/matmul-tune.json` (or the platform's cache directory), when Deno is present. */
+export function defaultTuneCachePath(): string | undefined {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!deno) return undefined;
+  try {
+    const env = (k: string) => deno.env.get(k);
+    const os = deno.build.os;
+    const base = os === "windows"
+      ? env("LOCALAPPDATA")
+      : os === "darwin"
+      ? env("HOME") && `${env("HOME")}/Library/Caches`
+      : env("XDG_CACHE_HOME") ?? (env("HOME") && `${env("HOME")}/.cache`);
+    return base ? `${base}/rabit/matmul-tune.json` : undefined;
+  } catch {
+    return undefined; // no env permission
+  }
+}
+
+type CacheFile = Record<string, Record<string, MatmulGeometry>>;
+
+function readCache(path: string): CacheFile {
+  try {
+    const parsed = JSON.parse(Deno.readTextFileSync(path));
+    return parsed && typeof parsed === "object" ? parsed as CacheFile : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeCache(path: string, cache: CacheFile): void {
+  const dir = path.replace(/[\\/][^\\/]*$/, "");
+  if (dir && dir !== path) Deno.mkdirSync(dir, { recursive: true });
+  const tmp = `${path}.${Date.now()}.tmp`;
+  Deno.writeTextFileSync(tmp, JSON.stringify(cache, null, 2) + "\n");
+  Deno.renameSync(tmp, path);
+}
+
+const keyOf = (g: MatmulGeometry) => `wg${g.WG}:tpr${g.TPR}:rpt${g.RPT}${g.TT ? `:tt${g.TT}` : ""}`;
+
+/** Implementation of {@link MatmulEngine.tune}. */
+export async function tuneMatmul(
+  engine: MatmulEngine,
+  lin: GpuLinear,
+  options: TuneOptions = {},
+): Promise<TuneResult> {
+  const { ctx } = engine;
+  const T = options.T ?? 1;
+  const op: MatmulOp = T === 1 ? "gemv" : "gemm";
+  const cls = shapeClass(op, lin.kind, lin);
+  const path = options.cacheFile === true ? defaultTuneCachePath() : options.cacheFile || undefined;
+  if (path) {
+    const hit = readCache(path)[ctx.adapterDescription]?.[cls];
+    if (hit) {
+      try {
+        engine.setGeometry(op, lin.kind, lin, hit);
+        await engine.compile(op, lin.kind, hit, true);
+        return { shapeClass: cls, geometry: hit, ms: {}, cached: true };
+      } catch {
+        // a stale or invalid entry: measure again
+      }
+    }
+  }
+  const candidates = (options.candidates ?? candidateGeometries(op)).filter((g) => {
+    try {
+      validateGeometry(ctx, op, g);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (candidates.length === 0) {
+    throw new RangeError(`tune ${lin.label}: no valid candidate geometry for ${op}`);
+  }
+  for (const g of candidates) await engine.compile(op, lin.kind, g, true);
+
+  const x = createStorageBuffer(ctx, "tune.x", new Float32Array(T * lin.in).fill(0.25));
+  const y = createStorageBuffer(ctx, "tune.y", T * lin.out * 4);
+  const run = async (g: MatmulGeometry, n: number) => {
+    const enc = ctx.device.createCommandEncoder({ label: "tune" });
+    const pass = enc.beginComputePass({ label: "tune" });
+    for (let i = 0; i < n; i++) engine.encodeWith(pass, lin, { buffer: x }, { buffer: y }, T, g);
+    pass.end();
+    const t0 = performance.now();
+    ctx.device.queue.submit([enc.finish()]);
+    await ctx.device.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / n;
+  };
+  try {
+    // Warm up every candidate (first dispatches pay for bind groups and lazy driver work), then size the
+    // batches from the slowest so that each timed batch takes about batchMs.
+    let slowest = 0;
+    for (const g of candidates) slowest = Math.max(slowest, await run(g, 1));
+    const n = Math.max(1, Math.min(64, Math.round((options.batchMs ?? 30) / Math.max(slowest, 1e-3))));
+    const samples = candidates.map(() => [] as number[]);
+    for (let rep = 0; rep < (options.reps ?? 5); rep++) {
+      for (let i = 0; i < candidates.length; i++) samples[i].push(await run(candidates[i], n));
+    }
+    const ms: Record<string, number> = {};
+    let best = 0;
+    const med = samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]);
+    candidates.forEach((g, i) => {
+      ms[keyOf(g)] = med[i];
+      if (med[i] < med[best]) best = i;
+    });
+    const geometry = candidates[best];
+    engine.setGeometry(op, lin.kind, lin, geometry);
+    if (path) {
+      try {
+        const cache = readCache(path);
+        (cache[ctx.adapterDescription] ??= {})[cls] = geometry;
+        writeCache(path, cache);
+      } catch {
+        // the cache is an optimization: a read-only or missing directory only costs a re-tune
+      }
+    }
+    return { shapeClass: cls, geometry, ms, cached: false };
+  } finally {
+    x.destroy();
+    y.destroy();
+  }
+}
