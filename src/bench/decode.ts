@@ -5,6 +5,7 @@ import type { GpuContext } from "../backend/webgpu/device.ts";
 import { type StepProfile, WebGpuSession } from "../backend/webgpu/session.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { randomGpuWeights } from "./random_model.ts";
+import { argmax } from "../eval/sampling.ts";
 
 /** Storage of the block linears. */
 export type DecodeVariant = "f32" | "f16" | "packed2";
@@ -52,7 +53,7 @@ export async function measureDecode(
       let token = 1;
       for (let i = 0; i < steps; i++) {
         const logits = await session.run([token], context + i, { lastOnly: true });
-        token = argmaxOf(logits);
+        token = argmax(logits);
       }
       const ms = (performance.now() - t0) / steps;
       const result: DecodeResult = {
@@ -70,10 +71,4 @@ export async function measureDecode(
     }
   }
   return results;
-}
-
-function argmaxOf(v: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
 }

@@ -3,7 +3,7 @@
 // the whole model.
 
 import type { LlamaConfig } from "../model/config.ts";
-import { kvDim } from "../model/config.ts";
+import { llamaParamSpecs } from "../model/params.ts";
 import type { GpuContext } from "../backend/webgpu/device.ts";
 import { buildWeights, type GpuModelWeights } from "../backend/webgpu/weights.ts";
 import type { LinearWeights } from "../backend/webgpu/matmul.ts";
@@ -38,15 +38,6 @@ function randomWords(rng: Rng, n: number): Uint32Array {
   return out;
 }
 
-/** Shape [out, in] of a block linear by its kind. */
-function linearShape(c: LlamaConfig, name: string): [number, number] {
-  const kind = name.slice(name.lastIndexOf(".") + 1);
-  if (kind === "wk" || kind === "wv") return [kvDim(c), c.dim];
-  if (kind === "w1" || kind === "w3") return [c.hiddenDim, c.dim];
-  if (kind === "w2") return [c.dim, c.hiddenDim];
-  return [c.dim, c.dim];
-}
-
 /**
  * Device weights with random values: block linears stored as `linears` ("f32", "f16" or packed k paths);
  * the classifier is stored like the dense linears (f16 for the packed model, as its fp tensors would be).
@@ -58,6 +49,7 @@ export function randomGpuWeights(
   options: { paths?: number; seed?: number } = {},
 ): GpuModelWeights {
   const rng = new Rng(options.seed ?? 1);
+  const shapes = new Map(llamaParamSpecs(config)); // name → [out, in]
   const k = options.paths ?? 2;
   const dense = (out: number, inF: number): LinearWeights => ({
     kind: linears === "f32" ? "f32" : "f16",
@@ -71,7 +63,7 @@ export function randomGpuWeights(
         ? uniform(rng, config.dim, 1).map((v) => 1 + 0.1 * v)
         : uniform(rng, config.vocabSize * config.dim, 0.02),
     linear: (name) => {
-      const [out, inF] = linearShape(config, name);
+      const [out, inF] = shapes.get(name)!;
       if (linears !== "packed") return dense(out, inF);
       return {
         kind: "packed",
