@@ -10,7 +10,7 @@ import {
   readF32,
   requestGpu,
 } from "../src/backend/webgpu/device.ts";
-import { type GpuView, WebGpuOps } from "../src/backend/webgpu/ops.ts";
+import { type GpuView, type RopeKvWriteArgs, WebGpuOps } from "../src/backend/webgpu/ops.ts";
 import {
   addInPlace,
   attentionForward,
@@ -262,6 +262,243 @@ Deno.test("webgpu kvWrite appends rows at pos0 of strided caches (separate or on
     step.set(0, 1);
     assert.throws(() => record(ctx, (p) => ops.kvWrite(p, { ...args, capacity: C })), TypeError);
   }
+});
+
+/**
+ * Asserts `got` equals `want` bit for bit (NaN padding included) outside the words flagged in `approx`,
+ * and within {@link close}'s tolerance on them: a whole-buffer image, so stray writes fail too.
+ */
+function closeImage(
+  name: string,
+  got: Float32Array,
+  want: Float32Array,
+  approx: Uint8Array,
+  tol: number,
+  what: string,
+): void {
+  assert.equal(got.length, want.length, `${name}: length`);
+  const gotBits = new Uint32Array(got.buffer, got.byteOffset, got.length);
+  const wantBits = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  const gotA: number[] = [], wantA: number[] = [];
+  for (let i = 0; i < want.length; i++) {
+    if (approx[i]) {
+      gotA.push(got[i]), wantA.push(want[i]);
+    } else if (gotBits[i] !== wantBits[i]) {
+      assert.fail(`${name} ${what}: word ${i} is ${got[i]}, want ${want[i]} (exact)`);
+    }
+  }
+  close(name, Float32Array.from(gotA), Float32Array.from(wantA), tol, what);
+}
+
+/** Whole contents of several buffers through one staging buffer and one map (each map waits ~10 ms). */
+async function readAll(ctx: GpuContext, buffers: GPUBuffer[]): Promise<Float32Array[]> {
+  const at = buffers.map((_, i) => buffers.slice(0, i).reduce((n, b) => n + b.size, 0));
+  const total = at[at.length - 1] + buffers[buffers.length - 1].size;
+  const usage = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
+  const staging = ctx.device.createBuffer({ label: "readAll", size: total, usage });
+  const enc = ctx.device.createCommandEncoder({ label: "readAll" });
+  buffers.forEach((b, i) => enc.copyBufferToBuffer(b, 0, staging, at[i], b.size));
+  ctx.device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const all = staging.getMappedRange().slice(0);
+  staging.destroy();
+  return buffers.map((b, i) => new Float32Array(all, at[i], b.size / 4));
+}
+
+/**
+ * The (T, width) tensors of `parts` side by side in each row of one NaN-padded image: `lead` words first,
+ * then rows of stride Σ width + 1. Returns the image and each part's view offset and stride.
+ */
+function sideBySide(
+  parts: { data: Float32Array; width: number }[],
+  T: number,
+  lead: number,
+): { image: Float32Array; views: { offset: number; stride: number }[] } {
+  const stride = parts.reduce((n, p) => n + p.width, 0) + 1;
+  const image = new Float32Array(lead + T * stride).fill(NaN);
+  let col = lead;
+  const views = parts.map((p) => {
+    for (let t = 0; t < T; t++) image.set(p.data.subarray(t * p.width, (t + 1) * p.width), col + t * stride);
+    col += p.width;
+    return { offset: col - p.width, stride };
+  });
+  return { image, views };
+}
+
+/** Sets rows r0.. of a (rows, width) strided view inside `image` from `data`, flagging them in `mask`. */
+function setRows(
+  image: Float32Array,
+  mask: Uint8Array | null,
+  view: { offset: number; stride: number },
+  r0: number,
+  data: Float32Array,
+  width: number,
+): void {
+  for (let r = 0; r < data.length / width; r++) {
+    const at = view.offset + (r0 + r) * view.stride;
+    image.set(data.subarray(r * width, (r + 1) * width), at);
+    mask?.fill(1, at, at + width);
+  }
+}
+
+Deno.test("webgpu ropeKvWrite matches ropeForward + the cache write (GQA, odd T, cache end, any aliasing)", async () => {
+  // Every (T, ·) activation layout the launcher binds differently: q, k, v in three buffers, in one, or
+  // two sharing (groups below name each one's buffer); caches apart (strided) or in one buffer with K and
+  // V rows interleaved. Each chunk is checked against the CPU (ropeForward; v copied) on whole-buffer
+  // images, and bit for bit against the unfused rope → kvWrite path on the same inputs.
+  const { ctx, ops } = await setup();
+  const rng = new Rng(11);
+  const step = ops.createStep("ropeKvWrite step");
+  const groupings = [[0, 1, 2], [0, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 0]];
+  const short = [[0, 3], [3, 1], [4, 17], [21, 19]]; // C = 40: the last chunk ends at the cache end
+  const cases = HEAD_SIZES.flatMap((hs) => [
+    { hs, nH: 4, nKV: 4, C: 40, chunks: short, layouts: groupings.length },
+    { hs, nH: 8, nKV: 2, C: 40, chunks: short, layouts: groupings.length },
+    { hs, nH: 2, nKV: 1, C: 30005, chunks: [[29990, 15]], layouts: 2 }, // long context: angle accuracy
+  ]);
+  const tol = 2e-6;
+  for (const { hs, nH, nKV, C, chunks, layouts } of cases) {
+    const qD = nH * hs, kvD = nKV * hs;
+    for (let layout = 0; layout < layouts; layout++) {
+      const groups = groupings[layout];
+      const sharedCache = layout % 2 === 1; // independent of the grouping in the kernel: alternate
+      const what = (pos0: number, T: number) =>
+        `hs ${hs} nH ${nH} nKV ${nKV} q/k/v buffers ${groups} shared cache ${sharedCache} pos0 ${pos0} T ${T}`;
+      // Cache images (NaN where nothing was written) and their views.
+      const cacheViews = sharedCache
+        ? [{ offset: 5, stride: 2 * kvD + 2 }, { offset: 5 + kvD, stride: 2 * kvD + 2 }]
+        : [{ offset: 3, stride: kvD + 1 }, { offset: 0, stride: kvD }];
+      const cacheWords = sharedCache ? [5 + C * (2 * kvD + 2)] : [3 + C * (kvD + 1), C * kvD];
+      const wantCaches = cacheWords.map((n) => new Float32Array(n).fill(NaN));
+      const kMask = new Uint8Array(cacheWords[0]);
+      const cacheBuffers = (label: string) => wantCaches.map((img) => upload(ctx, label, img));
+      const fusedCaches = cacheBuffers("kv cache"), refCaches = cacheBuffers("kv cache (unfused)");
+      const cacheArgs = (b: GPUBuffer[]) => ({
+        kCache: { buffer: b[0], ...cacheViews[0] },
+        vCache: { buffer: b[sharedCache ? 0 : 1], ...cacheViews[1] },
+        kvDim: kvD,
+        capacity: C,
+      });
+      for (const [pos0, T] of chunks) {
+        const q = rng.normals(T * qD), k = rng.normals(T * kvD), v = rng.normals(T * kvD);
+        const roles = [{ data: q, width: qD }, { data: k, width: kvD }, { data: v, width: kvD }];
+        // One NaN-padded image per buffer, holding its roles side by side.
+        const images: Float32Array[] = [];
+        const roleView: { group: number; offset: number; stride: number }[] = [];
+        for (let g = 0; g <= Math.max(...groups); g++) {
+          const members = [0, 1, 2].filter((r) => groups[r] === g);
+          const { image, views } = sideBySide(members.map((r) => roles[r]), T, 2 + g);
+          members.forEach((r, i) => (roleView[r] = { group: g, ...views[i] }));
+          images.push(image);
+        }
+        const bind = (b: GPUBuffer[]) =>
+          roleView.map((r) => ({ buffer: b[r.group], offset: r.offset, stride: r.stride }));
+        const fused = images.map((img) => upload(ctx, "q/k/v", img));
+        const ref = images.map((img) => upload(ctx, "q/k/v (unfused)", img));
+        const [fq, fk, fv] = bind(fused), [rq, rk, rv] = bind(ref);
+        step.set(pos0, T);
+        const shape = { qWidth: qD, headSize: hs, theta: 10000 };
+        record(
+          ctx,
+          (p) => ops.ropeKvWrite(p, { step, q: fq, k: fk, v: fv, ...shape, ...cacheArgs(fusedCaches) }),
+        );
+        record(ctx, (p) => {
+          ops.rope(p, { step, q: rq, k: rk, kWidth: kvD, ...shape });
+          ops.kvWrite(p, { step, k: rk, v: rv, ...cacheArgs(refCaches) });
+        });
+        // CPU: q rotated in place, k and v untouched; rotated k and v in cache rows pos0..pos0+T−1.
+        const wantQ = q.slice(), wantK = k.slice();
+        ropeForward(wantQ, T, qD, hs, pos0, 10000);
+        ropeForward(wantK, T, kvD, hs, pos0, 10000);
+        const wantImages = images.map((img) => img.slice());
+        const qMask = new Uint8Array(wantImages[0].length);
+        setRows(wantImages[0], qMask, roleView[0], 0, wantQ, qD);
+        setRows(wantCaches[0], kMask, cacheViews[0], pos0, wantK, kvD);
+        setRows(wantCaches[sharedCache ? 0 : 1], null, cacheViews[1], pos0, v, kvD);
+        const n = images.length, nc = wantCaches.length;
+        const got = await readAll(ctx, [...fused, ref[0], ...fusedCaches, ...refCaches]);
+        const none = (len: number) => new Uint8Array(len); // no approximate words: exact everywhere
+        for (let g = 0; g < n; g++) {
+          const mask = g === 0 ? qMask : none(got[g].length);
+          closeImage("ropeKvWrite", got[g], wantImages[g], mask, tol, what(pos0, T));
+        }
+        for (let c = 0; c < nc; c++) {
+          const mask = c === 0 ? kMask : none(cacheWords[c]);
+          closeImage("ropeKvWrite", got[n + 1 + c], wantCaches[c], mask, tol, `cache ${c} ${what(pos0, T)}`);
+          const unfused = got[n + 1 + nc + c];
+          closeImage(
+            "ropeKvWrite=unfused",
+            got[n + 1 + c],
+            unfused,
+            none(cacheWords[c]),
+            0,
+            `cache ${c} ${what(pos0, T)}`,
+          );
+        }
+        // q bit for bit as the unfused rope leaves it (not k: rope rotates k in place, ropeKvWrite does not).
+        const qRows = (image: Float32Array) => {
+          const { offset, stride } = roleView[0];
+          return Float32Array.from(
+            { length: T * qD },
+            (_, i) => image[offset + Math.floor(i / qD) * stride + (i % qD)],
+          );
+        };
+        closeImage(
+          "ropeKvWrite=unfused",
+          qRows(got[0]),
+          qRows(got[n]),
+          none(T * qD),
+          0,
+          `q ${what(pos0, T)}`,
+        );
+        for (const b of [...fused, ...ref]) b.destroy();
+      }
+      for (const b of [...fusedCaches, ...refCaches]) b.destroy();
+    }
+  }
+});
+
+Deno.test("webgpu ropeKvWrite rejects bad shapes and aliasing, and reuses its bind group across steps", async () => {
+  const { ctx, ops } = await setup();
+  const step = ops.createStep();
+  const hs = 8, qD = 32, kvD = 16, C = 10;
+  const qkv = { buffer: createStorageBuffer(ctx, "qkv", 4 * (qD + 2 * kvD) * 4) };
+  const cache = { buffer: createStorageBuffer(ctx, "cache", 2 * C * kvD * 4) };
+  const args: RopeKvWriteArgs = {
+    step,
+    q: { ...qkv, stride: qD + 2 * kvD },
+    k: { ...qkv, offset: qD, stride: qD + 2 * kvD },
+    v: { ...qkv, offset: qD + kvD, stride: qD + 2 * kvD },
+    qWidth: qD,
+    kCache: cache,
+    vCache: { ...cache, offset: C * kvD },
+    kvDim: kvD,
+    headSize: hs,
+    theta: 10000,
+    capacity: C,
+  };
+  const run = (a: RopeKvWriteArgs) => record(ctx, (p) => ops.ropeKvWrite(p, a));
+  step.set(7, 4);
+  assert.throws(() => run(args), /exceed the cache capacity 10/);
+  step.set(0, 4);
+  assert.throws(() => run({ ...args, qWidth: 36 }), RangeError);
+  assert.throws(() => run({ ...args, headSize: 7 }), RangeError);
+  assert.throws(() => run({ ...args, kvDim: 12 }), RangeError);
+  assert.throws(() => run({ ...args, theta: 1 }), RangeError);
+  assert.throws(() => run({ ...args, vCache: { ...qkv, offset: 0 } }), TypeError);
+  assert.throws(
+    () => run({ ...args, vCache: { buffer: createStorageBuffer(ctx, "small", 64) } }),
+    RangeError,
+  );
+  // Positions live in the step uniform only: other steps of the same T reuse the bind group.
+  run(args);
+  const groups = ops.cachedBindGroups;
+  step.set(6, 4);
+  run(args);
+  step.set(3, 4);
+  run(args);
+  assert.equal(ops.cachedBindGroups, groups);
+  await ctx.device.queue.onSubmittedWorkDone();
 });
 
 interface AttentionCase {

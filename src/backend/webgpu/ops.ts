@@ -28,8 +28,8 @@ export type EmbeddingDtype = "f32" | "f16";
 
 /**
  * The position uniform of one chunk, {pos0, T}, read by the kernels that depend on positions (embedding,
- * rope, kvWrite, attention). The GPU sees the value written last before the submit that runs the
- * recorded dispatches, and launchers size their dispatches from the CPU copy at record time: so `set`
+ * rope, kvWrite, ropeKvWrite, attention). The GPU sees the value written last before the submit that runs
+ * the recorded dispatches, and launchers size their dispatches from the CPU copy at record time: so `set`
  * it before recording a chunk, and record at most one chunk per step object per submit (use a second
  * step object to record two chunks into one command buffer).
  */
@@ -152,6 +152,33 @@ export interface KvWriteArgs {
   kCache: GpuView;
   vCache: GpuView;
   kvDim: number;
+  /** Cache rows C. */
+  capacity: number;
+}
+
+/**
+ * Arguments of {@link WebGpuOps.ropeKvWrite}: those of rope and kvWrite together. q, k and v may be views
+ * of one buffer (a fused wq|wk|wv output) or of separate buffers; q must not overlap k or v.
+ */
+export interface RopeKvWriteArgs {
+  step: GpuStep;
+  /** (T, qWidth) queries, rotated in place. */
+  q: GpuView;
+  qWidth: number;
+  /** (T, kvD) new keys before rotary: read, not modified; the rotated keys go to kCache only. */
+  k: GpuView;
+  /** (T, kvD) new values, copied to vCache as they are. */
+  v: GpuView;
+  /**
+   * (C, kvD) caches of one layer, in buffers other than q's, k's and v's (one buffer may hold both
+   * caches); rows pos0..pos0+T−1 are written.
+   */
+  kCache: GpuView;
+  vCache: GpuView;
+  kvDim: number;
+  headSize: number;
+  /** Rotary base (10000 in llama2.c). */
+  theta: number;
   /** Cache rows C. */
   capacity: number;
 }
@@ -305,6 +332,7 @@ export function ropeFrequencyTable(hs: number, theta: number): Float32Array {
  * // ... q, k, v matmuls, then:
  * ops.rope(pass, { step, q: { buffer: q }, qWidth: D, k: { buffer: k }, kWidth: kvD, headSize: hs, theta });
  * ops.kvWrite(pass, { step, k: { buffer: k }, v: { buffer: v }, kCache, vCache, kvDim: kvD, capacity });
+ * // (or both in one dispatch: ops.ropeKvWrite(pass, { step, q, qWidth: D, k, v, kCache, vCache, ... }))
  * ops.attention(pass, { step, q: { buffer: q }, kCache, vCache, out: { buffer: att }, nHeads, nKvHeads,
  *   headSize: hs, capacity });
  * pass.end();
@@ -360,6 +388,7 @@ export class WebGpuOps {
       ["rope", KERNELS.rope, { WG }],
       ["kv_write", KERNELS.kv_write, { WG, V_IN_K: 0 }],
       ["kv_write:shared", KERNELS.kv_write, { WG, V_IN_K: 1 }],
+      ["rope_kv_write", KERNELS.rope_kv_write, { WG }],
       ["swiglu", KERNELS.swiglu, { WG, B_IN_A: 0 }],
       ["swiglu:fused", KERNELS.swiglu, { WG, B_IN_A: 1 }],
       ["add", KERNELS.add, { WG }],
@@ -566,6 +595,98 @@ export class WebGpuOps {
     const resources = [{ buffer: step.buffer }, kB.binding, vB.binding, kcB.binding, vcB.binding];
     const key = shared ? "kv_write:shared" : "kv_write";
     this.#launch(pass, key, params, resources, Math.ceil(kvDim / WG), T);
+  }
+
+  /**
+   * rope then kvWrite in one dispatch: rotates q (T, qWidth) in place, writes k (T, kvD) rotated and
+   * v (T, kvD) as is into cache rows pos0..pos0+T−1. k is left unrotated (unlike rope). Dispatch
+   * ceil(T · (qWidth + kvD) / 2 / 256) workgroups, one thread per pair.
+   */
+  ropeKvWrite(pass: GPUComputePassEncoder, args: RopeKvWriteArgs): void {
+    const op = "ropeKvWrite";
+    const { step, q, qWidth, k, v, kCache, vCache, kvDim, headSize: hs, theta, capacity } = args;
+    const T = step.tokens;
+    checkInt(op, "headSize", hs, 2);
+    if (hs % 2 !== 0) throw new RangeError(`${op}: expected an even headSize, found ${hs}`);
+    if (!(theta > 1)) throw new RangeError(`${op}: expected theta > 1, found ${theta}`);
+    for (const [name, width] of [["qWidth", qWidth], ["kvDim", kvDim]] as const) {
+      checkInt(op, name, width);
+      if (width % hs !== 0) {
+        throw new RangeError(`${op}: expected ${name} divisible by headSize ${hs}, found ${width}`);
+      }
+    }
+    checkInt(op, "capacity", capacity);
+    if (step.pos0 + T > capacity) {
+      throw new RangeError(
+        `${op}: positions up to ${step.pos0 + T - 1} exceed the cache capacity ${capacity}`,
+      );
+    }
+    checkInt(op, "T", T, 1, MAX_GRID);
+    const shared = kCache.buffer === vCache.buffer; // one buffer holds both caches: one rw binding
+    this.#distinct(op, shared ? [kCache] : [kCache, vCache], [q, k, v]);
+    // q, k, v: each distinct buffer bound once (slot 0 = q's, read-write), spanning the views it holds.
+    const views = [
+      { view: q, width: qWidth },
+      { view: k, width: kvDim },
+      { view: v, width: kvDim },
+    ];
+    const buffers = [...new Set(views.map((s) => s.view.buffer))];
+    const slots = buffers.map((buffer, slot) => {
+      const held = views.filter((s) => s.view.buffer === buffer);
+      const first = Math.min(...held.map((s) => offsetOf(s.view)));
+      const end = Math.max(
+        ...held.map((s) => offsetOf(s.view) + (T - 1) * strideOf(s.view, s.width) + s.width),
+      );
+      const name = held.length > 1 ? "q/k/v" : ["q", "k", "v"][views.indexOf(held[0])];
+      const b = this.#bind(op, name, { buffer, offset: first }, end);
+      return { slot, binding: b.binding, shift: b.shift - first };
+    });
+    const at = (s: { view: GpuView; width: number }) => {
+      const b = slots[buffers.indexOf(s.view.buffer)];
+      return [b.shift + offsetOf(s.view), strideOf(s.view, s.width), b.slot];
+    };
+    const [qOff, qs] = at(views[0]);
+    const kcs = strideOf(kCache, kvDim), vcs = strideOf(vCache, kvDim);
+    const kcEnd = offsetOf(kCache) + (capacity - 1) * kcs + kvDim;
+    const vcEnd = offsetOf(vCache) + (capacity - 1) * vcs + kvDim;
+    let kcB, vcB;
+    if (shared) {
+      const first = Math.min(offsetOf(kCache), offsetOf(vCache));
+      const both = this.#bind(
+        op,
+        "kCache/vCache",
+        { buffer: kCache.buffer, offset: first },
+        Math.max(kcEnd, vcEnd),
+        true,
+      );
+      kcB = { binding: both.binding, shift: both.shift + offsetOf(kCache) - first };
+      vcB = { binding: { buffer: this.#unused() }, shift: both.shift + offsetOf(vCache) - first };
+    } else {
+      kcB = this.#bind(op, "kCache", kCache, kcEnd, true);
+      vcB = this.#bind(op, "vCache", vCache, vcEnd, true);
+    }
+    const params = new Uint32Array([
+      hs / 2,
+      qWidth / 2,
+      kvDim / 2,
+      qOff,
+      qs,
+      ...at(views[1]),
+      ...at(views[2]),
+      kcB.shift,
+      kcs,
+      vcB.shift,
+      vcs,
+      shared ? 0 : 1,
+    ]);
+    const freqs = this.#ropeFrequencies(hs, theta);
+    // Unused activation slots bind the frequency table: a read-only placeholder must not be the
+    // read-write #unused() buffer vc may already bind (WebGPU rejects read and write usage of one buffer).
+    const act = [0, 1, 2].map((i) => slots[i]?.binding ?? { buffer: freqs });
+    const resources = [{ buffer: step.buffer }, { buffer: freqs }, ...act, kcB.binding, vcB.binding];
+    const groups = Math.ceil((T * (qWidth + kvDim)) / 2 / WG);
+    const gx = Math.min(groups, MAX_GRID);
+    this.#launch(pass, "rope_kv_write", params, resources, gx, Math.ceil(groups / gx));
   }
 
   /** Positions per decode split for head size `hs` (attention_decode's workgroup size). */
