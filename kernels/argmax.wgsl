@@ -34,7 +34,10 @@ fn order_key(v: f32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let xo = params.x_offset + wid.x * params.x_stride;
-  var bv = bitcast<f32>(0xff800000u); // −inf: any number, even −3e38, beats it; NaN does not
+  // −inf: any number, even −3e38, beats it; NaN does not. Through a var, because Tint (Dawn) rejects a
+  // constant expression whose value is −inf.
+  var neg_inf_bits = 0xff800000u;
+  var bv = bitcast<f32>(neg_inf_bits);
   var bi = NONE;
   for (var i = lid; i < params.n; i += WG) {
     let v = x[xo + i];

@@ -23,22 +23,94 @@ export interface RequestGpuOptions {
   wantStorageBindingBytes?: number;
 }
 
-async function findGpu(): Promise<GPU | undefined> {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return nav.gpu;
-  // Node: the optional `webgpu` package (Dawn bindings) exposes create([]) -> GPU.
-  const isNode =
-    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node ===
-      "string" && !("Deno" in globalThis);
-  if (!isNode) return undefined;
+/** The `webgpu` npm package (Dawn's dawn.node): `create(flags)` returns a fresh `GPU`. */
+interface DawnNodeModule {
+  create(flags: string[]): GPU;
+  globals?: Record<string, unknown>;
+}
+
+type NodeProcess = {
+  versions?: { node?: string };
+  platform?: string;
+  env?: Record<string, string | undefined>;
+};
+
+/**
+ * Keeps each `GPU` object alive as long as a device opened through it: when dawn.node's `GPU` (Node)
+ * is garbage-collected its instance stops delivering events, so `mapAsync` and friends never settle.
+ */
+const gpuOfDevice = new WeakMap<GPUDevice, GPU>();
+
+function nodeProcess(): NodeProcess | undefined {
+  const proc = (globalThis as { process?: NodeProcess }).process;
+  return typeof proc?.versions?.node === "string" && !("Deno" in globalThis) ? proc : undefined;
+}
+
+async function loadDawnNode(): Promise<DawnNodeModule | undefined> {
   try {
-    const name = "webgpu";
-    const mod = await import(name);
+    const name = "webgpu"; // a variable, so bundlers and Deno leave the optional package alone
+    const mod = await import(name) as DawnNodeModule;
     if (mod.globals) Object.assign(globalThis, mod.globals);
-    return mod.create([]) as GPU;
+    return mod;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Node through the optional `webgpu` package. Dawn's default backends first (Vulkan, Metal, D3D12);
+ * failing that, Dawn's OpenGL/OpenGL ES backends, which it offers only at the "compatibility" feature
+ * level. On a headless Linux machine (no Vulkan driver, no display server) that finds Mesa's llvmpipe
+ * through EGL's surfaceless platform, so EGL_PLATFORM=surfaceless is set when nothing chose a platform.
+ */
+async function requestNodeAdapter(
+  proc: NodeProcess,
+  powerPreference: GPUPowerPreference,
+): Promise<{ adapter: GPUAdapter; gpu: GPU } | null> {
+  const dawn = await loadDawnNode();
+  if (!dawn) return null;
+  // `featureLevel` is in the WebGPU spec but not yet in Deno's GPURequestAdapterOptions type.
+  const attempts: [string[], GPURequestAdapterOptions & { featureLevel?: string }][] = [
+    [[], { powerPreference }],
+    [["backend=opengl"], { powerPreference, featureLevel: "compatibility" }],
+    [["backend=opengles"], { powerPreference, featureLevel: "compatibility" }],
+  ];
+  for (const [flags, options] of attempts) {
+    const env = proc.env ?? {};
+    if (
+      flags.length && proc.platform === "linux" && !env.EGL_PLATFORM && !env.DISPLAY && !env.WAYLAND_DISPLAY
+    ) {
+      env.EGL_PLATFORM = "surfaceless"; // read by Mesa's libEGL when Dawn opens its first display
+    }
+    const gpu = dawn.create(flags);
+    const adapter = await gpu.requestAdapter(options);
+    if (adapter) return { adapter, gpu };
+  }
+  return null;
+}
+
+/** The adapter from `navigator.gpu` (Deno, browsers) or from the `webgpu` package (Node). */
+async function requestAdapter(
+  powerPreference: GPUPowerPreference,
+): Promise<{ adapter: GPUAdapter; gpu: GPU } | null> {
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (gpu) {
+    const adapter = await gpu.requestAdapter({ powerPreference });
+    return adapter ? { adapter, gpu } : null;
+  }
+  const proc = nodeProcess();
+  return proc ? await requestNodeAdapter(proc, powerPreference) : null;
+}
+
+/**
+ * A description that names the hardware: Dawn's `description` can be just the driver ("OpenGL version
+ * 4.5 (Core Profile) Mesa 22.3.6") with the renderer ("llvmpipe-llvm-15-0-6-256-bits-") in `device`.
+ */
+function describeAdapter(info: GPUAdapterInfo | undefined): string {
+  const description = info?.description || info?.vendor || "unknown adapter";
+  const device = info?.device ?? "";
+  if (!device || /^(0x)?[0-9a-f]+$/i.test(device) || description.includes(device)) return description;
+  return `${description} (${device})`;
 }
 
 /**
@@ -46,12 +118,9 @@ async function findGpu(): Promise<GPU | undefined> {
  * Requests the adapter's maximum buffer and storage-binding sizes so large weights fit.
  */
 export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuContext | null> {
-  const gpu = await findGpu();
-  if (!gpu) return null;
-  const adapter = await gpu.requestAdapter({
-    powerPreference: options.powerPreference ?? "high-performance",
-  });
-  if (!adapter) return null;
+  const found = await requestAdapter(options.powerPreference ?? "high-performance");
+  if (!found) return null;
+  const { adapter, gpu } = found;
   const want = options.wantStorageBindingBytes ?? adapter.limits.maxStorageBufferBindingSize;
   const requiredFeatures: GPUFeatureName[] = [];
   for (const f of ["shader-f16", "timestamp-query", "subgroups"] as GPUFeatureName[]) {
@@ -70,12 +139,14 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuCo
       maxComputeWorkgroupsPerDimension: adapter.limits.maxComputeWorkgroupsPerDimension,
     },
   });
+  gpuOfDevice.set(device, gpu);
   const info = adapter.info;
+  const adapterDescription = describeAdapter(info);
   const ctx: GpuContext = {
     device,
-    adapterDescription: info?.description || info?.vendor || "unknown adapter",
+    adapterDescription,
     isFallback: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ||
-      /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? ""),
+      /llvmpipe|lavapipe|softpipe|swiftshader/i.test(adapterDescription),
     features: new Set([...device.features] as string[]),
     limits: device.limits,
     pipelines: new Map(),
