@@ -10,7 +10,7 @@ import { DEFAULT_GEMV_SHAPES, randomLinear, tfjsGemv, timeGemvBatch } from "../s
 
 const ctx = await requestGpu();
 if (!ctx) throw new Error("No WebGPU adapter: the GEMV benchmark needs one (llvmpipe is enough)");
-const engine = await MatmulEngine.create(ctx, { precompile: false });
+const engine = await MatmulEngine.create(ctx);
 const PER_ITER = 4;
 
 for (const shape of DEFAULT_GEMV_SHAPES) {

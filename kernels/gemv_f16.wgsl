@@ -1,73 +1,34 @@
 // gemv_f16: fp16-storage matrix-vector product for decode, y = W x (+ y): W's halves are packed two per
 // u32 (low half = even column) and unpacked with unpack2x16float, which is what an "FP16 model" is on an
-// adapter without shader-f16. Accumulation is fp32.
+// adapter without shader-f16. Accumulation is fp32. Built exactly like the packed GEMV (same template,
+// x path and geometry) so that the comparison is of storage alone.
 //
 // Bindings (group 0):
-//   0 params  uniform  MatmulParams (below)
+//   0 params  uniform  MatmulParams (_matmul_common)
 //   1 w       storage  array<vec4<u32>>  (rows, row_stride) row-major, 8 columns per vec4<u32>, rows
 //                                        zero-padded to 8-column multiples
-//   2 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
+//   2 x4      uniform if X_UNIFORM, else storage  array<vec4<f32>>  x as vec4s
 //   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
-//   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (any alignment)
+//   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (absent when
+//                                        X_UNIFORM)
+// Template values: RPT rows per thread (unrolled: one register accumulator each); X_UNIFORM, XN.
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
-// 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows in registers, so an
-// 8-column piece of x is loaded once per RPT rows. Partial sums of the TPR threads are reduced in
-// workgroup memory. X_VEC4 picks vec4 loads of x (the launcher binds x to both x4 and x1, or a dummy to
-// x4 when x is not 16-byte aligned). MAX_RPT sizes the register arrays; the launcher rewrites it to RPT.
+// 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows, so an 8-column piece of
+// x is loaded once per RPT rows. Partial sums of the TPR threads are reduced in workgroup memory.
 // Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x; along y one per token (T = 1 for decode;
-// more tokens rerun the row pass, gemm_f16 is the token-tiled kernel for those).
+// gemm_f16 is the token-tiled kernel for more tokens).
 
-struct MatmulParams {
-  rows: u32, // rows of this dispatch (one chunk of W's rows)
-  cols: u32, // input features
-  tokens: u32, // T
-  planes: u32, // unused (packed kernels: k)
-  row_stride: u32, // vec4<u32> units (8 columns) between rows of w
-  plane_stride: u32, // unused
-  x_offset: u32, // element index of x[0]
-  x_stride: u32, // elements between tokens of x
-  y_offset: u32, // element index of y for the chunk's first row
-  y_stride: u32, // elements between tokens of y
-  accumulate: u32, // 1: y += W x
-  g_offset: u32, // unused
-  g_stride: u32, // unused
-  h_stride: u32, // unused
-}
-
-override WG: u32 = 128u;
-override TPR: u32 = 16u;
-override RPT: u32 = 2u;
-override X_VEC4: bool = true;
-const MAX_RPT: u32 = 8u;
+//#include _matmul_common
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+//#if X_UNIFORM
+@group(0) @binding(2) var<uniform> x4: array<vec4<f32>, $XN>;
+//#else
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> x1: array<f32>;
-
-// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
-// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
-var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
-
-fn load_x4(base: u32, c: u32) -> vec4<f32> {
-  // x[base + c .. base + c + 3], zero at columns >= cols (x past the end may be anything, even NaN).
-  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
-  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
-  if (X_VEC4) {
-    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
-  }
-  let last = base + params.cols - 1u;
-  let i = base + c;
-  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
-  return select(vec4<f32>(0.0), v, m);
-}
-
-fn store_y(t: u32, row: u32, value: f32) {
-  let i = params.y_offset + t * params.y_stride + row;
-  let prev = select(0.0, y[i], params.accumulate != 0u);
-  y[i] = prev + value;
-}
+//#end
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -79,38 +40,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let nv = params.row_stride;
   let last_row = params.rows - 1u;
 
-  var acc: array<vec4<f32>, MAX_RPT>;
+//#for r in 0..RPT
+  let rb${r} = min(row0 + ${r}u, last_row) * nv;
+  var acc${r} = vec4<f32>(0.0);
+//#end
   for (var v = lane; v < nv; v += TPR) {
     let xa = load_x4(xbase, v * 8u);
     let xb = load_x4(xbase, v * 8u + 4u);
-    for (var r = 0u; r < RPT; r++) {
-      let q = w[min(row0 + r, last_row) * nv + v];
-      let a = fma(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), xa, acc[r]);
-      acc[r] = fma(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), xb, a);
-    }
+//#for r in 0..RPT
+    let q${r} = w[rb${r} + v];
+    acc${r} = fma(vec4<f32>(unpack2x16float(q${r}.x), unpack2x16float(q${r}.y)), xa, acc${r});
+    acc${r} = fma(vec4<f32>(unpack2x16float(q${r}.z), unpack2x16float(q${r}.w)), xb, acc${r});
+//#end
   }
 
-  if (TPR == 1u) {
-    for (var r = 0u; r < RPT; r++) {
-      if (row0 + r < params.rows) {
-        store_y(t, row0 + r, dot(acc[r], vec4<f32>(1.0)));
-      }
-    }
-    return;
-  }
-  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
-  for (var i = 0u; i < RPT; i++) {
-    red[lid] = dot(acc[i], vec4<f32>(1.0));
-    workgroupBarrier();
-    if (lane == 0u) {
-      var sum = 0.0;
-      for (var j = 0u; j < TPR; j++) {
-        sum += red[lid + j];
-      }
-      if (row0 + i < params.rows) {
-        store_y(t, row0 + i, sum);
-      }
-    }
-    workgroupBarrier();
-  }
+//#for r in 0..RPT
+  finish_row(t, row0 + ${r}u, dot(acc${r}, vec4<f32>(1.0)), lid, lane);
+//#end
 }

@@ -74,6 +74,8 @@ interface Case {
   yStride?: number;
   /** Start y with these values and accumulate into them. */
   accumulate?: boolean;
+  /** x in a buffer with UNIFORM usage: GEMVs at 64-element-aligned offsets must read it as uniform. */
+  uniformX?: boolean;
 }
 
 /** Runs every case through `engine` in one submission; returns y (T, out) per case, packed rows. */
@@ -99,7 +101,14 @@ async function runCases(
         yData.set(y0s![i].subarray(t * lin.out, (t + 1) * lin.out), yOff + t * yStride);
       }
     }
-    const x = createStorageBuffer(ctx!, "x", xData), y = createStorageBuffer(ctx!, "y", yData);
+    const x = createStorageBuffer(ctx!, "x", xData, c.uniformX ? GPUBufferUsage.UNIFORM : 0);
+    const y = createStorageBuffer(ctx!, "y", yData);
+    const path = engine.xPath(lin, { buffer: x, offset: xOff }, c.T, xStride);
+    const fitsUniform = Math.ceil(lin.in / 4) * 16 <= ctx!.limits.maxUniformBufferBindingSize;
+    if (c.uniformX && c.T === 1 && xOff % 64 === 0) {
+      assert.equal(path, fitsUniform ? "uniform" : "vec4", `x path of ${JSON.stringify(c)}`);
+    }
+    if (!c.uniformX) assert.notEqual(path, "uniform", `x path of ${JSON.stringify(c)}`);
     engine.encode(pass, lin, { buffer: x, offset: xOff }, { buffer: y, offset: yOff }, c.T, {
       xStride,
       yStride,
@@ -158,9 +167,18 @@ const OUTS = [1, 7, 33, 100];
 const INS = [1, 31, 33, 64, 100, 257];
 const TS = [1, 3, 17];
 
-/** Cases for one shape: T in {1, 3, 17}, rotating through x/y layouts (vec4 and scalar x paths). */
+/**
+ * Cases for one shape: T in {1, 3, 17}, rotating through x/y layouts (vec4 and scalar x paths), and
+ * GEMVs that read x through a uniform binding (at offset 0, at an aligned offset with accumulation, and
+ * at a misaligned offset, where the storage path must take over).
+ */
 function casesFor(out: number, inF: number, seed: number): Case[] {
-  return TS.map((T, i): Case => {
+  const uniform: Case[] = [
+    { T: 1, uniformX: true },
+    { T: 1, uniformX: true, xOffset: 64, yOffset: 1, accumulate: true },
+    { T: 1, uniformX: true, xOffset: 6 },
+  ];
+  return uniform.concat(TS.map((T, i): Case => {
     switch ((seed + i) % 4) {
       case 0:
         return { T }; // vec4 x when in % 4 == 0 (or T == 1), else scalar
@@ -171,7 +189,7 @@ function casesFor(out: number, inF: number, seed: number): Case[] {
       default:
         return { T, accumulate: true };
     }
-  });
+  }));
 }
 
 /** Reference product; with `abs`, the product of absolute values (a bound on every term). */
@@ -238,6 +256,34 @@ for (const v of VARIANTS) {
   }
 }
 
+Deno.test("packed GEMV with h too large for a uniform binding reads it from storage, and x past 16K from storage", async () => {
+  // k·in fp16 scales above maxUniformBufferBindingSize (64 KiB here): h stays a storage binding; x of
+  // more than 16,384 floats cannot be a uniform binding either.
+  const out = 5, inF = 33_000;
+  for (const k of [1, 2]) {
+    const [weights, ref] = VARIANTS[1 + k].weights(out, inF);
+    const lin = uploadLinear(ctx, `packed k=${k}:${out}x${inF}`, weights);
+    assert.equal(lin.hUniform, false, "h of 33,000 columns must not claim a uniform binding");
+    for (const engine of [gpuEngine, cpuEngine]) {
+      const cases: Case[] = [{ T: 1, uniformX: true }, { T: 2 }];
+      const xs = cases.map((c) => rng.normals(c.T * inF));
+      const got = await runCases(engine, lin, xs, cases);
+      cases.forEach((c, i) => {
+        assertClose(
+          got[i],
+          ref(xs[i], c.T),
+          `packed k=${k} ${out}x${inF} ${JSON.stringify(c)}`,
+          ref(xs[i], c.T, true),
+        );
+      });
+    }
+    lin.destroy();
+  }
+  const small = uploadLinear(ctx, "packed small", VARIANTS[3].weights(4, 64)[0]);
+  assert.equal(small.hUniform, true, "h of a small layer must be readable as a uniform binding");
+  small.destroy();
+});
+
 Deno.test("weights split across bindings by rows give the same result (GEMV and GEMM)", async () => {
   const out = 70, inF = 300;
   for (const v of VARIANTS.slice(0, 4)) {
@@ -290,7 +336,7 @@ Deno.test("uploadLinear records the bytes it allocates; packed k=2 at 4096x4096 
 });
 
 Deno.test("the autotuner picks a candidate, uses it, and remembers it in its cache file", async () => {
-  const engine = await MatmulEngine.create(ctx, { precompile: false });
+  const engine = await MatmulEngine.create(ctx);
   const layer = randomPacked(40, 200, 2);
   const lin = uploadLinear(ctx, "tuned", { kind: "packed", layer });
   const candidates = [DEFAULT_GEMV_GEOMETRY, FALLBACK_GEMV_GEOMETRY];
@@ -304,7 +350,7 @@ Deno.test("the autotuner picks a candidate, uses it, and remembers it in its cac
     assert.deepEqual(engine.geometryFor("gemv", "packed", lin), first.geometry);
     const saved = JSON.parse(await Deno.readTextFile(cacheFile));
     assert.deepEqual(saved[ctx.adapterDescription][first.shapeClass], first.geometry);
-    const again = await MatmulEngine.create(ctx, { precompile: false });
+    const again = await MatmulEngine.create(ctx);
     const second = await again.tune(lin, { candidates, cacheFile });
     assert.equal(second.cached, true);
     assert.deepEqual(second.geometry, first.geometry);

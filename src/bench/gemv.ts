@@ -108,7 +108,7 @@ export async function timeGemv(
   lin: GpuLinear,
   iters: number,
 ): Promise<number> {
-  const x = createStorageBuffer(ctx, "bench.x", new Float32Array(lin.in).fill(0.5));
+  const x = createStorageBuffer(ctx, "bench.x", new Float32Array(lin.in).fill(0.5), GPUBufferUsage.UNIFORM);
   const y = createStorageBuffer(ctx, "bench.y", lin.out * 4);
   try {
     await timeGemvBatch(ctx, engine, lin, x, y, 2);
@@ -192,12 +192,17 @@ export async function measureGemv(
   shapes: GemvShape[] = DEFAULT_GEMV_SHAPES,
   options: MeasureGemvOptions = {},
 ): Promise<GemvResult[]> {
-  const engine = await MatmulEngine.create(ctx, { precompile: false });
+  const engine = await MatmulEngine.create(ctx);
   const reps = options.reps ?? 7;
   const results: GemvResult[] = [];
   for (const shape of shapes) {
     const r: GemvResult = { shape: `${shape.out}x${shape.in}`, ms: {}, weightBytes: {}, geometry: {} };
-    const x = createStorageBuffer(ctx, "bench.x", new Float32Array(shape.in).fill(0.5));
+    const x = createStorageBuffer(
+      ctx,
+      "bench.x",
+      new Float32Array(shape.in).fill(0.5),
+      GPUBufferUsage.UNIFORM,
+    );
     const y = createStorageBuffer(ctx, "bench.y", shape.out * 4);
     const runners: { variant: GemvVariant; run: (n: number) => Promise<number>; done: () => void }[] = [];
     try {

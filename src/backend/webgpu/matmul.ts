@@ -12,6 +12,10 @@
 //           128-column multiple so it is read as whole vec4s; g (k, out) and h (k, ceil(in/128)·128) as fp16
 //           pairs in u32 (low half = even index), h zero-padded. Scales are fp16 as in the .rabit file
 //           (METHOD.md §8): a layer whose scales are not fp16 values is rounded to them here.
+// Decode GEMVs read x (and a packed layer's h) through a uniform binding when it fits one: a software
+// adapter (llvmpipe) loads storage buffers lane by lane even at uniform addresses, uniform buffers once.
+// x then needs a buffer with UNIFORM usage (createStorageBuffer(..., GPUBufferUsage.UNIFORM)) and a
+// 256-byte-aligned offset; otherwise the storage variant of the kernel runs.
 
 import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
 import type { GpuView } from "./ops.ts";
@@ -28,6 +32,7 @@ import {
   type WeightKind,
 } from "./matmul_geometry.ts";
 import { tuneMatmul, type TuneOptions, type TuneResult } from "./matmul_tune.ts";
+import { expandWgsl } from "./wgsl_template.ts";
 
 export { defaultTuneCachePath, type TuneOptions, type TuneResult } from "./matmul_tune.ts";
 export {
@@ -69,6 +74,8 @@ export interface GpuLinear {
   readonly h?: GPUBuffer;
   /** Packed only: vec4<u32> units (8 columns) per plane of h. */
   readonly hStride: number;
+  /** Packed only: h also has UNIFORM usage and fits one uniform binding (GEMVs read it as uniform). */
+  readonly hUniform: boolean;
   /** Bytes of every buffer allocated for this layer (weights, scales, padding). */
   readonly bytes: number;
   destroy(): void;
@@ -142,7 +149,7 @@ export function uploadLinear(
   const chunkRows = Math.floor(maxBinding / rowBytes);
   const buffers: GPUBuffer[] = [];
   const chunks: GpuChunk[] = [];
-  let g: GPUBuffer | undefined, h: GPUBuffer | undefined;
+  let g: GPUBuffer | undefined, h: GPUBuffer | undefined, hUniform = false;
   const hStride = kind === "packed" ? rowStride * 16 : 0;
   try {
     if (kind === "packed") {
@@ -151,7 +158,9 @@ export function uploadLinear(
       for (let p = 0; p < k; p++) hPadded.set(layer.h.subarray(p * inF, (p + 1) * inF), p * hStride * 8);
       g = createStorageBuffer(ctx, `${label}.g`, f16Words(layer.g));
       buffers.push(g);
-      h = createStorageBuffer(ctx, `${label}.h`, f16Words(hPadded));
+      const hWords = f16Words(hPadded);
+      hUniform = hWords.byteLength <= ctx.limits.maxUniformBufferBindingSize;
+      h = createStorageBuffer(ctx, `${label}.h`, hWords, hUniform ? GPUBufferUsage.UNIFORM : 0);
       buffers.push(h);
     }
     for (let rowStart = 0; rowStart < out; rowStart += chunkRows) {
@@ -195,6 +204,7 @@ export function uploadLinear(
     g,
     h,
     hStride,
+    hUniform,
     bytes: buffers.reduce((a, b) => a + b.size, 0),
     destroy: () => buffers.forEach((b) => b.destroy()),
   };
@@ -213,9 +223,19 @@ export interface EncodeOptions {
 export interface MatmulEngineOptions {
   /** Geometry to use instead of the defaults, per op and weight kind (autotuned choices still win). */
   geometry?: Partial<Record<MatmulOp, Partial<Record<WeightKind, MatmulGeometry>>>>;
-  /** Compile the default pipelines now (default true), so the first encode does not compile. */
-  precompile?: boolean;
 }
+
+/** What else than the geometry selects a kernel's code: template values of wgsl_template.ts. */
+export interface KernelVariant {
+  /** Planes (packed kernels), else 1. */
+  k: number;
+  /** vec4s of x read through a uniform binding (GEMV only), or 0 for storage x. */
+  xUniform: number;
+  /** vec4<u32>s of h read through a uniform binding (packed GEMV only), or 0 for storage h. */
+  hUniform: number;
+}
+
+const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0 };
 
 const KERNEL = {
   gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" },
@@ -233,21 +253,40 @@ interface Prepared {
 }
 
 /**
- * The WGSL of one kernel with its register arrays sized for the geometry (MAX_RPT, MAX_TT are `const`
- * because WGSL sizes function-scope arrays with constant expressions only).
+ * The WGSL of one kernel for a geometry and variant: the GEMM kernels' register arrays sized (MAX_RPT,
+ * MAX_TT are `const` because WGSL sizes function-scope arrays with constant expressions only), the GEMV
+ * templates expanded (unrolled rows and planes, uniform or storage x and h).
  */
-export function kernelSource(name: string, geo: MatmulGeometry): string {
-  const code = (KERNELS as Readonly<Record<string, string>>)[name];
+export function kernelSource(
+  name: string,
+  geo: MatmulGeometry,
+  variant: KernelVariant = STORAGE_VARIANT,
+): string {
+  const kernels = KERNELS as Readonly<Record<string, string>>;
+  const code = kernels[name];
   if (code === undefined) throw new RangeError(`matmul: unknown kernel "${name}"`);
-  return code
+  const sized = code
     .replace(/const MAX_RPT: u32 = \d+u;/, `const MAX_RPT: u32 = ${geo.RPT}u;`)
     .replace(/const MAX_TT: u32 = \d+u;/, `const MAX_TT: u32 = ${geo.TT ?? 1}u;`);
+  return expandWgsl(sized, {
+    name,
+    include: (fragment) => kernels[fragment],
+    values: {
+      RPT: geo.RPT,
+      TT: geo.TT ?? 1,
+      K: variant.k,
+      X_UNIFORM: variant.xUniform > 0 ? 1 : 0,
+      XN: Math.max(1, variant.xUniform),
+      H_UNIFORM: variant.hUniform > 0 ? 1 : 0,
+      HN: Math.max(1, variant.hUniform),
+    },
+  });
 }
 
-function pipelineKey(name: string, geo: MatmulGeometry, xVec4: boolean): string {
+function pipelineKey(name: string, geo: MatmulGeometry, xVec4: boolean, variant: KernelVariant): string {
   return `${name}:wg${geo.WG}:tpr${geo.TPR}:rpt${geo.RPT}${geo.TT ? `:tt${geo.TT}` : ""}:${
     xVec4 ? "x4" : "x1"
-  }`;
+  }:k${variant.k}:xu${variant.xUniform}:hu${variant.hUniform}`;
 }
 
 function constantsOf(geo: MatmulGeometry, xVec4: boolean): Record<string, number> {
@@ -284,17 +323,18 @@ export class MatmulEngine {
     this.#override = options.geometry;
   }
 
-  /** Creates the engine and (by default) compiles the default GEMV and GEMM pipelines of every kind. */
-  static async create(ctx: GpuContext, options: MatmulEngineOptions = {}): Promise<MatmulEngine> {
+  /**
+   * Creates the engine and validates the default geometries. Kernels depend on the layer (planes, x and h
+   * paths), so they are compiled by {@link prepare} per layer, or on first use.
+   */
+  static create(ctx: GpuContext, options: MatmulEngineOptions = {}): Promise<MatmulEngine> {
     const engine = new MatmulEngine(ctx, options);
     for (const op of ["gemv", "gemm"] as const) {
       for (const kind of ["f32", "f16", "packed"] as const) {
-        const geo = engine.geometryFor(op, kind);
-        validateGeometry(ctx, op, geo);
-        if (options.precompile !== false) await engine.compile(op, kind, geo, true);
+        validateGeometry(ctx, op, engine.geometryFor(op, kind));
       }
     }
-    return engine;
+    return Promise.resolve(engine);
   }
 
   /** The geometry used for an op, weight kind and shape: tuned, else the option, else the default. */
@@ -335,28 +375,77 @@ export class MatmulEngine {
     kind: WeightKind,
     geo: MatmulGeometry,
     xVec4: boolean,
+    variant: KernelVariant = STORAGE_VARIANT,
   ): Promise<GPUComputePipeline> {
     const name = KERNEL[op][kind];
-    const key = pipelineKey(name, geo, xVec4);
+    const key = pipelineKey(name, geo, xVec4, variant);
     let p = this.#pipelines.get(key);
     if (!p) {
-      p = await getPipeline(this.ctx, key, kernelSource(name, geo), constantsOf(geo, xVec4));
+      p = await getPipeline(this.ctx, key, kernelSource(name, geo, variant), constantsOf(geo, xVec4));
       this.#pipelines.set(key, p);
     }
     return p;
   }
 
-  /** Compiles the pipelines `lin` will use (both x alignments), so that encode never compiles. */
-  async prepare(lin: GpuLinear, T = 1): Promise<void> {
+  /**
+   * Compiles every pipeline `lin` may use for T tokens (storage x in both alignments, and uniform x when
+   * its width fits a uniform binding), with the engine's geometry or `geometry`, so encode never compiles.
+   */
+  async prepare(lin: GpuLinear, T = 1, geometry?: MatmulGeometry): Promise<void> {
     const op: MatmulOp = T === 1 ? "gemv" : "gemm";
-    const geo = this.geometryFor(op, lin.kind, lin);
-    await this.compile(op, lin.kind, geo, true);
-    await this.compile(op, lin.kind, geo, false);
+    const geo = geometry ?? this.geometryFor(op, lin.kind, lin);
+    const variants = [this.variantOf(op, lin, 0)];
+    const xn = Math.ceil(lin.in / 4);
+    if (op === "gemv" && xn * 16 <= this.ctx.limits.maxUniformBufferBindingSize) {
+      variants.push(this.variantOf(op, lin, xn));
+    }
+    for (const variant of variants) {
+      await this.compile(op, lin.kind, geo, true, variant);
+      if (variant.xUniform === 0) await this.compile(op, lin.kind, geo, false, variant);
+    }
   }
 
-  #pipeline(op: MatmulOp, kind: WeightKind, geo: MatmulGeometry, xVec4: boolean): GPUComputePipeline {
+  /** The kernel variant for `lin` with x read through a uniform binding of `xUniform` vec4s (0: storage). */
+  variantOf(op: MatmulOp, lin: GpuLinear, xUniform: number): KernelVariant {
+    if (op === "gemm") return STORAGE_VARIANT; // the GEMM kernels take k at run time
+    return {
+      k: lin.kind === "packed" ? lin.k : 1,
+      xUniform,
+      hUniform: lin.kind === "packed" && lin.hUniform ? lin.k * lin.hStride : 0,
+    };
+  }
+
+  /** vec4s of x to bind as uniform for a GEMV of `lin` reading x at element `xOff`, or 0 (storage). */
+  #uniformX(lin: GpuLinear, x: GPUBuffer, xOff: number): number {
+    const lim = this.ctx.limits, xn = Math.ceil(lin.in / 4);
+    const ok = (x.usage & GPUBufferUsage.UNIFORM) !== 0 &&
+      (xOff * 4) % lim.minUniformBufferOffsetAlignment === 0 &&
+      xn * 16 <= lim.maxUniformBufferBindingSize && xOff * 4 + xn * 16 <= x.size;
+    return ok ? xn : 0;
+  }
+
+  /**
+   * How a matmul of `lin` over T tokens will read x from the view: through a uniform binding (GEMV, x in a
+   * buffer with UNIFORM usage at a 256-byte-aligned offset, width within one uniform binding), as storage
+   * vec4s (16-byte aligned token rows inside whole vec4s of the buffer), or as storage scalars.
+   */
+  xPath(lin: GpuLinear, x: GpuView, T: number, xStride = x.stride ?? lin.in): "uniform" | "vec4" | "scalar" {
+    const xOff = x.offset ?? 0, xEnd = xOff + (T - 1) * xStride + lin.in;
+    const vec4 = xOff % 4 === 0 && (T === 1 || xStride % 4 === 0) &&
+      Math.ceil(xEnd / 4) * 16 <= x.buffer.size;
+    if (!vec4) return "scalar";
+    return T === 1 && this.#uniformX(lin, x.buffer, xOff) > 0 ? "uniform" : "vec4";
+  }
+
+  #pipeline(
+    op: MatmulOp,
+    kind: WeightKind,
+    geo: MatmulGeometry,
+    xVec4: boolean,
+    variant: KernelVariant,
+  ): GPUComputePipeline {
     const name = KERNEL[op][kind];
-    const key = pipelineKey(name, geo, xVec4);
+    const key = pipelineKey(name, geo, xVec4, variant);
     let p = this.#pipelines.get(key);
     if (!p) {
       // Not prepared: compile synchronously (errors then surface as device validation errors).
@@ -365,7 +454,7 @@ export class MatmulEngine {
         label: key,
         layout: "auto",
         compute: {
-          module: device.createShaderModule({ label: key, code: kernelSource(name, geo) }),
+          module: device.createShaderModule({ label: key, code: kernelSource(name, geo, variant) }),
           entryPoint: "main",
           constants: constantsOf(geo, xVec4),
         },
@@ -436,9 +525,7 @@ export class MatmulEngine {
     }
     const op: MatmulOp = T === 1 ? "gemv" : "gemm";
     const geo = geometry ?? this.geometryFor(op, lin.kind, lin);
-    // vec4 loads of x need 16-byte aligned token rows inside whole vec4s of the buffer.
-    const xVec4 = xOff % 4 === 0 && (T === 1 || xStride % 4 === 0) &&
-      Math.ceil(xEnd / 4) * 16 <= x.buffer.size;
+    const xVec4 = this.xPath(lin, x, T, xStride) !== "scalar";
     const rowsPerGroup = (geo.WG / geo.TPR) * geo.RPT;
     const tokenGroups = op === "gemv" ? 1 : Math.ceil(T / geo.TT!);
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
@@ -447,30 +534,44 @@ export class MatmulEngine {
         `matmul ${lin.label}: T = ${T} needs ${tokenGroups} workgroups along y, above ${maxGroups}`,
       );
     }
-    const pipeline = this.#pipeline(op, lin.kind, geo, xVec4);
+    const variant = this.variantOf(op, lin, op === "gemv" && xVec4 ? this.#uniformX(lin, x.buffer, xOff) : 0);
+    const pipeline = this.#pipeline(op, lin.kind, geo, xVec4, variant);
     const acc = options.accumulate ? 1 : 0;
     for (const chunk of lin.chunks) {
       const key =
         `${this.#id(chunk.buffer)}:${this.#id(x.buffer)}:${this.#id(y.buffer)}:${xOff}:${xStride}:` +
-        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4)}`;
+        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4, variant)}`;
       let prep = this.#prepared.get(key);
       if (!prep) {
-        prep = this.#bind(key, pipeline, lin, chunk, x.buffer, y.buffer, xVec4, geo, tokenGroups, [
-          chunk.rows,
-          lin.in,
-          T,
-          lin.k,
-          lin.rowStride,
-          chunk.rows * lin.rowStride,
-          xOff,
-          xStride,
-          yOff + chunk.rowStart,
-          yStride,
-          acc,
-          chunk.rowStart,
-          lin.out,
-          lin.hStride,
-        ], rowsPerGroup);
+        prep = this.#bind(
+          key,
+          pipeline,
+          lin,
+          chunk,
+          x.buffer,
+          y.buffer,
+          xVec4,
+          geo,
+          tokenGroups,
+          [
+            chunk.rows,
+            lin.in,
+            T,
+            lin.k,
+            lin.rowStride,
+            chunk.rows * lin.rowStride,
+            variant.xUniform > 0 ? 0 : xOff, // a uniform x binding starts at x
+            xStride,
+            yOff + chunk.rowStart,
+            yStride,
+            acc,
+            chunk.rowStart,
+            lin.out,
+            lin.hStride,
+          ],
+          rowsPerGroup,
+          variant.xUniform > 0 ? { offset: xOff * 4, size: variant.xUniform * 16 } : undefined,
+        );
       }
       pass.setPipeline(prep.pipeline);
       pass.setBindGroup(0, prep.group);
@@ -490,6 +591,7 @@ export class MatmulEngine {
     tokenGroups: number,
     params: number[],
     rowsPerGroup: number,
+    xUniform?: { offset: number; size: number },
   ): Prepared {
     const groupsX = Math.ceil(chunk.rows / rowsPerGroup);
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
@@ -506,10 +608,16 @@ export class MatmulEngine {
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: uniform } },
       { binding: 1, resource: { buffer: chunk.buffer } },
-      { binding: x4Slot, resource: { buffer: xVec4 ? x : this.#dummy } },
       { binding: ySlot, resource: { buffer: y } },
-      { binding: x1Slot, resource: { buffer: x } },
     ];
+    if (xUniform) {
+      entries.push({ binding: x4Slot, resource: { buffer: x, ...xUniform } }); // no x1 in this variant
+    } else {
+      entries.push(
+        { binding: x4Slot, resource: { buffer: xVec4 ? x : this.#dummy } },
+        { binding: x1Slot, resource: { buffer: x } },
+      );
+    }
     if (lin.kind === "packed") {
       entries.push({ binding: 2, resource: { buffer: lin.g! } }, {
         binding: 3,

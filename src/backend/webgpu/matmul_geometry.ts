@@ -15,7 +15,7 @@ export interface MatmulGeometry {
   WG: number;
   /** Threads sharing one row group and splitting its columns (a power of two dividing WG). */
   TPR: number;
-  /** Rows per thread, kept in registers (1..64). */
+  /** Rows per thread, kept in registers (1..64; the GEMV kernels unroll them, so keep it ≤ 32 there). */
   RPT: number;
   /** GEMM only: tokens per thread (1..16). */
   TT?: number;
@@ -35,7 +35,7 @@ export const DEFAULT_GEMM_GEOMETRY: MatmulGeometry = { WG: 128, TPR: 16, RPT: 2,
  * of a CPU core: every storage load is a per-lane loop and barriers are coroutine switches, so one thread
  * per row group (no reduction) and many rows per thread (x loaded once per 16 rows) win there.
  */
-export const FALLBACK_GEMV_GEOMETRY: MatmulGeometry = { WG: 64, TPR: 1, RPT: 16 };
+export const FALLBACK_GEMV_GEOMETRY: MatmulGeometry = { WG: 32, TPR: 1, RPT: 16 };
 export const FALLBACK_GEMM_GEOMETRY: MatmulGeometry = { WG: 64, TPR: 1, RPT: 8, TT: 4 };
 
 /** The default geometry of an op on this adapter class. */
@@ -91,9 +91,9 @@ export function candidateGeometries(op: MatmulOp): MatmulGeometry[] {
       { WG: 128, TPR: 4, RPT: 4 },
       { WG: 64, TPR: 1, RPT: 8 },
       FALLBACK_GEMV_GEOMETRY,
-      { WG: 64, TPR: 1, RPT: 32 },
-      { WG: 64, TPR: 2, RPT: 32 },
-      { WG: 64, TPR: 2, RPT: 64 },
+      { WG: 16, TPR: 1, RPT: 16 },
+      { WG: 64, TPR: 1, RPT: 16 },
+      { WG: 16, TPR: 1, RPT: 32 },
     ];
   }
   return [

@@ -90,7 +90,7 @@ export async function tuneMatmul(
     if (hit) {
       try {
         engine.setGeometry(op, lin.kind, lin, hit);
-        await engine.compile(op, lin.kind, hit, true);
+        await engine.prepare(lin, T, hit);
         return { shapeClass: cls, geometry: hit, ms: {}, cached: true };
       } catch {
         // a stale or invalid entry: measure again
@@ -108,9 +108,15 @@ export async function tuneMatmul(
   if (candidates.length === 0) {
     throw new RangeError(`tune ${lin.label}: no valid candidate geometry for ${op}`);
   }
-  for (const g of candidates) await engine.compile(op, lin.kind, g, true);
+  for (const g of candidates) await engine.prepare(lin, T, g);
 
-  const x = createStorageBuffer(ctx, "tune.x", new Float32Array(T * lin.in).fill(0.25));
+  // x as the session's activations are (UNIFORM usage), so the variant it will run is the one timed.
+  const x = createStorageBuffer(
+    ctx,
+    "tune.x",
+    new Float32Array(T * lin.in).fill(0.25),
+    GPUBufferUsage.UNIFORM,
+  );
   const y = createStorageBuffer(ctx, "tune.y", T * lin.out * 4);
   const run = async (g: MatmulGeometry, n: number) => {
     const enc = ctx.device.createCommandEncoder({ label: "tune" });

@@ -78,7 +78,9 @@ export class WebGpuSession implements InferenceSession {
     this.#mm = mm;
     this.#step = ops.createStep("session.step");
     const c = this.config, T = maxChunk, kv = kvDim(c);
-    const buf = (label: string, floats: number) => createStorageBuffer(ctx, `session.${label}`, floats * 4);
+    // UNIFORM usage too: decode GEMVs read their x through a uniform binding (matmul.ts).
+    const buf = (label: string, floats: number) =>
+      createStorageBuffer(ctx, `session.${label}`, floats * 4, GPUBufferUsage.UNIFORM);
     this.#act = {
       ids: buf("ids", T),
       x: buf("x", T * c.dim),
