@@ -14,7 +14,10 @@ const config = { ...TINYLLAMA_CONFIG, nLayers: layers };
 for (
   const [name, kind, baseline] of [["fp16-storage", "f16", true], ["packed k=2", "packed", false]] as const
 ) {
-  const session = await WebGpuSession.fromWeights(ctx, randomGpuWeights(ctx, config, kind), { maxChunk: 1 });
+  const session = await WebGpuSession.fromWeights(ctx, randomGpuWeights(ctx, config, kind), {
+    maxChunk: 1,
+    tune: true, // both variants autotuned the same way (choices cached per adapter)
+  });
   let pos = 128;
   Deno.bench(
     { name, group: `decode TinyLlama-shaped (${layers} layers)`, baseline, n: 3, warmup: 1 },

@@ -28,6 +28,8 @@ export interface MeasureDecodeOptions {
   /** Decode steps timed (default 4). */
   steps?: number;
   variants?: DecodeVariant[];
+  /** Autotune each variant's GEMV geometries first, as WebGpuSessionOptions.tune (default true: cached). */
+  tune?: boolean | string;
   onResult?: (r: DecodeResult) => void;
 }
 
@@ -46,7 +48,10 @@ export async function measureDecode(
   const results: DecodeResult[] = [];
   for (const variant of options.variants ?? ["f16", "packed2"]) {
     const weights = randomGpuWeights(ctx, config, variant === "packed2" ? "packed" : variant);
-    const session = await WebGpuSession.fromWeights(ctx, weights, { maxChunk: 1 });
+    const session = await WebGpuSession.fromWeights(ctx, weights, {
+      maxChunk: 1,
+      tune: options.tune ?? true,
+    });
     try {
       await session.run([1], context - 1, { lastOnly: true }); // warm up: pipelines, bind groups
       const t0 = performance.now();

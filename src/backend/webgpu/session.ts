@@ -11,6 +11,7 @@ import { type GpuStep, type GpuView, WebGpuOps } from "./ops.ts";
 import { type GpuLinear, MatmulEngine } from "./matmul.ts";
 import { type GpuModelWeights, uploadModel, type UploadOptions } from "./weights.ts";
 import type { LlamaModel } from "../../model/model.ts";
+import { BLOCK_LINEARS } from "../../model/params.ts";
 
 /** Options of {@link WebGpuSession.create}. */
 export interface WebGpuSessionOptions extends UploadOptions {
@@ -18,6 +19,12 @@ export interface WebGpuSessionOptions extends UploadOptions {
   ctx?: GpuContext;
   /** Largest chunk of tokens one pass processes (default min(seqLen, 512)); longer runs are split. */
   maxChunk?: number;
+  /**
+   * Autotune the decode GEMV geometry of every linear shape before the first step (default false):
+   * `true` remembers the choices in the per-user cache file (matmul_tune.ts), a string names the file.
+   * Tuning a 1B-parameter model's shapes takes a minute or two on a software adapter, then is cached.
+   */
+  tune?: boolean | string;
 }
 
 /** Where a decode step's time goes (milliseconds, medians). */
@@ -108,7 +115,7 @@ export class WebGpuSession implements InferenceSession {
   static async fromWeights(
     ctx: GpuContext,
     weights: GpuModelWeights,
-    options: Pick<WebGpuSessionOptions, "maxChunk"> = {},
+    options: Pick<WebGpuSessionOptions, "maxChunk" | "tune"> = {},
   ): Promise<WebGpuSession> {
     const c = weights.config;
     const ops = await WebGpuOps.create(ctx, {
@@ -116,6 +123,20 @@ export class WebGpuSession implements InferenceSession {
       embeddingDtypes: [weights.embeddingDtype],
     });
     const mm = await MatmulEngine.create(ctx);
+    const linears = [
+      ...weights.layers.flatMap((L) => BLOCK_LINEARS.map((name) => L[name])),
+      weights.classifier,
+    ];
+    if (options.tune) {
+      const tuned = new Set<string>();
+      for (const lin of linears) {
+        const cls = `${lin.kind}:${lin.k}:${lin.out}x${lin.in}`;
+        if (tuned.has(cls)) continue;
+        tuned.add(cls);
+        await mm.tune(lin, { cacheFile: options.tune });
+      }
+    }
+    for (const lin of linears) await mm.prepare(lin, 1); // decode pipelines compiled before the first step
     const maxChunk = Math.min(options.maxChunk ?? 512, c.seqLen);
     return new WebGpuSession(ctx, weights, ops, mm, maxChunk);
   }
@@ -240,14 +261,17 @@ export class WebGpuSession implements InferenceSession {
       linear(L.wq, v(a.xn), v(a.q), T);
       linear(L.wk, v(a.xn), v(a.k), T);
       linear(L.wv, v(a.xn), v(a.v), T);
-      op(ops.rope, { step, q: v(a.q), qWidth: D, k: v(a.k), kWidth: kv, headSize: hs, theta: c.ropeTheta });
-      op(ops.kvWrite, {
+      op(ops.ropeKvWrite, {
         step,
+        q: v(a.q),
+        qWidth: D,
         k: v(a.k),
         v: v(a.v),
         kCache: v(a.kCache[l]),
         vCache: v(a.vCache[l]),
         kvDim: kv,
+        headSize: hs,
+        theta: c.ropeTheta,
         capacity: c.seqLen,
       });
       op(ops.attention, {
