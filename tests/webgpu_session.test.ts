@@ -84,3 +84,22 @@ Deno.test("packed weights on the GPU use about 2 bits per weight at 4096 columns
   // at 4096 × 4096 the same layout is 2.03.
   assert.ok(bits > 2 && bits < 2.15, `${bits}`);
 });
+
+Deno.test("profileStep reports the step, its parts, its dispatch count and their fixed cost", async () => {
+  const session = await WebGpuSession.create(opened.model, { ctx: gpu(), maxChunk: 1 });
+  try {
+    await session.run([1, 2, 3], 0);
+    const p = await session.profileStep(3, 1);
+    const c = opened.model.config;
+    // embedding; per layer rmsnorm, q, k, v, rotary+KV write, attention (1 or 2), wo, rmsnorm, w1, w3,
+    // swiglu, w2; final rmsnorm and classifier.
+    assert.ok(
+      p.dispatches >= 1 + 12 * c.nLayers + 2 && p.dispatches <= 1 + 13 * c.nLayers + 2,
+      `${p.dispatches}`,
+    );
+    for (const [k, v] of Object.entries(p)) assert.ok(Number.isFinite(v) && v > 0, `${k} = ${v}`);
+    assert.ok(p.dispatchOverheadMs < p.allMs * 3, "a 1-element dispatch cannot cost more than real ones");
+  } finally {
+    session.dispose();
+  }
+});

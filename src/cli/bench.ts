@@ -91,7 +91,8 @@ export async function runBench(argv: string[]): Promise<void> {
             `step ${r.profile.allMs.toFixed(0)} ms = matmuls ${
               r.profile.linearsMs.toFixed(0)
             } ms + other kernels ` +
-            `${r.profile.othersMs.toFixed(0)} ms (${r.profile.dispatches} dispatches, measured apart)`,
+            `${r.profile.othersMs.toFixed(0)} ms (measured apart); of the step, ${r.profile.dispatches} ` +
+            `dispatches cost ${r.profile.dispatchOverheadMs.toFixed(1)} ms of fixed overhead`,
         ),
     });
     const tps = Object.fromEntries(decode.map((r) => [r.variant, r.tokensPerSecond]));

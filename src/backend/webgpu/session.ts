@@ -37,6 +37,11 @@ export interface StepProfile {
   othersMs: number;
   /** Dispatches of the whole step. */
   dispatches: number;
+  /**
+   * Fixed cost of that many dispatches: the same count of 1-element dispatches (the `add` kernel) in one
+   * pass, timed the same way. The rest of allMs is kernel work.
+   */
+  dispatchOverheadMs: number;
 }
 
 /** Activation buffers sized for the largest chunk. */
@@ -185,8 +190,9 @@ export class WebGpuSession implements InferenceSession {
 
   /**
    * Where one decode step's time goes at position pos0: the whole step, the weight matmuls alone, the
-   * other kernels alone (each recorded into one pass and timed to onSubmittedWorkDone), and the count of
-   * dispatches. The KV cache must hold positions < pos0 (their values do not change the timing).
+   * other kernels alone (each recorded into one pass and timed to onSubmittedWorkDone), the count of
+   * dispatches and their fixed cost. The KV cache must hold positions < pos0 (their values do not change
+   * the timing); the step's results, the residual stream and the KV cache row at pos0 are clobbered.
    */
   async profileStep(pos0: number, reps = 3): Promise<StepProfile> {
     const time = async (part: "all" | "linears" | "others") => {
@@ -203,7 +209,20 @@ export class WebGpuSession implements InferenceSession {
     const dispatches = this.#dispatches;
     const linearsMs = await time("linears");
     const othersMs = await time("others");
-    return { allMs, linearsMs, othersMs, dispatches };
+    const samples: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const enc = this.ctx.device.createCommandEncoder({ label: "profile.overhead" });
+      const pass = enc.beginComputePass({ label: "profile.overhead" });
+      const x = { buffer: this.#act.x }, y = { buffer: this.#act.xn };
+      for (let i = 0; i < dispatches; i++) this.#ops.add(pass, { x, y, rows: 1, cols: 1 });
+      pass.end();
+      const t0 = performance.now();
+      this.ctx.device.queue.submit([enc.finish()]);
+      await this.ctx.device.queue.onSubmittedWorkDone();
+      samples.push(performance.now() - t0);
+    }
+    const dispatchOverheadMs = samples.sort((a, b) => a - b)[Math.floor(reps / 2)];
+    return { allMs, linearsMs, othersMs, dispatches, dispatchOverheadMs };
   }
 
   #dispatches = 0;
