@@ -4,7 +4,9 @@
 //
 // Template values: X_UNIFORM (x4 is a uniform array bound at the token's x, so every invocation reads
 // x through the uniform path: on llvmpipe a storage load is a per-lane loop even at a uniform address,
-// a uniform load is one scalar load and a broadcast), XN (its vec4 count).
+// a uniform load is one scalar load and a broadcast), XN (its vec4 count); NORM (RMSNorm fused: the
+// product is scaled by 1 / sqrt(mean(x²) + eps), x being the raw residual stream and the norm's weight
+// folded into W's columns at upload, which saves the norm's dispatch and its output buffer round trip).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of the layer's rows)
@@ -21,6 +23,8 @@ struct MatmulParams {
   g_offset: u32, // packed: layer row of the chunk's first row
   g_stride: u32, // packed: layer rows (out)
   h_stride: u32, // packed: vec4<u32> units per plane of h
+  eps: f32, // NORM: RMSNorm epsilon
+  _pad: u32,
 }
 
 override WG: u32 = 128u;
@@ -50,6 +54,22 @@ fn load_x4(base: u32, c: u32) -> vec4<f32> {
 //#end
 }
 
+// 1, or with NORM the token's RMSNorm scale; every output row is multiplied by it.
+var<private> row_scale: f32 = 1.0;
+
+// Sets row_scale for the token whose x starts at `base` (each thread reads all of x: on a software
+// adapter these are uniform loads, on a GPU cached re-reads of one vector).
+fn begin_row_scale(base: u32) {
+//#if NORM
+  var ss = vec4<f32>(0.0);
+  for (var c = 0u; c < params.cols; c += 4u) {
+    let v = load_x4(base, c);
+    ss = fma(v, v, ss);
+  }
+  row_scale = inverseSqrt((ss.x + ss.y + ss.z + ss.w) / f32(params.cols) + params.eps);
+//#end
+}
+
 fn store_y(t: u32, row: u32, value: f32) {
   let i = params.y_offset + t * params.y_stride + row;
   let prev = select(0.0, y[i], params.accumulate != 0u);
@@ -62,7 +82,7 @@ fn store_y(t: u32, row: u32, value: f32) {
 fn finish_row(t: u32, row: u32, value: f32, lid: u32, lane: u32) {
   if (TPR == 1u) {
     if (row < params.rows) {
-      store_y(t, row, value);
+      store_y(t, row, row_scale * value);
     }
     return;
   }
@@ -74,7 +94,7 @@ fn finish_row(t: u32, row: u32, value: f32, lid: u32, lane: u32) {
       sum += red[lid + j];
     }
     if (row < params.rows) {
-      store_y(t, row, sum);
+      store_y(t, row, row_scale * sum);
     }
   }
   workgroupBarrier();

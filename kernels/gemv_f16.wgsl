@@ -11,7 +11,7 @@
 //   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
 //   4 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (absent when
 //                                        X_UNIFORM)
-// Template values: RPT rows per thread (unrolled: one register accumulator each); X_UNIFORM, XN.
+// Template values: RPT rows per thread (unrolled: one register accumulator each); X_UNIFORM, XN; NORM.
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
 // 8-column blocks (a power of two dividing WG); each thread accumulates RPT rows, so an 8-column piece of
 // x is loaded once per RPT rows. Partial sums of the TPR threads are reduced in workgroup memory.
@@ -39,6 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let xbase = params.x_offset + t * params.x_stride;
   let nv = params.row_stride;
   let last_row = params.rows - 1u;
+  begin_row_scale(xbase);
 
 //#for r in 0..RPT
   let rb${r} = min(row0 + ${r}u, last_row) * nv;

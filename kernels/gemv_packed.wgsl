@@ -17,7 +17,7 @@
 //   5 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
 //   6 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (absent when
 //                                        X_UNIFORM)
-// Template values: K planes; RPT rows per thread; X_UNIFORM, XN; H_UNIFORM, HN (vec4 count of h).
+// Template values: K planes; RPT rows per thread; X_UNIFORM, XN; H_UNIFORM, HN (vec4 count of h); NORM.
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
 // 128-column blocks (a power of two dividing WG); each thread keeps RPT rows of every plane in registers,
 // so a 32-column piece of x is loaded once and h_p ⊙ x formed once per plane for K·RPT sign words.
@@ -80,6 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let xbase = params.x_offset + t * params.x_stride;
   let nv = params.row_stride;
   let last_row = params.rows - 1u;
+  begin_row_scale(xbase);
 
 //#for r in 0..RPT
   let rb${r} = min(row0 + ${r}u, last_row) * nv;

@@ -11,6 +11,7 @@ import {
   DEFAULT_GEMV_GEOMETRY,
   FALLBACK_GEMM_GEOMETRY,
   FALLBACK_GEMV_GEOMETRY,
+  foldNormWeight,
   type GpuLinear,
   type LinearWeights,
   MatmulEngine,
@@ -85,6 +86,7 @@ async function runCases(
   xs: Float32Array[],
   cases: Case[],
   y0s?: Float32Array[],
+  normEps?: number,
 ) {
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
@@ -113,6 +115,7 @@ async function runCases(
       xStride,
       yStride,
       accumulate: c.accumulate,
+      normEps,
     });
     bufs.push({ x, y, c });
   });
@@ -282,6 +285,63 @@ Deno.test("packed GEMV with h too large for a uniform binding reads it from stor
   const small = uploadLinear(ctx, "packed small", VARIANTS[3].weights(4, 64)[0]);
   assert.equal(small.hUniform, true, "h of a small layer must be readable as a uniform binding");
   small.destroy();
+});
+
+Deno.test("GEMV with a fused RMSNorm equals the norm then the product, on every kind and x path", async () => {
+  const eps = 1e-5;
+  // Dense kinds and packed k = 2 and 3 (the template's plane loop at two counts); two ragged shapes.
+  for (const v of [VARIANTS[0], VARIANTS[1], VARIANTS[3], VARIANTS[4]]) {
+    for (const [out, inF] of [[7, 33], [100, 257]]) {
+      const [weights, ref] = v.weights(out, inF);
+      const lin = uploadLinear(ctx, `${v.name}:${out}x${inF}`, weights);
+      for (const [geoName, engine] of ENGINES) {
+        for (
+          const c of [{ T: 1, uniformX: true }, { T: 1, xOffset: 5 }, { T: 1, accumulate: true }] as Case[]
+        ) {
+          const x = rng.normals(inF).map((e) => 3 * e);
+          const inv = 1 / Math.sqrt(x.reduce((a, e) => a + e * e, 0) / inF + eps);
+          const y0 = rng.normals(out);
+          const got = await runCases(engine, lin, [x], [c], [y0], eps);
+          const xn = x.map((e) => e * inv);
+          const want = ref(xn, 1), bound = ref(xn, 1, true);
+          if (c.accumulate) {
+            for (let j = 0; j < out; j++) [want[j], bound[j]] = [want[j] + y0[j], bound[j] + Math.abs(y0[j])];
+          }
+          assertClose(got[0], want, `${v.name} ${out}x${inF} ${geoName} ${JSON.stringify(c)} norm`, bound);
+        }
+      }
+      lin.destroy();
+    }
+  }
+  const lin = uploadLinear(ctx, "f32:4x4", VARIANTS[0].weights(4, 4)[0]);
+  const x = createStorageBuffer(ctx, "x", 3 * 16), y = createStorageBuffer(ctx, "y", 3 * 16);
+  const pass = device.createCommandEncoder().beginComputePass();
+  assert.throws(
+    () => cpuEngine.encode(pass, lin, { buffer: x }, { buffer: y }, 3, { normEps: eps }),
+    /T = 1/,
+  );
+  assert.throws(
+    () => cpuEngine.encode(pass, lin, { buffer: x }, { buffer: y }, 1, { normEps: 0 }),
+    /eps > 0/,
+  );
+  pass.end();
+  for (const b of [x, y]) b.destroy();
+  lin.destroy();
+});
+
+Deno.test("foldNormWeight scales the columns of dense layers and the column scales h of packed ones", () => {
+  const w = new Float32Array([1, 2, 3, 4, 5, 6]);
+  const folded = foldNormWeight({ kind: "f32", w, out: 2, in: 3 }, new Float32Array([1, 10, 100]));
+  assert.deepEqual([...(folded as { w: Float32Array }).w], [1, 20, 300, 4, 50, 600]);
+  assert.deepEqual([...w], [1, 2, 3, 4, 5, 6], "the input is not modified");
+  const layer = randomPacked(3, 2, 2);
+  const p = foldNormWeight({ kind: "packed", layer }, new Float32Array([2, 3]));
+  const h = (p as { layer: ResidualBinaryLinear }).layer.h;
+  assert.deepEqual([...h], [layer.h[0] * 2, layer.h[1] * 3, layer.h[2] * 2, layer.h[3] * 3]);
+  assert.throws(
+    () => foldNormWeight({ kind: "f32", w, out: 2, in: 3 }, new Float32Array(2)),
+    /3 values, found 2/,
+  );
 });
 
 Deno.test("weights split across bindings by rows give the same result (GEMV and GEMM)", async () => {

@@ -98,6 +98,36 @@ function padRows<A extends Uint32Array | Float32Array | Uint16Array>(
   return out;
 }
 
+/** The bits of an f32, for a uniform buffer written as u32s. */
+function f32Bits(v: number): number {
+  return new Uint32Array(new Float32Array([v]).buffer)[0];
+}
+
+/**
+ * A linear layer whose input is RMS-normalized with weight `normWeight` (in), with that weight folded
+ * into its columns: W diag(w) for dense layers, h ⊙ w for residual-binary ones (exact in real numbers;
+ * the device then rounds W diag(w), or h ⊙ w, to its storage precision). GEMVs then read the raw
+ * residual stream and fuse the normalization (EncodeOptions.normEps).
+ */
+export function foldNormWeight(weights: LinearWeights, normWeight: Float32Array): LinearWeights {
+  const inF = weights.kind === "packed" ? weights.layer.in : weights.in;
+  if (normWeight.length !== inF) {
+    throw new RangeError(
+      `foldNormWeight: expected a norm weight of ${inF} values, found ${normWeight.length}`,
+    );
+  }
+  if (weights.kind === "packed") {
+    const h = weights.layer.h.slice();
+    for (let i = 0; i < h.length; i++) h[i] *= normWeight[i % inF];
+    return { kind: "packed", layer: { ...weights.layer, h } };
+  }
+  const w = weights.w.slice();
+  for (let r = 0; r < weights.out; r++) {
+    for (let c = 0; c < inF; c++) w[r * inF + c] *= normWeight[c];
+  }
+  return { ...weights, w };
+}
+
 /** fp16 values packed two per u32 (low half = even index), padded to a whole word. */
 function f16Words(values: Float32Array): Uint32Array {
   const halves = new Uint16Array(Math.ceil(values.length / 2) * 2);
@@ -217,6 +247,12 @@ export interface EncodeOptions {
   /** Elements between tokens of x (default x.stride, else in) and of y (default y.stride, else out). */
   xStride?: number;
   yStride?: number;
+  /**
+   * GEMV only: x is the raw residual stream and the layer's columns already carry an RMSNorm weight
+   * (foldNormWeight); the kernel scales each output by 1 / sqrt(mean(x²) + normEps). For T > 1, normalize
+   * first (rmsnorm with unit weight) and leave this unset.
+   */
+  normEps?: number;
 }
 
 /** Options of {@link MatmulEngine.create}. */
@@ -233,9 +269,11 @@ export interface KernelVariant {
   xUniform: number;
   /** vec4<u32>s of h read through a uniform binding (packed GEMV only), or 0 for storage h. */
   hUniform: number;
+  /** GEMV only: 1 when the RMSNorm of x is fused (EncodeOptions.normEps). */
+  norm: 0 | 1;
 }
 
-const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0 };
+const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0, norm: 0 };
 
 const KERNEL = {
   gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" },
@@ -279,6 +317,7 @@ export function kernelSource(
       XN: Math.max(1, variant.xUniform),
       H_UNIFORM: variant.hUniform > 0 ? 1 : 0,
       HN: Math.max(1, variant.hUniform),
+      NORM: variant.norm,
     },
   });
 }
@@ -286,7 +325,7 @@ export function kernelSource(
 function pipelineKey(name: string, geo: MatmulGeometry, xVec4: boolean, variant: KernelVariant): string {
   return `${name}:wg${geo.WG}:tpr${geo.TPR}:rpt${geo.RPT}${geo.TT ? `:tt${geo.TT}` : ""}:${
     xVec4 ? "x4" : "x1"
-  }:k${variant.k}:xu${variant.xUniform}:hu${variant.hUniform}`;
+  }:k${variant.k}:xu${variant.xUniform}:hu${variant.hUniform}${variant.norm ? ":norm" : ""}`;
 }
 
 function constantsOf(geo: MatmulGeometry, xVec4: boolean): Record<string, number> {
@@ -391,13 +430,19 @@ export class MatmulEngine {
    * Compiles every pipeline `lin` may use for T tokens (storage x in both alignments, and uniform x when
    * its width fits a uniform binding), with the engine's geometry or `geometry`, so encode never compiles.
    */
-  async prepare(lin: GpuLinear, T = 1, geometry?: MatmulGeometry): Promise<void> {
+  async prepare(
+    lin: GpuLinear,
+    T = 1,
+    geometry?: MatmulGeometry,
+    options: { norm?: boolean } = {},
+  ): Promise<void> {
     const op: MatmulOp = T === 1 ? "gemv" : "gemm";
     const geo = geometry ?? this.geometryFor(op, lin.kind, lin);
-    const variants = [this.variantOf(op, lin, 0)];
+    const norm = options.norm === true;
+    const variants = [this.variantOf(op, lin, 0, norm)];
     const xn = Math.ceil(lin.in / 4);
     if (op === "gemv" && xn * 16 <= this.ctx.limits.maxUniformBufferBindingSize) {
-      variants.push(this.variantOf(op, lin, xn));
+      variants.push(this.variantOf(op, lin, xn, norm));
     }
     for (const variant of variants) {
       await this.compile(op, lin.kind, geo, true, variant);
@@ -405,13 +450,17 @@ export class MatmulEngine {
     }
   }
 
-  /** The kernel variant for `lin` with x read through a uniform binding of `xUniform` vec4s (0: storage). */
-  variantOf(op: MatmulOp, lin: GpuLinear, xUniform: number): KernelVariant {
+  /**
+   * The kernel variant for `lin` with x read through a uniform binding of `xUniform` vec4s (0: storage),
+   * and with the RMSNorm of x fused when `norm` (GEMV only).
+   */
+  variantOf(op: MatmulOp, lin: GpuLinear, xUniform: number, norm = false): KernelVariant {
     if (op === "gemm") return STORAGE_VARIANT; // the GEMM kernels take k at run time
     return {
       k: lin.kind === "packed" ? lin.k : 1,
       xUniform,
       hUniform: lin.kind === "packed" && lin.hUniform ? lin.k * lin.hStride : 0,
+      norm: norm ? 1 : 0,
     };
   }
 
@@ -534,13 +583,20 @@ export class MatmulEngine {
         `matmul ${lin.label}: T = ${T} needs ${tokenGroups} workgroups along y, above ${maxGroups}`,
       );
     }
-    const variant = this.variantOf(op, lin, op === "gemv" && xVec4 ? this.#uniformX(lin, x.buffer, xOff) : 0);
+    const norm = options.normEps !== undefined;
+    if (norm && (op !== "gemv" || !(options.normEps! > 0))) {
+      throw new RangeError(
+        `matmul ${lin.label}: a fused RMSNorm needs T = 1 and eps > 0, found T = ${T}, eps = ${options.normEps}`,
+      );
+    }
+    const xUniform = op === "gemv" && xVec4 ? this.#uniformX(lin, x.buffer, xOff) : 0;
+    const variant = this.variantOf(op, lin, xUniform, norm);
     const pipeline = this.#pipeline(op, lin.kind, geo, xVec4, variant);
     const acc = options.accumulate ? 1 : 0;
     for (const chunk of lin.chunks) {
       const key =
         `${this.#id(chunk.buffer)}:${this.#id(x.buffer)}:${this.#id(y.buffer)}:${xOff}:${xStride}:` +
-        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4, variant)}`;
+        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4, variant)}:${options.normEps ?? ""}`;
       let prep = this.#prepared.get(key);
       if (!prep) {
         prep = this.#bind(
@@ -568,6 +624,8 @@ export class MatmulEngine {
             chunk.rowStart,
             lin.out,
             lin.hStride,
+            f32Bits(options.normEps ?? 0),
+            0,
           ],
           rowsPerGroup,
           variant.xUniform > 0 ? { offset: xOff * 4, size: variant.xUniform * 16 } : undefined,

@@ -44,6 +44,9 @@ export interface StepProfile {
   dispatchOverheadMs: number;
 }
 
+/** Block linears that read the normalized stream: their norm weight is folded in (weights.ts). */
+const FUSED_NORM = new Set(["wq", "wk", "wv", "w1", "w3"]);
+
 /** Activation buffers sized for the largest chunk. */
 interface Activations {
   ids: GPUBuffer; // (maxChunk) u32
@@ -141,7 +144,13 @@ export class WebGpuSession implements InferenceSession {
         await mm.tune(lin, { cacheFile: options.tune });
       }
     }
-    for (const lin of linears) await mm.prepare(lin, 1); // decode pipelines compiled before the first step
+    // Decode pipelines compiled before the first step; the linears after a norm fuse it (weights.ts).
+    for (const L of weights.layers) {
+      for (const name of BLOCK_LINEARS) {
+        await mm.prepare(L[name], 1, undefined, { norm: FUSED_NORM.has(name) });
+      }
+    }
+    await mm.prepare(weights.classifier, 1, undefined, { norm: true });
     const maxChunk = Math.min(options.maxChunk ?? 512, c.seqLen);
     return new WebGpuSession(ctx, weights, ops, mm, maxChunk);
   }
@@ -253,10 +262,23 @@ export class WebGpuSession implements InferenceSession {
       launch.call(ops, pass, args);
       dispatches++;
     };
-    const linear = (lin: GpuLinear, x: GpuView, y: GpuView, rows: number, accumulate = false) => {
+    const linear = (
+      lin: GpuLinear,
+      x: GpuView,
+      y: GpuView,
+      rows: number,
+      options: { accumulate?: boolean; normEps?: number } = {},
+    ) => {
       if (!withLinears) return;
-      this.#mm.encode(pass, lin, x, y, rows, { accumulate });
+      this.#mm.encode(pass, lin, x, y, rows, options);
       dispatches += lin.chunks.length;
+    };
+    // The input of the linears after an RMSNorm: one token reads the raw stream and the GEMV fuses the
+    // norm; several tokens are normalized with unit weight first (the norm weights are folded).
+    const normed = (x: GpuView, rows: number): [GpuView, { normEps?: number }] => {
+      if (rows === 1) return [x, { normEps: c.normEps }];
+      op(ops.rmsnorm, { x, weight: v(w.unitNorm), out: v(a.xn, x.offset), rows, dim: D, eps: c.normEps });
+      return [v(a.xn, x.offset), {}];
     };
     op(ops.embedding, {
       step,
@@ -269,17 +291,10 @@ export class WebGpuSession implements InferenceSession {
     });
     for (let l = 0; l < c.nLayers; l++) {
       const L = w.layers[l];
-      op(ops.rmsnorm, {
-        x: v(a.x),
-        weight: v(L.attentionNorm),
-        out: v(a.xn),
-        rows: T,
-        dim: D,
-        eps: c.normEps,
-      });
-      linear(L.wq, v(a.xn), v(a.q), T);
-      linear(L.wk, v(a.xn), v(a.k), T);
-      linear(L.wv, v(a.xn), v(a.v), T);
+      const [attIn, attNorm] = normed(v(a.x), T);
+      linear(L.wq, attIn, v(a.q), T, attNorm);
+      linear(L.wk, attIn, v(a.k), T, attNorm);
+      linear(L.wv, attIn, v(a.v), T, attNorm);
       op(ops.ropeKvWrite, {
         step,
         q: v(a.q),
@@ -304,24 +319,17 @@ export class WebGpuSession implements InferenceSession {
         headSize: hs,
         capacity: c.seqLen,
       });
-      linear(L.wo, v(a.att), v(a.x), T, true); // x += wo · att
-      op(ops.rmsnorm, { x: v(a.x), weight: v(L.ffnNorm), out: v(a.xn), rows: T, dim: D, eps: c.normEps });
-      linear(L.w1, v(a.xn), v(a.h1), T);
-      linear(L.w3, v(a.xn), v(a.h3), T);
+      linear(L.wo, v(a.att), v(a.x), T, { accumulate: true }); // x += wo · att
+      const [ffnIn, ffnNorm] = normed(v(a.x), T);
+      linear(L.w1, ffnIn, v(a.h1), T, ffnNorm);
+      linear(L.w3, ffnIn, v(a.h3), T, ffnNorm);
       op(ops.swiglu, { a: v(a.h1), b: v(a.h3), rows: T, cols: c.hiddenDim });
-      linear(L.w2, v(a.h1), v(a.x), T, true); // x += w2 · h
+      linear(L.w2, v(a.h1), v(a.x), T, { accumulate: true }); // x += w2 · h
     }
     if (logitRows > 0) {
       const first = T - logitRows;
-      op(ops.rmsnorm, {
-        x: v(a.x, first * D),
-        weight: v(w.norm),
-        out: v(a.xn, first * D),
-        rows: logitRows,
-        dim: D,
-        eps: c.normEps,
-      });
-      linear(w.classifier, v(a.xn, first * D), v(a.logits, first * c.vocabSize), logitRows);
+      const [headIn, headNorm] = normed(v(a.x, first * D), logitRows);
+      linear(w.classifier, headIn, v(a.logits, first * c.vocabSize), logitRows, headNorm);
     }
     pass.end();
     device.queue.submit([enc.finish()]);

@@ -1,15 +1,29 @@
-// Model weights on a WebGPU device: embeddings and norms as f32 buffers, each block linear as a dense
-// (f32 or fp16-storage) or residual-binary packed GPU linear, and the classifier as a dense linear.
+// Model weights on a WebGPU device: embeddings as an f32 buffer, each block linear as a dense (f32 or
+// fp16-storage) or residual-binary packed GPU linear, and the classifier as a dense linear. The RMSNorm
+// weights are folded into the columns of the linears that read the normalized stream (wq, wk, wv by
+// attention_norm; w1, w3 by ffn_norm; the classifier by norm): decode GEMVs then fuse the normalization,
+// and a prefill normalizes with a unit weight (`unitNorm`) before its GEMMs.
 
 import type { LlamaConfig } from "../../model/config.ts";
 import { classifierWeight, type LlamaModel } from "../../model/model.ts";
 import { BLOCK_LINEARS, type BlockLinear } from "../../model/params.ts";
 import { createStorageBuffer, type GpuContext } from "./device.ts";
 import type { EmbeddingDtype } from "./ops.ts";
-import { type GpuLinear, type LinearWeights, uploadLinear } from "./matmul.ts";
+import { foldNormWeight, type GpuLinear, type LinearWeights, uploadLinear } from "./matmul.ts";
 
-/** One block's weights on the device. */
-export type GpuLayer = { attentionNorm: GPUBuffer; ffnNorm: GPUBuffer } & Record<BlockLinear, GpuLinear>;
+/** One block's weights on the device (norm weights folded into the linears). */
+export type GpuLayer = Record<BlockLinear, GpuLinear>;
+
+/** The RMSNorm whose weight is folded into each block linear's columns, if any. */
+const FOLDED_NORM: Record<BlockLinear, "attention_norm" | "ffn_norm" | null> = {
+  wq: "attention_norm",
+  wk: "attention_norm",
+  wv: "attention_norm",
+  wo: null,
+  w1: "ffn_norm",
+  w2: null,
+  w3: "ffn_norm",
+};
 
 /** All weights of a model on the device, with the bytes actually allocated. */
 export interface GpuModelWeights {
@@ -17,8 +31,10 @@ export interface GpuModelWeights {
   embedding: GPUBuffer; // (V, D)
   embeddingDtype: EmbeddingDtype;
   layers: GpuLayer[];
-  norm: GPUBuffer; // (D)
-  classifier: GpuLinear; // (V, D)
+  /** (D) ones: the weight of the unit RMSNorm before prefill GEMMs (the real weights are folded). */
+  unitNorm: GPUBuffer;
+  classifier: GpuLinear; // (V, D), final norm folded in
+  normEps: number;
   /** Bytes of the block linears' buffers, and of everything. */
   linearBytes: number;
   totalBytes: number;
@@ -53,13 +69,16 @@ export function buildWeights(
   let linearBytes = 0, linearWeights = 0;
   const layers: GpuLayer[] = [];
   for (let l = 0; l < config.nLayers; l++) {
-    const layer = {
-      attentionNorm: fp(`layers.${l}.attention_norm`),
-      ffnNorm: fp(`layers.${l}.ffn_norm`),
-    } as GpuLayer;
+    const norms = {
+      attention_norm: source.fp(`layers.${l}.attention_norm`),
+      ffn_norm: source.fp(`layers.${l}.ffn_norm`),
+    };
+    const layer = {} as GpuLayer;
     for (const kind of BLOCK_LINEARS) {
       const name = `layers.${l}.${kind}`;
-      const lin = uploadLinear(ctx, name, source.linear(name));
+      const norm = FOLDED_NORM[kind];
+      const host = source.linear(name);
+      const lin = uploadLinear(ctx, name, norm ? foldNormWeight(host, norms[norm]) : host);
       linears.push(lin);
       linearBytes += lin.bytes;
       linearWeights += lin.out * lin.in;
@@ -67,18 +86,20 @@ export function buildWeights(
     }
     layers.push(layer);
   }
-  const classifier = uploadLinear(ctx, "classifier", source.classifier());
+  const classifier = uploadLinear(ctx, "classifier", foldNormWeight(source.classifier(), source.fp("norm")));
   linears.push(classifier);
   const embedding = fp("tok_embeddings");
-  const norm = fp("norm");
+  const unitNorm = createStorageBuffer(ctx, "unit_norm", new Float32Array(config.dim).fill(1));
+  owned.push(unitNorm);
   const fpBytes = owned.reduce((a, b) => a + b.size, 0);
   return {
     config,
     embedding,
     embeddingDtype: "f32",
     layers,
-    norm,
+    unitNorm,
     classifier,
+    normEps: config.normEps,
     linearBytes,
     linearWeights,
     totalBytes: fpBytes + linears.reduce((a, l) => a + l.bytes, 0),
