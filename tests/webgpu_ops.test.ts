@@ -23,16 +23,30 @@ import { Rng } from "../src/util/rng.ts";
 
 const gpu = await requestGpu();
 const HEAD_SIZES = [4, 8, 64];
+// `ops` has the adapter's defaults (on llvmpipe: compact, the serial decode kernel); the others force a
+// decode kernel: the GPU-shaped one at its compact split (64) and at 16 positions per split.
 const opsPromise = gpu
   ? WebGpuOps.create(gpu, { headSizes: HEAD_SIZES, embeddingDtypes: ["f32", "f16"] })
   : null;
-const ops64Promise = gpu ? WebGpuOps.create(gpu, { headSizes: HEAD_SIZES, decodeSplit: 16 }) : null;
+const opsParallelPromise = gpu
+  ? WebGpuOps.create(gpu, { headSizes: HEAD_SIZES, decodeKernel: "parallel" })
+  : null;
+const ops64Promise = gpu
+  ? WebGpuOps.create(gpu, { headSizes: HEAD_SIZES, decodeKernel: "parallel", decodeSplit: 16 })
+  : null;
 
-async function setup(): Promise<{ ctx: GpuContext; ops: WebGpuOps; ops64: WebGpuOps }> {
-  if (!gpu || !opsPromise || !ops64Promise) {
+async function setup(): Promise<
+  { ctx: GpuContext; ops: WebGpuOps; opsParallel: WebGpuOps; ops64: WebGpuOps }
+> {
+  if (!gpu || !opsPromise || !opsParallelPromise || !ops64Promise) {
     throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough; see ENGINEERING.md §1)");
   }
-  return { ctx: gpu, ops: await opsPromise, ops64: await ops64Promise };
+  return {
+    ctx: gpu,
+    ops: await opsPromise,
+    opsParallel: await opsParallelPromise,
+    ops64: await ops64Promise,
+  };
 }
 
 const maxErrors = new Map<string, number>();
@@ -507,17 +521,26 @@ interface AttentionCase {
   nKV: number;
   T: number;
   S: number;
+  /** Cache rows beyond the visible positions, C − S (default 5; 0: the last position is the cache's last). */
+  slack?: number;
+  /** Padding words after each cache row (default 0: stride kvD); V then starts at an odd word. */
+  pad?: number;
 }
 
 async function checkAttention(ctx: GpuContext, ops: WebGpuOps, c: AttentionCase, rng: Rng, name: string) {
   const { hs, nH, nKV, T, S } = c;
-  const qD = nH * hs, kvD = nKV * hs, C = S + 5;
+  const pad = c.pad ?? 0;
+  const qD = nH * hs, kvD = nKV * hs, C = S + (c.slack ?? 5), ks = kvD + pad;
+  const vOff = C * ks + (pad ? 1 : 0);
   const q = rng.normals(T * qD, 2);
   const k = rng.normals(S * kvD, 2), v = rng.normals(S * kvD);
-  // K and V of the layer in one buffer: K rows at word 8, V rows after the K region.
-  const kvAll = new Float32Array(2 * C * kvD);
-  kvAll.set(k, 0);
-  kvAll.set(v, C * kvD);
+  // K and V of the layer in one buffer: K rows at word 8, V rows after the K region. With `pad`, rows are
+  // kvD + pad words apart and everything but the visible rows is NaN, so reading it poisons the result.
+  const kvAll = new Float32Array(vOff + C * ks).fill(pad ? NaN : 0);
+  for (let s = 0; s < S; s++) {
+    kvAll.set(k.subarray(s * kvD, (s + 1) * kvD), s * ks);
+    kvAll.set(v.subarray(s * kvD, (s + 1) * kvD), vOff + s * ks);
+  }
   const cache = upload(ctx, "kv cache", kvAll, 8);
   const out = { buffer: createStorageBuffer(ctx, "att", (T * (qD + 1) + 3) * 4), offset: 3, stride: qD + 1 };
   const step = ops.createStep();
@@ -525,8 +548,8 @@ async function checkAttention(ctx: GpuContext, ops: WebGpuOps, c: AttentionCase,
   const args = {
     step,
     q: { buffer: upload(ctx, "q", q, 5), offset: 5 },
-    kCache: { buffer: cache, offset: 8 },
-    vCache: { buffer: cache, offset: 8 + C * kvD },
+    kCache: { buffer: cache, offset: 8, stride: ks },
+    vCache: { buffer: cache, offset: 8 + vOff, stride: ks },
     out,
     nHeads: nH,
     nKvHeads: nKV,
@@ -542,16 +565,85 @@ async function checkAttention(ctx: GpuContext, ops: WebGpuOps, c: AttentionCase,
 }
 
 Deno.test("webgpu attention decode matches attentionForward (S 1..300, GQA, one and several splits)", async () => {
-  const { ctx, ops, ops64 } = await setup();
+  // The GPU-shaped kernel (attention_decode), forced: llvmpipe's default is the serial one (below).
+  const { ctx, opsParallel, ops64 } = await setup();
+  assert.equal(opsParallel.decodeKernel, "parallel");
+  assert.equal(opsParallel.decodeSplit(8), 64);
   const rng = new Rng(5);
   for (const hs of HEAD_SIZES) {
     for (const [nH, nKV] of [[2, 2], [8, 2]]) {
       for (const S of [1, 2, 63, 64, 65, 200, 256, 257, 300]) {
-        await checkAttention(ctx, ops, { hs, nH, nKV, T: 1, S }, rng, "attention decode");
+        await checkAttention(ctx, opsParallel, { hs, nH, nKV, T: 1, S }, rng, "attention decode");
         await checkAttention(ctx, ops64, { hs, nH, nKV, T: 1, S }, rng, "attention decode");
       }
     }
   }
+});
+
+Deno.test("webgpu serial attention decode matches attentionForward (hs 4/8/64, MHA/GQA, splits, strides)", async () => {
+  // attention_decode_serial: one invocation per split and set of query heads sharing a KV head. Default
+  // geometry (256 positions per split: S ≤ 256 writes out directly, 300 goes through the reduce), 16 and 5
+  // positions per split (S = 17, 129, 300 are not multiples: a short last split), and one head per
+  // invocation; MHA and GQA groups of 4, 8 (8 heads per invocation at hs 4 and 8, 4 at hs 64) and 3 (3 of
+  // the head slots used); the last position at the cache's end (slack 0); strided, oddly aligned K/V rows.
+  const { ctx, ops } = await setup();
+  const serial = await WebGpuOps.create(ctx, { headSizes: HEAD_SIZES, decodeKernel: "serial" });
+  const split16 = await WebGpuOps.create(ctx, {
+    headSizes: HEAD_SIZES,
+    decodeKernel: "serial",
+    decodeSplit: 16,
+  });
+  const perHead = await WebGpuOps.create(ctx, {
+    headSizes: HEAD_SIZES,
+    decodeKernel: "serial",
+    decodeSplit: 5,
+    decodeHeads: 1,
+  });
+  if (ops.compact) assert.equal(ops.decodeKernel, "serial", "compact ops default to the serial kernel");
+  assert.equal(serial.decodeSplit(64), 256);
+  assert.deepEqual(HEAD_SIZES.map((hs) => serial.decodeHeads(hs)), [8, 8, 4]);
+  assert.equal(perHead.decodeHeads(64), 1);
+  const rng = new Rng(11);
+  const name = "decode serial";
+  for (const hs of HEAD_SIZES) {
+    for (const [nH, nKV] of [[2, 2], [8, 2], [6, 2], [8, 1]]) {
+      for (const S of [1, 2, 17, 129, 300]) {
+        for (const o of [serial, split16, perHead]) {
+          await checkAttention(ctx, o, { hs, nH, nKV, T: 1, S }, rng, name);
+        }
+      }
+      for (const S of [17, 129]) {
+        await checkAttention(ctx, serial, { hs, nH, nKV, T: 1, S, slack: 0, pad: 3 }, rng, name);
+        await checkAttention(ctx, split16, { hs, nH, nKV, T: 1, S, slack: 0, pad: 3 }, rng, name);
+        await checkAttention(ctx, perHead, { hs, nH, nKV, T: 1, S, slack: 1, pad: 1 }, rng, name);
+      }
+    }
+  }
+  // Rescaling when the running max grows late: the largest score at the last position of a split.
+  const hs = 8, nH = 4, nKV = 2, S = 40, qD = nH * hs, kvD = nKV * hs;
+  const q = rng.normals(qD), k = rng.normals(S * kvD, 0.1), v = rng.normals(S * kvD);
+  for (let d = 0; d < kvD; d++) k[(S - 1) * kvD + d] = 4 * Math.sign(q[d] || 1);
+  for (const o of [serial, split16]) {
+    const step = o.createStep();
+    step.set(S - 1, 1);
+    const kc = { buffer: upload(ctx, "k", k) }, vc = { buffer: upload(ctx, "v", v) };
+    const out = { buffer: createStorageBuffer(ctx, "att", qD * 4) };
+    record(ctx, (p) =>
+      o.attention(p, {
+        step,
+        q: { buffer: upload(ctx, "q", q) },
+        kCache: kc,
+        vCache: vc,
+        out,
+        nHeads: nH,
+        nKvHeads: nKV,
+        headSize: hs,
+        capacity: S,
+      }));
+    const want = attentionForward(q, k, v, 1, S, { nHeads: nH, nKvHeads: nKV, headSize: hs });
+    close(name, await readF32(ctx, out.buffer, qD), want, 1e-5, "late maximum");
+  }
+  for (const o of [serial, split16, perHead]) o.dispose();
 });
 
 Deno.test("webgpu attention prefill matches attentionForward (T 1/3/17, pos0 offset, GQA)", async () => {
@@ -772,6 +864,13 @@ Deno.test("webgpu ops reject bad shapes, aliasing and uncompiled head sizes", as
     RangeError,
   );
   await assert.rejects(ops.prepare({ headSizes: [6] }), RangeError);
+  await assert.rejects(WebGpuOps.create(ctx, { decodeKernel: "serial", decodeSplit: 0 }), RangeError);
+  await assert.rejects(WebGpuOps.create(ctx, { decodeKernel: "serial", decodeHeads: 3 }), RangeError);
+  await assert.rejects(WebGpuOps.create(ctx, { decodeKernel: "parallel", decodeSplit: 48 }), RangeError);
+  await assert.rejects(
+    WebGpuOps.create(ctx, { decodeKernel: "gpu" as unknown as "serial" }),
+    TypeError,
+  );
 });
 
 Deno.test("webgpu ops with the GPU geometry (compact: false) match the CPU too", async () => {
@@ -781,6 +880,7 @@ Deno.test("webgpu ops with the GPU geometry (compact: false) match the CPU too",
   const { ctx } = await setup();
   const ops = await WebGpuOps.create(ctx, { compact: false, headSizes: [8] });
   assert.equal(ops.rowThreads, 256);
+  assert.equal(ops.decodeKernel, "parallel");
   assert.equal(ops.decodeSplit(8), 256);
   const rng = new Rng(10);
   for (const S of [1, 200, 300]) {

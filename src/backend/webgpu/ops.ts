@@ -10,6 +10,7 @@
 
 import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
 import { KERNELS } from "./kernels.gen.ts";
+import { expandWgsl } from "./wgsl_template.ts";
 
 /**
  * A row-major tensor inside a GPU buffer: element (r, c) is 4-byte word `offset + r * stride + c`.
@@ -77,6 +78,9 @@ export interface PrepareOptions {
   embeddingDtypes?: EmbeddingDtype[];
 }
 
+/** Which kernel {@link WebGpuOps.attentionDecode} runs (see {@link WebGpuOpsOptions.decodeKernel}). */
+export type DecodeKernel = "serial" | "parallel";
+
 /** Options of {@link WebGpuOps.create}. */
 export interface WebGpuOpsOptions extends PrepareOptions {
   /**
@@ -86,10 +90,24 @@ export interface WebGpuOpsOptions extends PrepareOptions {
    */
   compact?: boolean;
   /**
-   * Positions per decode split = attention_decode's workgroup size: a power of two in [16, 256]
-   * (default 256, 64 when compact); raised to the head size when smaller.
+   * The decode attention kernel (default "serial" when compact, else "parallel"): "parallel" is
+   * attention_decode, a workgroup per split with one thread per position (GPUs); "serial" is
+   * attention_decode_serial, one invocation per split and set of heads sharing a KV head, walking its
+   * positions alone without barriers or workgroup memory (CPU adapters: 10–15× faster on llvmpipe).
+   */
+  decodeKernel?: DecodeKernel;
+  /**
+   * Positions per decode split. Parallel kernel: its workgroup size, a power of two in [16, 256] (default
+   * 256, 64 when compact), raised to the head size when smaller. Serial kernel: an integer in [1, 256]
+   * (default 256).
    */
   decodeSplit?: number;
+  /**
+   * Serial kernel: query heads one invocation serves at most, sharing each K and V row it reads: 1, 2, 4
+   * or 8 (default: see {@link WebGpuOps.decodeHeads}). At run time it serves the largest divisor of
+   * nH / nKV not above this.
+   */
+  decodeHeads?: number;
   /**
    * Cap on one storage binding of an embedding table, in bytes (default the adapter's
    * maxStorageBufferBindingSize); lower it to exercise the split-table path on small tables.
@@ -239,6 +257,11 @@ export interface PrefillGeometry {
 
 const WG = 256; // threads of the elementwise kernels
 const REDUCE_WG = 64;
+// attention_decode_serial on llvmpipe (2 cores; TinyLlama: 32 heads in 8 sets of 4, hs 64): half a SIMD
+// batch per workgroup, so that the 8 invocations of one split still make 2 workgroups, one per core;
+// and long splits, because each split costs q loads, a partial and reduce work worth ~25 positions.
+const SERIAL_WG = 4;
+const SERIAL_SPLIT = 256;
 const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 const MAX_GRID = 65535;
 const MAX_GROUPS = 4096; // bind groups cached before the cache starts over
@@ -345,7 +368,10 @@ export class WebGpuOps {
   readonly compact: boolean;
   /** Threads of the row-reduction kernels (rmsnorm, argmax). */
   readonly rowThreads: number;
+  /** The decode attention kernel. */
+  readonly decodeKernel: DecodeKernel;
   readonly #decodeSplit: number;
+  readonly #decodeHeads?: number;
   readonly #maxTableBinding: number;
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #groups = new Map<string, { bindGroup: GPUBindGroup; uniform: GPUBuffer }>();
@@ -360,13 +386,29 @@ export class WebGpuOps {
     this.ctx = ctx;
     this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
     this.rowThreads = this.compact ? 64 : 256;
-    const split = options.decodeSplit ?? (this.compact ? 64 : 256);
-    if (![16, 32, 64, 128, 256].includes(split)) {
-      throw new RangeError(
-        `WebGpuOps: expected decodeSplit to be a power of two in [16, 256], found ${split}`,
-      );
+    const kernel = options.decodeKernel ?? (this.compact ? "serial" : "parallel");
+    if (kernel !== "serial" && kernel !== "parallel") {
+      throw new TypeError(`WebGpuOps: expected decodeKernel "serial" or "parallel", found ${String(kernel)}`);
     }
-    this.#decodeSplit = split;
+    this.decodeKernel = kernel;
+    if (kernel === "serial") {
+      const split = options.decodeSplit ?? SERIAL_SPLIT;
+      checkInt("WebGpuOps", "decodeSplit", split, 1, 256);
+      this.#decodeSplit = split;
+      const heads = options.decodeHeads;
+      if (heads !== undefined && ![1, 2, 4, 8].includes(heads)) {
+        throw new RangeError(`WebGpuOps: expected decodeHeads to be 1, 2, 4 or 8, found ${heads}`);
+      }
+      this.#decodeHeads = heads;
+    } else {
+      const split = options.decodeSplit ?? (this.compact ? 64 : 256);
+      if (![16, 32, 64, 128, 256].includes(split)) {
+        throw new RangeError(
+          `WebGpuOps: expected decodeSplit to be a power of two in [16, 256], found ${split}`,
+        );
+      }
+      this.#decodeSplit = split;
+    }
     const limit = ctx.limits.maxStorageBufferBindingSize;
     this.#maxTableBinding = Math.min(options.maxTableBindingBytes ?? limit, limit);
     if (this.#maxTableBinding < 256) {
@@ -400,12 +442,20 @@ export class WebGpuOps {
     for (const hs of options.headSizes ?? []) {
       checkHeadSize("WebGpuOps.prepare", hs);
       const split = this.decodeSplit(hs);
-      const sg = Math.floor(split / hs);
-      jobs.push([this.#decodeKey(hs), KERNELS.attention_decode, {
-        WG: split,
-        HS: hs,
-        SG_POW2: pow2Ceil(sg),
-      }]);
+      if (this.decodeKernel === "serial") {
+        const code = expandWgsl(KERNELS.attention_decode_serial, {
+          name: "attention_decode_serial",
+          values: { HS: hs, HS4: hs / 4, G: this.decodeHeads(hs) },
+        });
+        jobs.push([this.#decodeKey(hs), code, { WG: SERIAL_WG }]);
+      } else {
+        const sg = Math.floor(split / hs);
+        jobs.push([this.#decodeKey(hs), KERNELS.attention_decode, {
+          WG: split,
+          HS: hs,
+          SG_POW2: pow2Ceil(sg),
+        }]);
+      }
       jobs.push([
         this.#reduceKey(hs),
         KERNELS.attention_decode_reduce,
@@ -689,9 +739,20 @@ export class WebGpuOps {
     this.#launch(pass, "rope_kv_write", params, resources, gx, Math.ceil(groups / gx));
   }
 
-  /** Positions per decode split for head size `hs` (attention_decode's workgroup size). */
+  /**
+   * Serial decode kernel: head slots per invocation for head size `hs`, i.e. the most query heads of one
+   * GQA group that share each K and V row it loads. The default caps slots · hs at 256 because llvmpipe's
+   * compile time (LLVM) grows steeply with the unrolled code: at hs 64, cold, ~1.5 s for 1 slot, ~3 s
+   * for 2, ~6 s for 4, ~30 s for 8 (Mesa then caches the compiled shader on disk). 4 heads at hs 64 cost
+   * ~1.3 ms of CPU per TinyLlama layer at 129 positions; 8 would save about half of that.
+   */
+  decodeHeads(hs: number): number {
+    return this.#decodeHeads ?? Math.min(8, 2 ** Math.floor(Math.log2(256 / hs)));
+  }
+
+  /** Positions per decode split for head size `hs` (the parallel kernel's workgroup size). */
   decodeSplit(hs: number): number {
-    return Math.max(this.#decodeSplit, pow2Ceil(hs));
+    return this.decodeKernel === "serial" ? this.#decodeSplit : Math.max(this.#decodeSplit, pow2Ceil(hs));
   }
 
   /** Causal attention of the step's T queries: the decode kernels when T = 1, else the prefill kernel. */
@@ -701,8 +762,10 @@ export class WebGpuOps {
   }
 
   /**
-   * One query (T = 1) against cache positions 0..pos0, split over ceil(S / split) workgroups per
-   * head; a second small dispatch combines the splits when there are several.
+   * One query (T = 1) against cache positions 0..pos0 in ceil(S / split) splits per head: a workgroup
+   * per (split, head) (parallel kernel) or an invocation per (split, set of heads sharing a KV head),
+   * SERIAL_WG per workgroup (serial kernel); a second small dispatch combines the splits when there are
+   * several.
    */
   attentionDecode(pass: GPUComputePassEncoder, args: AttentionArgs): void {
     const op = "attentionDecode";
@@ -716,7 +779,21 @@ export class WebGpuOps {
     const S = step.pos0 + 1;
     const splits = Math.ceil(S / split);
     const resources = [{ buffer: step.buffer }, a.q, a.k, a.v, a.out, { buffer: part }];
-    this.#launch(pass, this.#decodeKey(hs), params, resources, splits, nHeads);
+    if (this.decodeKernel === "serial") {
+      // Heads per invocation: the largest divisor of the GQA group that fits the kernel's head slots.
+      const group = nHeads / args.nKvHeads;
+      let heads = Math.min(this.decodeHeads(hs), group);
+      while (group % heads !== 0) heads--;
+      const serialParams = new Uint32Array(16); // AttentionParams, heads, split, padding
+      serialParams.set(params);
+      serialParams[12] = heads;
+      serialParams[13] = split;
+      const groups = Math.ceil(((nHeads / heads) * splits) / SERIAL_WG);
+      const gx = Math.min(groups, MAX_GRID);
+      this.#launch(pass, this.#decodeKey(hs), serialParams, resources, gx, Math.ceil(groups / gx));
+    } else {
+      this.#launch(pass, this.#decodeKey(hs), params, resources, splits, nHeads);
+    }
     if (splits > 1) {
       this.#launch(
         pass,
@@ -806,6 +883,9 @@ export class WebGpuOps {
   }
 
   #decodeKey(hs: number): string {
+    if (this.decodeKernel === "serial") {
+      return `attention_decode_serial:hs${hs}:g${this.decodeHeads(hs)}:wg${SERIAL_WG}`; // split: a uniform
+    }
     return `attention_decode:hs${hs}:split${this.decodeSplit(hs)}`;
   }
 
