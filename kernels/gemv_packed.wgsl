@@ -12,12 +12,15 @@
 //   2 g       storage  array<u32>        (k, g_stride) row scales as fp16 pairs (low half = even index);
 //                                        the chunk's row r of plane p is element p*g_stride + g_offset + r
 //   3 h       uniform if H_UNIFORM, else storage  array<vec4<u32>>  (k, h_stride) column scales as fp16,
-//                                        8 columns per vec4<u32>, zero-padded to the rows' 128 columns
+//                                        8 columns per vec4<u32>, zero-padded to the rows' 128 columns;
+//                                        with H_F32 instead hf, uniform array<vec4<f32>> (k, 2 h_stride):
+//                                        the same scales widened to f32 (no unpacking in the inner loop)
 //   4 x4      uniform if X_UNIFORM, else storage  array<vec4<f32>>  x as vec4s
 //   5 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
 //   6 x1      storage  array<f32>        x[x_offset + t * x_stride + c], read when !X_VEC4 (absent when
 //                                        X_UNIFORM)
-// Template values: K planes; RPT rows per thread; X_UNIFORM, XN; H_UNIFORM, HN (vec4 count of h); NORM.
+// Template values: K planes; RPT rows per thread; X_UNIFORM, XN; H_F32 or H_UNIFORM, HN (vec4 count of
+// hf or h); NORM.
 // Geometry (override constants): WG threads per workgroup; TPR threads share one row group and split its
 // 128-column blocks (a power of two dividing WG); each thread keeps RPT rows of every plane in registers,
 // so a 32-column piece of x is loaded once and h_p ⊙ x formed once per plane for K·RPT sign words.
@@ -29,10 +32,14 @@
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> planes: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> g: array<u32>;
+//#if H_F32
+@group(0) @binding(3) var<uniform> hf: array<vec4<f32>, $HN>;
+//#else
 //#if H_UNIFORM
 @group(0) @binding(3) var<uniform> h: array<vec4<u32>, $HN>;
 //#else
 @group(0) @binding(3) var<storage, read> h: array<vec4<u32>>;
+//#end
 //#end
 //#if X_UNIFORM
 @group(0) @binding(4) var<uniform> x4: array<vec4<f32>, $XN>;
@@ -106,9 +113,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 //#end
 //#for p in 0..K
 //#for q in 0..4
+//#if H_F32
+      let lo_${p}_${q} = xlo${q} * hf[${p}u * params.h_stride * 2u + c0 / 4u + ${q}u * 2u];
+      let hi_${p}_${q} = xhi${q} * hf[${p}u * params.h_stride * 2u + c0 / 4u + ${q}u * 2u + 1u];
+//#else
       let hw_${p}_${q} = h[${p}u * params.h_stride + c0 / 8u + ${q}u];
       let lo_${p}_${q} = xlo${q} * vec4<f32>(unpack2x16float(hw_${p}_${q}.x), unpack2x16float(hw_${p}_${q}.y));
       let hi_${p}_${q} = xhi${q} * vec4<f32>(unpack2x16float(hw_${p}_${q}.z), unpack2x16float(hw_${p}_${q}.w));
+//#end
 //#end
 //#for r in 0..RPT
       acc_${p}_${r} += dot32(

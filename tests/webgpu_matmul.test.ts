@@ -267,6 +267,7 @@ Deno.test("packed GEMV with h too large for a uniform binding reads it from stor
     const [weights, ref] = VARIANTS[1 + k].weights(out, inF);
     const lin = uploadLinear(ctx, `packed k=${k}:${out}x${inF}`, weights);
     assert.equal(lin.hUniform, false, "h of 33,000 columns must not claim a uniform binding");
+    assert.equal(lin.hF32, undefined);
     for (const engine of [gpuEngine, cpuEngine]) {
       const cases: Case[] = [{ T: 1, uniformX: true }, { T: 2 }];
       const xs = cases.map((c) => rng.normals(c.T * inF));
@@ -284,7 +285,20 @@ Deno.test("packed GEMV with h too large for a uniform binding reads it from stor
   }
   const small = uploadLinear(ctx, "packed small", VARIANTS[3].weights(4, 64)[0]);
   assert.equal(small.hUniform, true, "h of a small layer must be readable as a uniform binding");
+  assert.ok(small.hF32, "a small layer must have an f32 copy of h");
   small.destroy();
+  // Between the two: fp16 h fits a uniform binding (40 KB), its f32 copy (80 KB) does not.
+  const [weights, ref] = VARIANTS[3].weights(3, 10_000);
+  const mid = uploadLinear(ctx, "packed k=2:3x10000", weights);
+  assert.equal(mid.hUniform, true);
+  assert.equal(mid.hF32, undefined);
+  for (const engine of [gpuEngine, cpuEngine]) {
+    const c: Case = { T: 1, uniformX: true };
+    const x = rng.normals(10_000);
+    const got = await runCases(engine, mid, [x], [c]);
+    assertClose(got[0], ref(x, 1), "packed k=2 3x10000 fp16 uniform h", ref(x, 1, true));
+  }
+  mid.destroy();
 });
 
 Deno.test("GEMV with a fused RMSNorm equals the norm then the product, on every kind and x path", async () => {
@@ -390,7 +404,8 @@ Deno.test("uploadLinear records the bytes it allocates; packed k=2 at 4096x4096 
   };
   const lin = uploadLinear(ctx, "packed", { kind: "packed", layer });
   const bits = (lin.bytes * 8) / (out * inF);
-  assert.equal(lin.bytes, planes.byteLength + 2 * (k * out * 2)); // planes, and g and h as fp16
+  // planes, g and h as fp16, and h's f32 copy for the GEMV
+  assert.equal(lin.bytes, planes.byteLength + 2 * (k * out * 2) + k * inF * 4);
   assert.ok(bits <= 2.1, `packed k=2: ${bits} bits/weight`);
   lin.destroy();
 });

@@ -3,6 +3,7 @@
 
 import type { GpuContext } from "../backend/webgpu/device.ts";
 import { type StepProfile, WebGpuSession } from "../backend/webgpu/session.ts";
+import type { GpuModelWeights } from "../backend/webgpu/weights.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { randomGpuWeights } from "./random_model.ts";
 import { argmax } from "../eval/sampling.ts";
@@ -25,7 +26,7 @@ export interface DecodeResult {
 export interface MeasureDecodeOptions {
   /** Positions already in the KV cache when decoding starts (default 128: "after a 128-token prompt"). */
   context?: number;
-  /** Decode steps timed (default 4). */
+  /** Decode steps timed per variant, interleaved across variants (default 4); the median counts. */
   steps?: number;
   variants?: DecodeVariant[];
   /** Autotune each variant's GEMV geometries first, as WebGpuSessionOptions.tune (default true: cached). */
@@ -34,9 +35,11 @@ export interface MeasureDecodeOptions {
 }
 
 /**
- * Decodes `steps` tokens after `context` cached positions for each variant (random weights) and reports
- * tokens/s. The cache positions are not computed by a prefill: their values do not change the cost of a
- * step, and a 128-token prefill of a 1B model on a software adapter would take minutes.
+ * Decodes `steps` tokens after `context` cached positions with every variant (random weights) resident at
+ * once, timing the variants' steps interleaved (variant A step, variant B step, ...) so that a machine
+ * whose speed drifts slows all of them alike; tokens/s from the median step. The cache positions are
+ * not computed by a prefill: their values do not change the cost of a step, and a 128-token prefill of
+ * a 1B model on a software adapter would take minutes.
  */
 export async function measureDecode(
   ctx: GpuContext,
@@ -45,35 +48,44 @@ export async function measureDecode(
 ): Promise<DecodeResult[]> {
   const context = options.context ?? 128;
   const steps = options.steps ?? 4;
-  const results: DecodeResult[] = [];
-  for (const variant of options.variants ?? ["f16", "packed2"]) {
-    const weights = randomGpuWeights(ctx, config, variant === "packed2" ? "packed" : variant);
-    const session = await WebGpuSession.fromWeights(ctx, weights, {
-      maxChunk: 1,
-      tune: options.tune ?? true,
-    });
-    try {
+  const variants = options.variants ?? ["f16", "packed2"];
+  const runs: { variant: DecodeVariant; weights: GpuModelWeights; session: WebGpuSession; ms: number[] }[] =
+    [];
+  try {
+    for (const variant of variants) {
+      const weights = randomGpuWeights(ctx, config, variant === "packed2" ? "packed" : variant);
+      const session = await WebGpuSession.fromWeights(ctx, weights, {
+        maxChunk: 1,
+        tune: options.tune ?? true,
+      });
+      runs.push({ variant, weights, session, ms: [] });
       await session.run([1], context - 1, { lastOnly: true }); // warm up: pipelines, bind groups
-      const t0 = performance.now();
-      let token = 1;
-      for (let i = 0; i < steps; i++) {
-        const logits = await session.run([token], context + i, { lastOnly: true });
-        token = argmax(logits);
+    }
+    const tokens = runs.map(() => 1);
+    for (let i = 0; i < steps; i++) {
+      for (const [j, r] of runs.entries()) {
+        const t0 = performance.now();
+        const logits = await r.session.run([tokens[j]], context + i, { lastOnly: true });
+        tokens[j] = argmax(logits);
+        r.ms.push(performance.now() - t0);
       }
-      const ms = (performance.now() - t0) / steps;
+    }
+    const results: DecodeResult[] = [];
+    for (const r of runs) {
+      const ms = [...r.ms].sort((a, b) => a - b)[r.ms.length >> 1];
       const result: DecodeResult = {
-        variant,
+        variant: r.variant,
         tokensPerSecond: 1000 / ms,
         msPerToken: ms,
-        linearBytes: weights.linearBytes,
-        bitsPerWeight: (8 * weights.linearBytes) / weights.linearWeights,
-        profile: await session.profileStep(context + steps),
+        linearBytes: r.weights.linearBytes,
+        bitsPerWeight: (8 * r.weights.linearBytes) / r.weights.linearWeights,
+        profile: await r.session.profileStep(context + steps),
       };
       results.push(result);
       options.onResult?.(result);
-    } finally {
-      session.dispose();
     }
+    return results;
+  } finally {
+    for (const r of runs) r.session.dispose();
   }
-  return results;
 }

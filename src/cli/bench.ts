@@ -23,7 +23,7 @@ Options:
   --iters N           GEMVs per timed submission (default 10)
   --no-tfjs           skip the tfjs peer
   --decode-layers N   layers of the decode model (default 22, TinyLlama's)
-  --decode-steps N    decode steps timed (default 4)
+  --decode-steps N    decode steps timed per variant, interleaved; the median counts (default 5)
   --no-decode         GEMV only
   --fp32-decode       also decode with fp32 linears (4.4 GB)
   --json              one JSON object as the last line: gemv[shape][variant] ms, decode tokens/s, speedup_vs_fp16
@@ -53,7 +53,7 @@ export async function runBench(argv: string[]): Promise<void> {
   const shapes = values.shapes ? parseShapes(values.shapes) : DEFAULT_GEMV_SHAPES;
   const iters = numberOption(values, "iters", { integer: true, min: 1 }) ?? 10;
   const layers = numberOption(values, "decode-layers", { integer: true, min: 1 }) ?? TINYLLAMA_CONFIG.nLayers;
-  const steps = numberOption(values, "decode-steps", { integer: true, min: 1 }) ?? 4;
+  const steps = numberOption(values, "decode-steps", { integer: true, min: 1 }) ?? 5;
   const ctx = await requestGpu();
   if (!ctx) throw new Error("No WebGPU adapter answered: bench measures WebGPU kernels and needs one");
   const log = (line: string) => values.json ? console.error(line) : console.log(line);

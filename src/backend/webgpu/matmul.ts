@@ -22,7 +22,7 @@ import type { GpuView } from "./ops.ts";
 import { KERNELS } from "./kernels.gen.ts";
 import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
-import { toF16 } from "../../util/fp16.ts";
+import { roundThroughF16, toF16 } from "../../util/fp16.ts";
 import {
   defaultGeometry,
   type MatmulGeometry,
@@ -76,6 +76,12 @@ export interface GpuLinear {
   readonly hStride: number;
   /** Packed only: h also has UNIFORM usage and fits one uniform binding (GEMVs read it as uniform). */
   readonly hUniform: boolean;
+  /**
+   * Packed only, when it fits one uniform binding: h as f32 (k, hStride·8), which decode GEMVs read
+   * instead of h (unpacking fp16 scales costs ~10 % of a GEMV on llvmpipe; the copy adds 32·k/out
+   * bits per weight, counted in `bytes`).
+   */
+  readonly hF32?: GPUBuffer;
   /** Bytes of every buffer allocated for this layer (weights, scales, padding). */
   readonly bytes: number;
   destroy(): void;
@@ -179,7 +185,7 @@ export function uploadLinear(
   const chunkRows = Math.floor(maxBinding / rowBytes);
   const buffers: GPUBuffer[] = [];
   const chunks: GpuChunk[] = [];
-  let g: GPUBuffer | undefined, h: GPUBuffer | undefined, hUniform = false;
+  let g: GPUBuffer | undefined, h: GPUBuffer | undefined, hF32: GPUBuffer | undefined, hUniform = false;
   const hStride = kind === "packed" ? rowStride * 16 : 0;
   try {
     if (kind === "packed") {
@@ -192,6 +198,11 @@ export function uploadLinear(
       hUniform = hWords.byteLength <= ctx.limits.maxUniformBufferBindingSize;
       h = createStorageBuffer(ctx, `${label}.h`, hWords, hUniform ? GPUBufferUsage.UNIFORM : 0);
       buffers.push(h);
+      if (hPadded.byteLength <= ctx.limits.maxUniformBufferBindingSize) {
+        // The fp16 values h holds, widened: both paths compute with the same scales.
+        hF32 = createStorageBuffer(ctx, `${label}.h32`, roundThroughF16(hPadded), GPUBufferUsage.UNIFORM);
+        buffers.push(hF32);
+      }
     }
     for (let rowStart = 0; rowStart < out; rowStart += chunkRows) {
       const rows = Math.min(chunkRows, out - rowStart);
@@ -235,6 +246,7 @@ export function uploadLinear(
     h,
     hStride,
     hUniform,
+    hF32,
     bytes: buffers.reduce((a, b) => a + b.size, 0),
     destroy: () => buffers.forEach((b) => b.destroy()),
   };
@@ -267,13 +279,15 @@ export interface KernelVariant {
   k: number;
   /** vec4s of x read through a uniform binding (GEMV only), or 0 for storage x. */
   xUniform: number;
-  /** vec4<u32>s of h read through a uniform binding (packed GEMV only), or 0 for storage h. */
+  /** vec4<u32>s of fp16 h read through a uniform binding (packed GEMV only), or 0 for storage h. */
   hUniform: number;
+  /** vec4<f32>s of the f32 copy of h read through a uniform binding (packed GEMV only), or 0. */
+  hF32: number;
   /** GEMV only: 1 when the RMSNorm of x is fused (EncodeOptions.normEps). */
   norm: 0 | 1;
 }
 
-const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0, norm: 0 };
+const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0, hF32: 0, norm: 0 };
 
 const KERNEL = {
   gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" },
@@ -316,7 +330,8 @@ export function kernelSource(
       X_UNIFORM: variant.xUniform > 0 ? 1 : 0,
       XN: Math.max(1, variant.xUniform),
       H_UNIFORM: variant.hUniform > 0 ? 1 : 0,
-      HN: Math.max(1, variant.hUniform),
+      HN: Math.max(1, variant.hF32 || variant.hUniform),
+      H_F32: variant.hF32 > 0 ? 1 : 0,
       NORM: variant.norm,
     },
   });
@@ -325,7 +340,9 @@ export function kernelSource(
 function pipelineKey(name: string, geo: MatmulGeometry, xVec4: boolean, variant: KernelVariant): string {
   return `${name}:wg${geo.WG}:tpr${geo.TPR}:rpt${geo.RPT}${geo.TT ? `:tt${geo.TT}` : ""}:${
     xVec4 ? "x4" : "x1"
-  }:k${variant.k}:xu${variant.xUniform}:hu${variant.hUniform}${variant.norm ? ":norm" : ""}`;
+  }:k${variant.k}:xu${variant.xUniform}:hu${variant.hUniform}:hf${variant.hF32}${
+    variant.norm ? ":norm" : ""
+  }`;
 }
 
 function constantsOf(geo: MatmulGeometry, xVec4: boolean): Record<string, number> {
@@ -459,7 +476,8 @@ export class MatmulEngine {
     return {
       k: lin.kind === "packed" ? lin.k : 1,
       xUniform,
-      hUniform: lin.kind === "packed" && lin.hUniform ? lin.k * lin.hStride : 0,
+      hUniform: lin.kind === "packed" && lin.hUniform && !lin.hF32 ? lin.k * lin.hStride : 0,
+      hF32: lin.kind === "packed" && lin.hF32 ? lin.k * lin.hStride * 2 : 0,
       norm: norm ? 1 : 0,
     };
   }
@@ -629,6 +647,7 @@ export class MatmulEngine {
           ],
           rowsPerGroup,
           variant.xUniform > 0 ? { offset: xOff * 4, size: variant.xUniform * 16 } : undefined,
+          variant.hF32 > 0,
         );
       }
       pass.setPipeline(prep.pipeline);
@@ -649,7 +668,8 @@ export class MatmulEngine {
     tokenGroups: number,
     params: number[],
     rowsPerGroup: number,
-    xUniform?: { offset: number; size: number },
+    xUniform: { offset: number; size: number } | undefined,
+    hF32: boolean,
   ): Prepared {
     const groupsX = Math.ceil(chunk.rows / rowsPerGroup);
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
@@ -679,7 +699,7 @@ export class MatmulEngine {
     if (lin.kind === "packed") {
       entries.push({ binding: 2, resource: { buffer: lin.g! } }, {
         binding: 3,
-        resource: { buffer: lin.h! },
+        resource: { buffer: hF32 ? lin.hF32! : lin.h! },
       });
     }
     const group = this.ctx.device.createBindGroup({
