@@ -15,7 +15,8 @@ const PER_ITER = 4;
 
 for (const shape of DEFAULT_GEMV_SHAPES) {
   const group = `gemv ${shape.out}x${shape.in}`;
-  const x = createStorageBuffer(ctx, "x", new Float32Array(shape.in).fill(0.5));
+  // UNIFORM usage as the session's activations: decode GEMVs read x through a uniform binding.
+  const x = createStorageBuffer(ctx, "x", new Float32Array(shape.in).fill(0.5), GPUBufferUsage.UNIFORM);
   const y = createStorageBuffer(ctx, "y", shape.out * 4);
   for (
     const [name, kind, baseline] of [["fp32", "f32", true], ["fp16-storage", "f16", false], [
