@@ -1,12 +1,15 @@
-// _matmul_common: declarations shared by the GEMV kernels (a fragment, included with //#include; see
+// _matmul_common: declarations shared by the matmul kernels (a fragment, included with //#include; see
 // src/backend/webgpu/wgsl_template.ts). The including kernel declares the bindings params, y and x4
-// (and x1 unless X_UNIFORM).
+// (and x1 unless X_UNIFORM). Include it after the kernel's own `override` declarations: naga 29 (Deno's
+// WebGPU) panics when an override is declared after the override-sized workgroup array below.
 //
 // Template values: X_UNIFORM (x4 is a uniform array bound at the token's x, so every invocation reads
 // x through the uniform path: on llvmpipe a storage load is a per-lane loop even at a uniform address,
 // a uniform load is one scalar load and a broadcast), XN (its vec4 count); NORM (RMSNorm fused: the
 // product is scaled by 1 / sqrt(mean(x²) + eps), x being the raw residual stream and the norm's weight
-// folded into W's columns at upload, which saves the norm's dispatch and its output buffer round trip).
+// folded into W's columns at upload, which saves the norm's dispatch and its output buffer round trip);
+// GEMV (the row-scale and finish_row helpers of the GEMV kernels; the GEMM kernels reduce their tiles
+// themselves).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of the layer's rows)
@@ -54,6 +57,7 @@ fn load_x4(base: u32, c: u32) -> vec4<f32> {
 //#end
 }
 
+//#if GEMV
 // 1, or with NORM the token's RMSNorm scale; every output row is multiplied by it.
 var<private> row_scale: f32 = 1.0;
 
@@ -70,12 +74,15 @@ fn begin_row_scale(base: u32) {
 //#end
 }
 
+//#end
+
 fn store_y(t: u32, row: u32, value: f32) {
   let i = params.y_offset + t * params.y_stride + row;
   let prev = select(0.0, y[i], params.accumulate != 0u);
   y[i] = prev + value;
 }
 
+//#if GEMV
 // Stores one output row: directly when a thread owns its rows (TPR == 1), else after adding the TPR
 // lanes' partial sums in workgroup memory (lane 0 stores). Called by every invocation, in uniform
 // control flow, once per row of the tile.
@@ -99,3 +106,4 @@ fn finish_row(t: u32, row: u32, value: f32, lid: u32, lane: u32) {
   }
   workgroupBarrier();
 }
+//#end

@@ -2,7 +2,7 @@
 //   y (T, out) = x (T, in) W^T (+ y), W (out, in) row-major. The fp32 baseline of gemm_packed.
 //
 // Bindings (group 0):
-//   0 params  uniform  MatmulParams (below)
+//   0 params  uniform  MatmulParams (_matmul_common)
 //   1 w       storage  array<vec4<f32>>  (rows, row_stride) row-major, rows zero-padded to 4-column multiples
 //   2 x4      storage  array<vec4<f32>>  x as vec4s, read when X_VEC4 (x_offset, x_stride multiples of 4)
 //   3 y       storage  array<f32>, rw    y[y_offset + t * y_stride + r] for the chunk's rows r < rows
@@ -14,59 +14,17 @@
 // size the register arrays; the launcher rewrites them to RPT and TT.
 // Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, ceil(T / TT) along y.
 
-struct MatmulParams {
-  rows: u32, // rows of this dispatch (one chunk of W's rows)
-  cols: u32, // input features
-  tokens: u32, // T
-  planes: u32, // unused (packed kernels: k)
-  row_stride: u32, // vec4 units between rows of w
-  plane_stride: u32, // unused
-  x_offset: u32, // element index of x[0]
-  x_stride: u32, // elements between tokens of x
-  y_offset: u32, // element index of y for the chunk's first row
-  y_stride: u32, // elements between tokens of y
-  accumulate: u32, // 1: y += W x
-  g_offset: u32, // unused
-  g_stride: u32, // unused
-  h_stride: u32, // unused
-}
-
-override WG: u32 = 128u;
-override TPR: u32 = 16u;
-override RPT: u32 = 2u;
 override TT: u32 = 4u;
-override X_VEC4: bool = true;
 const MAX_RPT: u32 = 8u;
 const MAX_TT: u32 = 8u;
+
+//#include _matmul_common
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> x1: array<f32>;
-
-// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
-// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
-var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
-
-fn load_x4(base: u32, c: u32) -> vec4<f32> {
-  // x[base + c .. base + c + 3], zero at columns >= cols (x past the end may be anything, even NaN).
-  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
-  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
-  if (X_VEC4) {
-    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
-  }
-  let last = base + params.cols - 1u;
-  let i = base + c;
-  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
-  return select(vec4<f32>(0.0), v, m);
-}
-
-fn store_y(t: u32, row: u32, value: f32) {
-  let i = params.y_offset + t * params.y_stride + row;
-  let prev = select(0.0, y[i], params.accumulate != 0u);
-  y[i] = prev + value;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

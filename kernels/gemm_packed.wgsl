@@ -5,7 +5,7 @@
 // and decoded once per TT tokens.
 //
 // Bindings (group 0):
-//   0 params  uniform  MatmulParams (below)
+//   0 params  uniform  MatmulParams (_matmul_common)
 //   1 planes  storage  array<vec4<u32>>  (k, rows, row_stride) sign words of this chunk's rows; each row is
 //                                        padded with zero words to a multiple of 4 words (128 columns)
 //   2 g       storage  array<u32>        (k, g_stride) row scales as fp16 pairs (low half = even index);
@@ -21,31 +21,12 @@
 // the register arrays; the launcher rewrites them to RPT and TT.
 // Dispatch: ceil(rows / ((WG / TPR) * RPT)) workgroups along x, ceil(T / TT) along y.
 
-struct MatmulParams {
-  rows: u32, // rows of this dispatch (one chunk of the layer's rows)
-  cols: u32, // input features
-  tokens: u32, // T
-  planes: u32, // k, 1..4
-  row_stride: u32, // vec4<u32> units per row
-  plane_stride: u32, // vec4<u32> units per plane of this chunk (rows * row_stride)
-  x_offset: u32, // element index of x[0]
-  x_stride: u32, // elements between tokens of x
-  y_offset: u32, // element index of y for the chunk's first row
-  y_stride: u32, // elements between tokens of y
-  accumulate: u32, // 1: y += result
-  g_offset: u32, // layer row of the chunk's first row
-  g_stride: u32, // layer rows (out)
-  h_stride: u32, // vec4<u32> units per plane of h
-}
-
-override WG: u32 = 128u;
-override TPR: u32 = 16u;
-override RPT: u32 = 2u;
 override TT: u32 = 4u;
-override X_VEC4: bool = true;
 const MAX_RPT: u32 = 8u;
 const MAX_TT: u32 = 8u;
 const MAX_K: u32 = 4u;
+
+//#include _matmul_common
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> planes: array<vec4<u32>>;
@@ -54,29 +35,6 @@ const MAX_K: u32 = 4u;
 @group(0) @binding(4) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<storage, read> x1: array<f32>;
-
-// One partial sum per thread for the reduction round; a single float when TPR == 1. Kept small on
-// purpose: workgroup memory is zero-initialized, and large arrays compile very slowly on llvmpipe/GL.
-var<workgroup> red: array<f32, select(WG, 1u, TPR == 1u)>;
-
-fn load_x4(base: u32, c: u32) -> vec4<f32> {
-  // x[base + c .. base + c + 3], zero at columns >= cols: padding bits are 0 (-1), so x must be 0 there.
-  // c is a multiple of 4; a vec4 past the end of the buffer is clamped by robust access, then masked.
-  let m = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
-  if (X_VEC4) {
-    return select(vec4<f32>(0.0), x4[(base + c) >> 2u], m);
-  }
-  let last = base + params.cols - 1u;
-  let i = base + c;
-  let v = vec4<f32>(x1[min(i, last)], x1[min(i + 1u, last)], x1[min(i + 2u, last)], x1[min(i + 3u, last)]);
-  return select(vec4<f32>(0.0), v, m);
-}
-
-fn store_y(t: u32, row: u32, value: f32) {
-  let i = params.y_offset + t * params.y_stride + row;
-  let prev = select(0.0, y[i], params.accumulate != 0u);
-  y[i] = prev + value;
-}
 
 fn scale(i: u32) -> f32 {
   return unpack2x16float(g[i >> 1u])[i & 1u];

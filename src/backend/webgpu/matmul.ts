@@ -333,6 +333,7 @@ export function kernelSource(
       HN: Math.max(1, variant.hF32 || variant.hUniform),
       H_F32: variant.hF32 > 0 ? 1 : 0,
       NORM: variant.norm,
+      GEMV: name.startsWith("gemv") ? 1 : 0,
     },
   });
 }
