@@ -424,11 +424,28 @@ Deno.test("the autotuner picks a candidate, uses it, and remembers it in its cac
     assert.equal(Object.keys(first.ms).length, 2);
     assert.deepEqual(engine.geometryFor("gemv", "packed", lin), first.geometry);
     const saved = JSON.parse(await Deno.readTextFile(cacheFile));
-    assert.deepEqual(saved[ctx.adapterDescription][first.shapeClass], first.geometry);
+    const entries = Object.entries(saved[ctx.adapterDescription]);
+    assert.equal(entries.length, 1);
+    assert.match(
+      entries[0][0],
+      new RegExp(`^${first.shapeClass}@[0-9a-f]{8}$`),
+      "keyed by class and kernel CRC",
+    );
+    assert.deepEqual(entries[0][1], first.geometry);
     const again = await MatmulEngine.create(ctx);
     const second = await again.tune(lin, { candidates, cacheFile });
     assert.equal(second.cached, true);
     assert.deepEqual(second.geometry, first.geometry);
+    // A choice recorded for another version of the kernel (another CRC) is measured again.
+    const stale = { [ctx.adapterDescription]: { [`${first.shapeClass}@00000000`]: first.geometry } };
+    await Deno.writeTextFile(cacheFile, JSON.stringify(stale));
+    const third = await (await MatmulEngine.create(ctx)).tune(lin, {
+      candidates,
+      reps: 2,
+      batchMs: 2,
+      cacheFile,
+    });
+    assert.equal(third.cached, false);
     const x = rng.normals(200);
     const [y] = await runCases(again, lin, [x], [{ T: 1 }]);
     assertClose(y, residualBinaryMatmul(layer, x, 1), "tuned GEMV", residualBinaryMatmul(layer, absOf(x), 1));

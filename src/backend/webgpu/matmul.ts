@@ -407,6 +407,14 @@ export class MatmulEngine {
     return this.#override?.[op]?.[kind] ?? defaultGeometry(this.ctx, op);
   }
 
+  /** The unexpanded WGSL template (with the fragments it includes) of an op's kernel for a weight kind. */
+  kernelTemplate(op: MatmulOp, kind: WeightKind): string {
+    const kernels = KERNELS as Readonly<Record<string, string>>;
+    const code = kernels[KERNEL[op][kind]];
+    const fragments = [...code.matchAll(/^\s*\/\/#include\s+(\S+)/gm)].map((m) => kernels[m[1]] ?? "");
+    return [code, ...fragments].join("\n");
+  }
+
   /** Records a geometry for the shape class of (op, kind, shape), as tuning does. */
   setGeometry(
     op: MatmulOp,

@@ -3,6 +3,7 @@
 // a JSON file under the OS cache directory keyed by adapter description.
 
 import { createStorageBuffer } from "./device.ts";
+import { crc32 } from "../../util/crc32.ts";
 import type { GpuLinear, MatmulEngine } from "./matmul.ts";
 import {
   candidateGeometries,
@@ -36,6 +37,15 @@ export interface TuneResult {
 }
 
 /** `$XDG_CACHE_HOME/rabit/matmul-tune.json` (or the platform's cache directory), when Deno is present. */
+/**
+ * The cache entry of a shape class: the class and a CRC-32 of the kernel's source, so that a choice
+ * measured on an older version of the kernel is measured again rather than reused.
+ */
+function cacheKey(engine: MatmulEngine, op: MatmulOp, lin: GpuLinear, cls: string): string {
+  const source = engine.kernelTemplate(op, lin.kind);
+  return `${cls}@${crc32(new TextEncoder().encode(source)).toString(16).padStart(8, "0")}`;
+}
+
 export function defaultTuneCachePath(): string | undefined {
   const deno = (globalThis as { Deno?: typeof Deno }).Deno;
   if (!deno) return undefined;
@@ -86,7 +96,7 @@ export async function tuneMatmul(
   const cls = shapeClass(op, lin.kind, lin);
   const path = options.cacheFile === true ? defaultTuneCachePath() : options.cacheFile || undefined;
   if (path) {
-    const hit = readCache(path)[ctx.adapterDescription]?.[cls];
+    const hit = readCache(path)[ctx.adapterDescription]?.[cacheKey(engine, op, lin, cls)];
     if (hit) {
       try {
         engine.setGeometry(op, lin.kind, lin, hit);
@@ -150,7 +160,7 @@ export async function tuneMatmul(
     if (path) {
       try {
         const cache = readCache(path);
-        (cache[ctx.adapterDescription] ??= {})[cls] = geometry;
+        (cache[ctx.adapterDescription] ??= {})[cacheKey(engine, op, lin, cls)] = geometry;
         writeCache(path, cache);
       } catch {
         // the cache is an optimization: a read-only or missing directory only costs a re-tune
