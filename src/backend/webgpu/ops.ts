@@ -609,24 +609,7 @@ export class WebGpuOps {
     const kcs = strideOf(kCache, kvDim), vcs = strideOf(vCache, kvDim);
     const kB = this.#bind(op, "k", k, offsetOf(k) + (T - 1) * ks + kvDim);
     const vB = this.#bind(op, "v", v, offsetOf(v) + (T - 1) * vs + kvDim);
-    const kcEnd = offsetOf(kCache) + (capacity - 1) * kcs + kvDim;
-    const vcEnd = offsetOf(vCache) + (capacity - 1) * vcs + kvDim;
-    let kcB, vcB;
-    if (shared) {
-      const first = Math.min(offsetOf(kCache), offsetOf(vCache));
-      const both = this.#bind(
-        op,
-        "kCache/vCache",
-        { buffer: kCache.buffer, offset: first },
-        Math.max(kcEnd, vcEnd),
-        true,
-      );
-      kcB = { binding: both.binding, shift: both.shift + offsetOf(kCache) - first };
-      vcB = { binding: { buffer: this.#unused() }, shift: both.shift + offsetOf(vCache) - first };
-    } else {
-      kcB = this.#bind(op, "kCache", kCache, kcEnd, true);
-      vcB = this.#bind(op, "vCache", vCache, vcEnd, true);
-    }
+    const { kcB, vcB } = this.#bindCaches(op, kCache, vCache, kcs, vcs, kvDim, capacity);
     const params = new Uint32Array([
       kvDim,
       kB.shift,
@@ -697,24 +680,7 @@ export class WebGpuOps {
     };
     const [qOff, qs] = at(views[0]);
     const kcs = strideOf(kCache, kvDim), vcs = strideOf(vCache, kvDim);
-    const kcEnd = offsetOf(kCache) + (capacity - 1) * kcs + kvDim;
-    const vcEnd = offsetOf(vCache) + (capacity - 1) * vcs + kvDim;
-    let kcB, vcB;
-    if (shared) {
-      const first = Math.min(offsetOf(kCache), offsetOf(vCache));
-      const both = this.#bind(
-        op,
-        "kCache/vCache",
-        { buffer: kCache.buffer, offset: first },
-        Math.max(kcEnd, vcEnd),
-        true,
-      );
-      kcB = { binding: both.binding, shift: both.shift + offsetOf(kCache) - first };
-      vcB = { binding: { buffer: this.#unused() }, shift: both.shift + offsetOf(vCache) - first };
-    } else {
-      kcB = this.#bind(op, "kCache", kCache, kcEnd, true);
-      vcB = this.#bind(op, "vCache", vCache, vcEnd, true);
-    }
+    const { kcB, vcB } = this.#bindCaches(op, kCache, vCache, kcs, vcs, kvDim, capacity);
     const params = new Uint32Array([
       hs / 2,
       qWidth / 2,
@@ -990,6 +956,41 @@ export class WebGpuOps {
    * Records one dispatch of pipeline `key` with the cached bind group holding a params uniform at
    * binding 0 and then `resources`.
    */
+  /**
+   * Writable bindings of the K and V caches (C rows of stride kcs / vcs): one binding when both live in
+   * one buffer (WebGPU refuses a buffer bound writable twice in a dispatch), with the V slot unused.
+   */
+  #bindCaches(
+    op: string,
+    kCache: GpuView,
+    vCache: GpuView,
+    kcs: number,
+    vcs: number,
+    kvDim: number,
+    capacity: number,
+  ) {
+    const kcEnd = offsetOf(kCache) + (capacity - 1) * kcs + kvDim;
+    const vcEnd = offsetOf(vCache) + (capacity - 1) * vcs + kvDim;
+    if (kCache.buffer !== vCache.buffer) {
+      return {
+        kcB: this.#bind(op, "kCache", kCache, kcEnd, true),
+        vcB: this.#bind(op, "vCache", vCache, vcEnd, true),
+      };
+    }
+    const first = Math.min(offsetOf(kCache), offsetOf(vCache));
+    const both = this.#bind(
+      op,
+      "kCache/vCache",
+      { buffer: kCache.buffer, offset: first },
+      Math.max(kcEnd, vcEnd),
+      true,
+    );
+    return {
+      kcB: { binding: both.binding, shift: both.shift + offsetOf(kCache) - first },
+      vcB: { binding: { buffer: this.#unused() }, shift: both.shift + offsetOf(vCache) - first },
+    };
+  }
+
   #launch(
     pass: GPUComputePassEncoder,
     key: string,
