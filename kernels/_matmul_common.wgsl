@@ -7,9 +7,8 @@
 // x through the uniform path: on llvmpipe a storage load is a per-lane loop even at a uniform address,
 // a uniform load is one scalar load and a broadcast), XN (its vec4 count); NORM (RMSNorm fused: the
 // product is scaled by 1 / sqrt(mean(x²) + eps), x being the raw residual stream and the norm's weight
-// folded into W's columns at upload, which saves the norm's dispatch and its output buffer round trip);
-// GEMV (the row-scale and finish_row helpers of the GEMV kernels; the GEMM kernels reduce their tiles
-// themselves).
+// folded into W's columns at upload, which saves the norm's dispatch and its output buffer round trip;
+// GEMV kernels only).
 
 struct MatmulParams {
   rows: u32, // rows of this dispatch (one chunk of the layer's rows)
@@ -57,7 +56,6 @@ fn load_x4(base: u32, c: u32) -> vec4<f32> {
 //#end
 }
 
-//#if GEMV
 // 1, or with NORM the token's RMSNorm scale; every output row is multiplied by it.
 var<private> row_scale: f32 = 1.0;
 
@@ -74,21 +72,18 @@ fn begin_row_scale(base: u32) {
 //#end
 }
 
-//#end
-
 fn store_y(t: u32, row: u32, value: f32) {
   let i = params.y_offset + t * params.y_stride + row;
   let prev = select(0.0, y[i], params.accumulate != 0u);
   y[i] = prev + value;
 }
 
-//#if GEMV
-// Stores one output row: directly when a thread owns its rows (TPR == 1), else after adding the TPR
-// lanes' partial sums in workgroup memory (lane 0 stores). Called by every invocation, in uniform
-// control flow, once per row of the tile.
+// Stores output (token t, row): directly when a thread owns its tile (TPR == 1), else after adding the
+// TPR lanes' partial sums in workgroup memory (lane 0 stores). Called by every invocation, in uniform
+// control flow, once per output of the tile; outputs past the rows or tokens are not stored.
 fn finish_row(t: u32, row: u32, value: f32, lid: u32, lane: u32) {
   if (TPR == 1u) {
-    if (row < params.rows) {
+    if (row < params.rows && t < params.tokens) {
       store_y(t, row, row_scale * value);
     }
     return;
@@ -100,10 +95,9 @@ fn finish_row(t: u32, row: u32, value: f32, lid: u32, lane: u32) {
     for (var j = 0u; j < TPR; j++) {
       sum += red[lid + j];
     }
-    if (row < params.rows) {
+    if (row < params.rows && t < params.tokens) {
       store_y(t, row, row_scale * sum);
     }
   }
   workgroupBarrier();
 }
-//#end

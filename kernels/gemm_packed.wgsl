@@ -109,31 +109,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  if (TPR == 1u) {
-    for (var r = 0u; r < RPT; r++) {
-      for (var t = 0u; t < TT; t++) {
-        if (row0 + r < params.rows && t0 + t < params.tokens) {
-          store_y(t0 + t, row0 + r, res[r * TT + t]);
-        }
-      }
-    }
-    return;
-  }
-  // One round per output of the tile: every lane posts its partial, the group's lane 0 adds them.
+  // Output i of the tile is (row i / TT, token i % TT).
   for (var i = 0u; i < RPT * TT; i++) {
-    red[lid] = res[i];
-    workgroupBarrier();
-    if (lane == 0u) {
-      var sum = 0.0;
-      for (var j = 0u; j < TPR; j++) {
-        sum += red[lid + j];
-      }
-      let r = i / TT;
-      let t = i % TT;
-      if (row0 + r < params.rows && t0 + t < params.tokens) {
-        store_y(t0 + t, row0 + r, sum);
-      }
-    }
-    workgroupBarrier();
+    finish_row(t0 + i % TT, row0 + i / TT, res[i], lid, lane);
   }
 }

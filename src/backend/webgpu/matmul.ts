@@ -22,7 +22,7 @@ import type { GpuView } from "./ops.ts";
 import { KERNELS } from "./kernels.gen.ts";
 import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
-import { roundThroughF16, toF16 } from "../../util/fp16.ts";
+import { fromF16, toF16 } from "../../util/fp16.ts";
 import {
   defaultGeometry,
   type MatmulGeometry,
@@ -194,13 +194,14 @@ export function uploadLinear(
       for (let p = 0; p < k; p++) hPadded.set(layer.h.subarray(p * inF, (p + 1) * inF), p * hStride * 8);
       g = createStorageBuffer(ctx, `${label}.g`, f16Words(layer.g));
       buffers.push(g);
-      const hWords = f16Words(hPadded);
+      const hHalves = toF16(hPadded); // k · hStride · 8 halves: a whole number of words
+      const hWords = new Uint32Array(hHalves.buffer);
       hUniform = hWords.byteLength <= ctx.limits.maxUniformBufferBindingSize;
       h = createStorageBuffer(ctx, `${label}.h`, hWords, hUniform ? GPUBufferUsage.UNIFORM : 0);
       buffers.push(h);
       if (hPadded.byteLength <= ctx.limits.maxUniformBufferBindingSize) {
         // The fp16 values h holds, widened: both paths compute with the same scales.
-        hF32 = createStorageBuffer(ctx, `${label}.h32`, roundThroughF16(hPadded), GPUBufferUsage.UNIFORM);
+        hF32 = createStorageBuffer(ctx, `${label}.h32`, fromF16(hHalves), GPUBufferUsage.UNIFORM);
         buffers.push(hF32);
       }
     }
@@ -333,7 +334,6 @@ export function kernelSource(
       HN: Math.max(1, variant.hF32 || variant.hUniform),
       H_F32: variant.hF32 > 0 ? 1 : 0,
       NORM: variant.norm,
-      GEMV: name.startsWith("gemv") ? 1 : 0,
     },
   });
 }
@@ -601,7 +601,8 @@ export class MatmulEngine {
     }
     const op: MatmulOp = T === 1 ? "gemv" : "gemm";
     const geo = geometry ?? this.geometryFor(op, lin.kind, lin);
-    const xVec4 = this.xPath(lin, x, T, xStride) !== "scalar";
+    const path = this.xPath(lin, x, T, xStride);
+    const xVec4 = path !== "scalar";
     const rowsPerGroup = (geo.WG / geo.TPR) * geo.RPT;
     const tokenGroups = op === "gemv" ? 1 : Math.ceil(T / geo.TT!);
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
@@ -616,7 +617,7 @@ export class MatmulEngine {
         `matmul ${lin.label}: a fused RMSNorm needs T = 1 and eps > 0, found T = ${T}, eps = ${options.normEps}`,
       );
     }
-    const xUniform = op === "gemv" && xVec4 ? this.#uniformX(lin, x.buffer, xOff) : 0;
+    const xUniform = path === "uniform" ? Math.ceil(lin.in / 4) : 0;
     const variant = this.variantOf(op, lin, xUniform, norm);
     const pipeline = this.#pipeline(op, lin.kind, geo, xVec4, variant);
     const acc = options.accumulate ? 1 : 0;

@@ -9,7 +9,8 @@ import { headSize, kvDim, type LlamaConfig } from "../../model/config.ts";
 import { createStorageBuffer, type GpuContext, readF32, requestGpu } from "./device.ts";
 import { type GpuStep, type GpuView, WebGpuOps } from "./ops.ts";
 import { type GpuLinear, MatmulEngine } from "./matmul.ts";
-import { type GpuModelWeights, uploadModel, type UploadOptions } from "./weights.ts";
+import { shapeClass } from "./matmul_geometry.ts";
+import { FOLDED_NORM, type GpuModelWeights, uploadModel, type UploadOptions } from "./weights.ts";
 import type { LlamaModel } from "../../model/model.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
 
@@ -43,9 +44,6 @@ export interface StepProfile {
    */
   dispatchOverheadMs: number;
 }
-
-/** Block linears that read the normalized stream: their norm weight is folded in (weights.ts). */
-const FUSED_NORM = new Set(["wq", "wk", "wv", "w1", "w3"]);
 
 /** Activation buffers sized for the largest chunk. */
 interface Activations {
@@ -138,7 +136,7 @@ export class WebGpuSession implements InferenceSession {
     if (options.tune) {
       const tuned = new Set<string>();
       for (const lin of linears) {
-        const cls = `${lin.kind}:${lin.k}:${lin.out}x${lin.in}`;
+        const cls = shapeClass("gemv", lin.kind, lin); // what the tuner keys its choice by
         if (tuned.has(cls)) continue;
         tuned.add(cls);
         await mm.tune(lin, { cacheFile: options.tune });
@@ -147,7 +145,7 @@ export class WebGpuSession implements InferenceSession {
     // Decode pipelines compiled before the first step; the linears after a norm fuse it (weights.ts).
     for (const L of weights.layers) {
       for (const name of BLOCK_LINEARS) {
-        await mm.prepare(L[name], 1, undefined, { norm: FUSED_NORM.has(name) });
+        await mm.prepare(L[name], 1, undefined, { norm: FOLDED_NORM[name] !== null });
       }
     }
     await mm.prepare(weights.classifier, 1, undefined, { norm: true });

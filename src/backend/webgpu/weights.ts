@@ -15,7 +15,7 @@ import { foldNormWeight, type GpuLinear, type LinearWeights, uploadLinear } from
 export type GpuLayer = Record<BlockLinear, GpuLinear>;
 
 /** The RMSNorm whose weight is folded into each block linear's columns, if any. */
-const FOLDED_NORM: Record<BlockLinear, "attention_norm" | "ffn_norm" | null> = {
+export const FOLDED_NORM: Record<BlockLinear, "attention_norm" | "ffn_norm" | null> = {
   wq: "attention_norm",
   wk: "attention_norm",
   wv: "attention_norm",
