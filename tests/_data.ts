@@ -2,7 +2,7 @@
 
 import { fileURLToPath } from "node:url";
 import type { LlamaConfig } from "../src/model/config.ts";
-import type { LlamaModel } from "../src/model/model.ts";
+import type { PackedModel } from "../src/quant/residual_binary.ts";
 import { llamaParamSpecs, ParamTable } from "../src/model/params.ts";
 import { Rng } from "../src/util/rng.ts";
 
@@ -60,7 +60,7 @@ export function tinyConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
 }
 
 /** A model with seeded random weights (norm weights near 1). */
-export function randomModel(config: LlamaConfig, seed = 1): LlamaModel {
+export function randomModel(config: LlamaConfig, seed = 1): PackedModel {
   const rng = new Rng(seed);
   const params = ParamTable.fromSpecs(llamaParamSpecs(config));
   for (const name of params.names()) {

@@ -17,7 +17,7 @@ import {
   swigluBackward,
 } from "../src/model/ops_backward.ts";
 import { linearNames } from "../src/model/params.ts";
-import { dequantize, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
+import { dequantize, PackedLinear } from "../src/quant/residual_binary.ts";
 import { greedyResidualSvid } from "../src/quant/residual_init.ts";
 import { Rng } from "../src/util/rng.ts";
 import { GOLDEN_GREEDY, MODEL_PATH, randomModel, tinyConfig } from "./_data.ts";
@@ -391,11 +391,11 @@ Deno.test("backward of binarized linears uses the dequantized weight and reports
   const c = tinyConfig();
   const dense = randomModel(c, 24);
   const names = ["layers.0.wq", "layers.0.wk", "layers.1.w2", "layers.1.w1"];
-  const quantized = new Map<string, ResidualBinaryLinear>();
+  const quantized = new Map<string, PackedLinear>();
   for (const name of names) {
     const [out, inF] = dense.params.shape(name);
     const { layer } = greedyResidualSvid(dense.params.get(name), { out, in: inF }, { k: 2 });
-    quantized.set(name, layer);
+    quantized.set(name, new PackedLinear(layer));
     dense.params.get(name).set(dequantize(layer)); // the dense twin holds What exactly
   }
   const qModel: LlamaModel = { config: c, params: withoutQuantized(dense.params, names), quantized };

@@ -25,10 +25,10 @@ import {
 } from "../src/io/tensor_codec.ts";
 import type { LlamaConfig } from "../src/model/config.ts";
 import { createKvCache, forwardChunk } from "../src/model/forward.ts";
-import { type LlamaModel, withoutQuantized } from "../src/model/model.ts";
+import { withoutQuantized } from "../src/model/model.ts";
 import { llamaParamSpecs } from "../src/model/params.ts";
 import { wordsPerRow } from "../src/quant/bitpack.ts";
-import type { ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
+import { PackedLinear, type PackedModel, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
 import { crc32 } from "../src/util/crc32.ts";
 import { roundThroughF16 } from "../src/util/fp16.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -38,13 +38,25 @@ import { MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts"
 const CONFIG = tinyConfig({ dim: 40, hiddenDim: 72 });
 
 /** A random k-path layer with zero padding bits, as packSigns makes them. */
-function randomLayer(rng: Rng, out: number, inF: number, k: number): ResidualBinaryLinear {
+function randomLayer(rng: Rng, out: number, inF: number, k: number): PackedLinear {
   const wpr = wordsPerRow(inF);
   const planes = new Uint32Array(k * out * wpr);
   for (let i = 0; i < planes.length; i++) planes[i] = (rng.next() * 2 ** 32) >>> 0;
   const tail = inF % 32;
   if (tail) { for (let r = 0; r < k * out; r++) planes[r * wpr + wpr - 1] &= (1 << tail) - 1; }
-  return { out, in: inF, k, planes, g: rng.normals(k * out, 0.05), h: rng.normals(k * inF, 2) };
+  return new PackedLinear({
+    out,
+    in: inF,
+    k,
+    planes,
+    g: rng.normals(k * out, 0.05),
+    h: rng.normals(k * inF, 2),
+  });
+}
+
+/** A layer object that skips PackedLinear's checks, to test the writer's own. */
+function unchecked(layer: ResidualBinaryLinear): PackedLinear {
+  return layer as PackedLinear;
 }
 
 /** A llama2.c tokenizer.bin for a vocabulary of `n` made-up tokens. */
@@ -157,7 +169,7 @@ for (const shared of [true, false]) {
     // Writing what was read gives the same bytes (creation info and every dtype are kept).
     assert.deepEqual(serializeRabit(back), bytes);
     // The loaded model runs: same logits as the in-memory model after fp16 rounding of what is f16.
-    const expected: LlamaModel = {
+    const expected: PackedModel = {
       config,
       params: withoutQuantized(file.model.params, file.model.quantized.keys()),
       quantized: back.model.quantized,
@@ -432,15 +444,15 @@ Deno.test("serializeRabit refuses what the loader would refuse, before writing a
     /tokenizerBytes: vocabulary has 33 tokens/,
   );
   const q = file.model.quantized.get("layers.0.w2")!;
-  const dirty = new Map(file.model.quantized).set("layers.0.w2", {
-    ...q,
-    planes: q.planes.map((w) => w | 0x80000000),
-  });
+  const dirty = new Map(file.model.quantized).set(
+    "layers.0.w2",
+    unchecked({ ...q, planes: q.planes.map((w) => w | 0x80000000) }),
+  );
   assert.throws(
     () => serializeRabit({ ...file, model: { ...file.model, quantized: dirty } }),
     /padding bits of plane 0 row 0/,
   );
-  const short = new Map(file.model.quantized).set("layers.0.w2", { ...q, g: q.g.subarray(1) });
+  const short = new Map(file.model.quantized).set("layers.0.w2", unchecked({ ...q, g: q.g.subarray(1) }));
   assert.throws(
     () => serializeRabit({ ...file, model: { ...file.model, quantized: short } }),
     /expected g of length 80, found 79/,
@@ -508,11 +520,11 @@ Deno.test("stories260K with two binarized layers: write, read, same tensors, sam
   const { config, params } = await loadLlama2c(MODEL_PATH);
   const tokenizerBytes = await Deno.readFile(TOKENIZER_PATH);
   const rng = new Rng(260);
-  const quantized = new Map<string, ResidualBinaryLinear>([
+  const quantized = new Map<string, PackedLinear>([
     ["layers.1.wq", randomLayer(rng, 64, 64, 2)],
     ["layers.3.w2", randomLayer(rng, 64, 172, 3)], // in = 172: ragged
   ]);
-  const model: LlamaModel = { config, params: withoutQuantized(params, quantized.keys()), quantized };
+  const model: PackedModel = { config, params: withoutQuantized(params, quantized.keys()), quantized };
   const file: RabitFile = {
     model,
     tokenizerBytes,
@@ -534,7 +546,14 @@ Deno.test("stories260K with two binarized layers: write, read, same tensors, sam
     const rounded = new Map(
       [...quantized].map((
         [n, q],
-      ) => [n, { ...q, g: n === "layers.3.w2" ? q.g : roundThroughF16(q.g), h: roundThroughF16(q.h) }]),
+      ) => [
+        n,
+        new PackedLinear({
+          ...q,
+          g: n === "layers.3.w2" ? q.g : roundThroughF16(q.g),
+          h: roundThroughF16(q.h),
+        }),
+      ]),
     );
     const tokens = [1, 403, 407, 261, 378];
     const mem = { ...model, quantized: rounded };

@@ -2,7 +2,7 @@
 
 import type { BackendName, InferenceSession } from "./backend.ts";
 import { CpuSession } from "./cpu/session.ts";
-import type { LlamaModel } from "../model/model.ts";
+import type { PackedModel } from "../quant/residual_binary.ts";
 import { requestGpu } from "./webgpu/device.ts";
 import { WebGpuSession } from "./webgpu/session.ts";
 
@@ -15,7 +15,7 @@ export interface CreateSessionOptions {
 
 /** Opens `model` on the requested backend. */
 export async function createSession(
-  model: LlamaModel,
+  model: PackedModel,
   options: CreateSessionOptions = {},
 ): Promise<InferenceSession> {
   const backend = options.backend ?? "auto";

@@ -1,6 +1,6 @@
 // Opens any supported model file (llama2.c checkpoint; `.rabit` packed file) with its tokenizer.
 
-import type { LlamaModel } from "../model/model.ts";
+import type { PackedModel } from "../quant/residual_binary.ts";
 import { readFileOrThrow } from "./errors.ts";
 import { parseLlama2c } from "./llama2c.ts";
 import { findTokenizerNear } from "./model_paths.ts";
@@ -9,7 +9,7 @@ import { Tokenizer } from "./tokenizer.ts";
 
 /** A model ready to run, its tokenizer when one was found, and what the file was. */
 export interface OpenedModel {
-  model: LlamaModel;
+  model: PackedModel;
   tokenizer?: Tokenizer;
   /** "llama2c-legacy", "llama2c-v1" or "rabit". */
   format: string;

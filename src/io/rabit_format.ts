@@ -41,10 +41,14 @@
 
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { type LlamaConfig, validateConfig } from "../model/config.ts";
-import type { LlamaModel } from "../model/model.ts";
 import { llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
-import { type ResidualBinaryLinear, validateResidualBinary } from "../quant/residual_binary.ts";
+import {
+  PackedLinear,
+  type PackedModel,
+  type ResidualBinaryLinear,
+  validateResidualBinary,
+} from "../quant/residual_binary.ts";
 import { crc32 } from "../util/crc32.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
 import {
@@ -92,7 +96,7 @@ export interface RabitFile {
    * The model. Every parameter of `llamaParamSpecs(config)` must be in `params` unless it is in `quantized`;
    * parameters that are in `quantized` are not stored even when also in `params`.
    */
-  model: LlamaModel;
+  model: PackedModel;
   /** llama2.c tokenizer.bin bytes (e.g. `Tokenizer.bytes`), embedded so one file is enough to run. */
   tokenizerBytes?: Uint8Array;
   /** Quantization method ("ptq", "rtn2", "dbllm", …; "none" for a float model). */
@@ -728,7 +732,7 @@ function readBody(
     floats(tm[name], `tensor "${name}"`, name, shape, params.get(name));
   }
 
-  const quantized = new Map<string, ResidualBinaryLinear>();
+  const quantized = new Map<string, PackedLinear>();
   for (const name of layout.binarized) {
     const what = `quantized layer "${name}"`;
     const rec = map(qm[name], what);
@@ -766,7 +770,7 @@ function readBody(
           `(layout of quant/bitpack.ts)`,
       );
     }
-    quantized.set(name, layer);
+    quantized.set(name, new PackedLinear(layer, what));
   }
 
   // method, options, metadata, creation info

@@ -6,7 +6,7 @@
 
 import { headSize, kvDim } from "./config.ts";
 import { type ChunkActivations, createKvCache, forwardChunk } from "./forward.ts";
-import { applyLinear, classifierWeight, linearShape, type LlamaModel } from "./model.ts";
+import { classifierWeight, linearLayer, type LlamaModel } from "./model.ts";
 import {
   attentionBackward,
   crossEntropySoftmaxBackward,
@@ -15,9 +15,7 @@ import {
   ropeBackward,
   swigluBackward,
 } from "./ops_backward.ts";
-import { ropeForward } from "./ops.ts";
 import type { ParamTable } from "./params.ts";
-import { dequantize } from "../quant/residual_binary.ts";
 
 /**
  * Sees one block linear during the backward: its input x (T, in) and the loss gradient dY (T, out) at
@@ -38,7 +36,7 @@ export interface BackwardOptions {
   paramGrads?: boolean;
   /** Add parameter gradients into this table (the layout of model.params) instead of a new one. */
   grads?: ParamTable;
-  /** Add the dWhat of binarized layers into this map instead of a new one. */
+  /** Add the weight gradients of replaced layers (model.quantized) into this map instead of a new one. */
   linearGrads?: Map<string, Float32Array>;
   /** Return the total gradient at each block's output (see {@link BackwardResult.dHidden}). */
   keepDHidden?: boolean;
@@ -52,9 +50,9 @@ export interface BackwardResult {
    */
   grads?: ParamTable;
   /**
-   * dL/dWhat (out, in) of every binarized layer, by name: such a layer's weight is treated as its
-   * dequantized matrix. The training code maps it to latent/scale gradients (METHOD.md §2).
-   * Absent with paramGrads: false.
+   * dL/dW (out, in) of every replaced layer (model.quantized), by name, W being the matrix the layer
+   * computes with (a binarized layer's What). The training code maps it to latent/scale gradients
+   * (METHOD.md §2). Absent with paramGrads: false.
    */
   linearGrads?: Map<string, Float32Array>;
   /** (T, D) gradient at the embedded tokens (the residual stream entering block 0). */
@@ -121,27 +119,19 @@ export function backwardChunk(
     );
   }
   const linearGrads = wantParams ? (options.linearGrads ?? new Map<string, Float32Array>()) : undefined;
-  const dense = new Map<string, Float32Array>(); // dequantized What, one per binarized layer per call
   const gradOf = (name: string) => grads?.get(name);
 
   /** dX (T, in) += dY · W, dW += dYᵀ · x, and the hook. */
   const linearBackward = (name: string, x: Float32Array, dY: Float32Array, dX: Float32Array) => {
-    const [outF, inF] = linearShape(model, name);
     options.onLinear?.(name, x, dY);
-    const q = model.quantized.get(name);
-    let w: Float32Array, dW: Float32Array | undefined;
-    if (q) {
-      w = dense.get(name) ?? dequantize(q);
-      dense.set(name, w);
-      if (linearGrads) {
-        dW = linearGrads.get(name) ?? new Float32Array(outF * inF);
-        linearGrads.set(name, dW);
-      }
-    } else {
-      w = model.params.get(name);
-      dW = gradOf(name);
+    const layer = linearLayer(model, name);
+    let dW: Float32Array | undefined;
+    if (!model.quantized.has(name)) dW = gradOf(name);
+    else if (linearGrads) {
+      dW = linearGrads.get(name) ?? new Float32Array(layer.out * layer.in);
+      linearGrads.set(name, dW);
     }
-    matmulBackward(dY, x, w, T, inF, outF, dX, dW);
+    layer.backward(x, dY, T, dX, dW);
   };
 
   // Classifier and final norm.
@@ -200,14 +190,10 @@ export function backwardChunk(
     // Attention: xMid = xIn + wo(attention(rope(wq xn), rope(wk xn), wv xn)), xn = attention_norm(xIn).
     const dAttOut = new Float32Array(T * D); // (T, D)
     linearBackward(p + "wo", a.attOut, dMid, dAttOut);
-    // Keys and values are not kept by the forward: recompute them exactly as it did.
-    const k = applyLinear(model, p + "wk", a.xnAtt, T); // (T, kvD)
-    const v = applyLinear(model, p + "wv", a.xnAtt, T); // (T, kvD)
-    ropeForward(k, T, kvD, hs, 0, c.ropeTheta);
     const dQ = new Float32Array(T * D); // (T, D)
     const dK = new Float32Array(T * kvD); // (T, kvD)
     const dV = new Float32Array(T * kvD); // (T, kvD)
-    attentionBackward(dAttOut, a.q, k, v, a.probs, T, T, shape, dQ, dK, dV);
+    attentionBackward(dAttOut, a.q, a.k, a.v, a.probs, T, T, shape, dQ, dK, dV);
     ropeBackward(dQ, T, D, hs, 0, c.ropeTheta);
     ropeBackward(dK, T, kvD, hs, 0, c.ropeTheta);
     const dXnAtt = new Float32Array(T * D); // (T, D)

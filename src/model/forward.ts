@@ -28,6 +28,8 @@ export interface BlockActivations {
   xnAtt: Float32Array; // (T, D) attention_norm output = input of wq, wk, wv
   invRmsAtt: Float32Array; // (T)
   q: Float32Array; // (T, D) after rotary
+  k: Float32Array; // (T, kvD) after rotary
+  v: Float32Array; // (T, kvD)
   probs: Float32Array; // (nH, T, S) softmax weights
   attOut: Float32Array; // (T, D) = input of wo
   xMid: Float32Array; // (T, D) after the attention residual
@@ -136,7 +138,23 @@ export function forwardChunk(
     const hAct = swigluForward(h1, h3);
     addInPlace(x, applyLinear(model, p + "w2", hAct, T));
     if (keep) {
-      blocks.push({ xIn, xnAtt, invRmsAtt, q, probs: probs!, attOut, xMid, xnFfn, invRmsFfn, h1, h3, hAct });
+      const k = kNew, v = vNew;
+      blocks.push({
+        xIn,
+        xnAtt,
+        invRmsAtt,
+        q,
+        k,
+        v,
+        probs: probs!,
+        attOut,
+        xMid,
+        xnFfn,
+        invRmsFfn,
+        h1,
+        h3,
+        hAct,
+      });
     }
     if (options.keepHidden) hidden.push(x.slice());
   }

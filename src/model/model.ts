@@ -1,19 +1,22 @@
-// A Llama model in memory: config, floating-point parameters, and the linear layers that were
-// replaced by residual-binary ones (which are then absent from the parameter table).
+// A Llama model in memory: config, floating-point parameters, and the linear layers that replace dense
+// weights (packed residual-binary ones from quant/, trainable ones from train/), which are then absent
+// from the parameter table or ignored there.
 
 import type { LlamaConfig } from "./config.ts";
 import { ParamTable } from "./params.ts";
-import { matmul } from "./ops.ts";
-import { type ResidualBinaryLinear, residualBinaryMatmul } from "../quant/residual_binary.ts";
+import { DenseLinear, type LinearLayer } from "./linear.ts";
 
-/** Config, fp tensors, and binarized linears by parameter name (e.g. "layers.0.wq"). */
-export interface LlamaModel {
+/**
+ * Config, fp tensors, and the layers replacing block linears by parameter name (e.g. "layers.0.wq").
+ * `L` narrows what those layers are: the packed file and the GPU engine need packed layers.
+ */
+export interface LlamaModel<L extends LinearLayer = LinearLayer> {
   config: LlamaConfig;
   params: ParamTable;
-  quantized: Map<string, ResidualBinaryLinear>;
+  quantized: Map<string, L>;
 }
 
-/** Shape [out, in] of a linear layer, whether dense or binarized. */
+/** Shape [out, in] of a linear layer, whether dense or replaced. */
 export function linearShape(model: LlamaModel, name: string): [number, number] {
   const q = model.quantized.get(name);
   if (q) return [q.out, q.in];
@@ -21,25 +24,17 @@ export function linearShape(model: LlamaModel, name: string): [number, number] {
   return [out, inF];
 }
 
-/** y (T, out) = layer(x (T, in)), dense or from packed bits. */
-export function applyLinear(
-  model: LlamaModel,
-  name: string,
-  x: Float32Array,
-  T: number,
-  y?: Float32Array,
-): Float32Array {
+/** The layer that computes linear `name`: the replacing one, or the dense parameter. */
+export function linearLayer(model: LlamaModel, name: string): LinearLayer {
   const q = model.quantized.get(name);
-  if (q) {
-    const r = residualBinaryMatmul(q, x, T);
-    if (y) {
-      y.set(r);
-      return y;
-    }
-    return r;
-  }
+  if (q) return q;
   const [out, inF] = model.params.shape(name);
-  return matmul(x, model.params.get(name), T, inF, out, y);
+  return new DenseLinear(model.params.get(name), out, inF);
+}
+
+/** y (T, out) = layer(x (T, in)), dense or replaced. */
+export function applyLinear(model: LlamaModel, name: string, x: Float32Array, T: number): Float32Array {
+  return linearLayer(model, name).forward(x, T);
 }
 
 /** The classifier weight (V, D): the output head, or the token embedding when shared. */

@@ -6,7 +6,7 @@ import { linearNames } from "../model/params.ts";
 import { withoutQuantized } from "../model/model.ts";
 import type { ChannelStats } from "./calibrate.ts";
 import { quantizeLayer, type QuantizeMethod, type QuantizeStats } from "./quantize.ts";
-import type { ResidualBinaryLinear } from "./residual_binary.ts";
+import { PackedLinear, type PackedModel } from "./residual_binary.ts";
 
 /** Options of {@link quantizeModel}. Defaults are METHOD.md §3's. */
 export interface QuantizeModelOptions {
@@ -38,7 +38,7 @@ export interface LayerReport {
 
 /** A quantized copy of the model and per-layer reports. */
 export interface QuantizedModel {
-  model: LlamaModel;
+  model: PackedModel;
   layers: LayerReport[];
 }
 
@@ -51,7 +51,7 @@ export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions):
       "ptq with preconditioning needs calibration statistics: pass stats, or precondition 0",
     );
   }
-  const quantized = new Map<string, ResidualBinaryLinear>();
+  const quantized = new Map<string, PackedLinear>();
   const layers: LayerReport[] = [];
   names.forEach((name, index) => {
     const [out, inF] = model.params.shape(name);
@@ -69,7 +69,7 @@ export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions):
         aOut: a,
       })
       : quantizeLayer(w, { out, in: inF }, { method: options.method } as { method: "rtn2" | "dbllm" });
-    quantized.set(name, layer);
+    quantized.set(name, new PackedLinear(layer, name));
     layers.push({
       name,
       out,

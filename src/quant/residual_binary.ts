@@ -2,6 +2,9 @@
 //   What = sum_{i<k} g_i ⊙ B_i ⊙ h_i,  B_i ∈ {-1,+1}^(out×in) packed as in bitpack.ts.
 
 import { unpackSigns, wordsPerRow } from "./bitpack.ts";
+import { checkInput, type LinearLayer } from "../model/linear.ts";
+import type { LlamaModel } from "../model/model.ts";
+import { matmulBackward } from "../model/ops_backward.ts";
 
 /** A linear layer `y = What x` stored as k packed sign planes with row and column scales. */
 export interface ResidualBinaryLinear {
@@ -102,3 +105,49 @@ export function residualBinaryMatmul(layer: ResidualBinaryLinear, x: Float32Arra
   }
   return y;
 }
+
+/**
+ * A packed layer as the reference forward and backward use it: the add/subtract product of
+ * {@link residualBinaryMatmul} forward, and the dequantized What (formed once, on first use) backward.
+ *
+ * @example
+ * ```ts
+ * import { PackedLinear } from "./residual_binary.ts";
+ * const layer = new PackedLinear({ out: 1, in: 2, k: 1, planes: new Uint32Array([1]), g: new Float32Array([2]),
+ *   h: new Float32Array([1, 1]) }); // What = [[2, -2]]
+ * layer.forward(new Float32Array([3, 1]), 1); // [4]
+ * ```
+ */
+export class PackedLinear implements LinearLayer, ResidualBinaryLinear {
+  readonly out: number;
+  readonly in: number;
+  readonly k: number;
+  readonly planes: Uint32Array;
+  readonly g: Float32Array;
+  readonly h: Float32Array;
+  #dense?: Float32Array;
+
+  /** Wraps (does not copy) the arrays of `layer` after checking their sizes. */
+  constructor(layer: ResidualBinaryLinear, name = "PackedLinear") {
+    validateResidualBinary(layer, name);
+    this.out = layer.out;
+    this.in = layer.in;
+    this.k = layer.k;
+    this.planes = layer.planes;
+    this.g = layer.g;
+    this.h = layer.h;
+  }
+
+  forward(x: Float32Array, T: number): Float32Array {
+    checkInput("PackedLinear", x, T, this.in);
+    return residualBinaryMatmul(this, x, T);
+  }
+
+  backward(x: Float32Array, dY: Float32Array, T: number, dX: Float32Array, dW?: Float32Array): void {
+    this.#dense ??= dequantize(this);
+    matmulBackward(dY, x, this.#dense, T, this.in, this.out, dX, dW);
+  }
+}
+
+/** A model whose replaced linears are all packed: what a .rabit file holds and the GPU engine runs. */
+export type PackedModel = LlamaModel<PackedLinear>;

@@ -8,21 +8,20 @@
 // their small parameter uniforms are cached by the buffers and shapes they bind, and what changes per
 // step (pos0, T) lives in a caller-owned GpuStep uniform written with queue.writeBuffer.
 
-import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
+import { createStorageBuffer, createUniformBuffer, type GpuContext } from "./device.ts";
+import {
+  type BoundView,
+  checkInt,
+  Dispatcher,
+  type GpuView,
+  MAX_GRID,
+  offsetOf,
+  strideOf,
+} from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
 import { expandWgsl } from "./wgsl_template.ts";
 
-/**
- * A row-major tensor inside a GPU buffer: element (r, c) is 4-byte word `offset + r * stride + c`.
- * Views of one operation that write must use a buffer no other view of that operation uses.
- */
-export interface GpuView {
-  buffer: GPUBuffer;
-  /** Words (4 bytes) from the start of the buffer to element (0, 0). Default 0. */
-  offset?: number;
-  /** Words between rows. Default: the operation's row width. */
-  stride?: number;
-}
+export type { GpuView } from "./dispatch.ts";
 
 /** Element type of an embedding table: f32, or fp16 packed two per u32 word (low half first). */
 export type EmbeddingDtype = "f32" | "f16";
@@ -263,27 +262,10 @@ const REDUCE_WG = 64;
 const SERIAL_WG = 4;
 const SERIAL_SPLIT = 256;
 const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
-const MAX_GRID = 65535;
-const MAX_GROUPS = 4096; // bind groups cached before the cache starts over
-
-function checkInt(op: string, name: string, value: number, min = 1, max = 2 ** 31): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${op}: expected ${name} to be an integer in [${min}, ${max}], found ${value}`);
-  }
-}
-
 function checkHeadSize(op: string, hs: number): void {
   if (!Number.isInteger(hs) || hs < 4 || hs > 256 || hs % 4 !== 0) {
     throw new RangeError(`${op}: expected a head size that is a multiple of 4 in [4, 256], found ${hs}`);
   }
-}
-
-function offsetOf(v: GpuView): number {
-  return v.offset ?? 0;
-}
-
-function strideOf(v: GpuView, width: number): number {
-  return v.stride ?? width;
 }
 
 function pow2Ceil(n: number): number {
@@ -373,17 +355,13 @@ export class WebGpuOps {
   readonly #decodeSplit: number;
   readonly #decodeHeads?: number;
   readonly #maxTableBinding: number;
-  readonly #pipelines = new Map<string, GPUComputePipeline>();
-  readonly #groups = new Map<string, { bindGroup: GPUBindGroup; uniform: GPUBuffer }>();
-  readonly #ids = new WeakMap<GPUBuffer, number>();
-  #nextId = 1;
+  readonly #d: Dispatcher;
   readonly #freqs = new Map<string, GPUBuffer>();
   readonly #scratch = new Map<string, GPUBuffer>();
-  readonly #owned: GPUBuffer[] = []; // steps, rotary tables, scratch: destroyed by dispose()
-  #placeholder?: GPUBuffer;
 
   private constructor(ctx: GpuContext, options: WebGpuOpsOptions) {
     this.ctx = ctx;
+    this.#d = new Dispatcher(ctx, "WebGpuOps");
     this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
     this.rowThreads = this.compact ? 64 : 256;
     const kernel = options.decodeKernel ?? (this.compact ? "serial" : "parallel");
@@ -469,18 +447,14 @@ export class WebGpuOps {
       ]);
     }
     // One at a time: device error scopes are a stack, so concurrent compiles could misattribute errors.
-    for (const [key, code, constants] of jobs) {
-      if (!this.#pipelines.has(key)) {
-        this.#pipelines.set(key, await getPipeline(this.ctx, key, code, constants));
-      }
-    }
+    for (const [key, code, constants] of jobs) await this.#d.compile(key, code, constants);
   }
 
   /** A new position uniform, set to pos0 = 0, T = 1. */
   createStep(label = "step"): GpuStep {
     const step = new GpuStep(this.ctx, label);
     step.set(0, 1);
-    this.#owned.push(step.buffer);
+    this.#d.own(step.buffer);
     return step;
   }
 
@@ -830,22 +804,19 @@ export class WebGpuOps {
 
   /** Bind groups cached so far (each with its params uniform); constant in steady state. */
   get cachedBindGroups(): number {
-    return this.#groups.size;
+    return this.#d.cachedBindGroups;
   }
 
   /** Forgets cached bind groups (after the caller frees buffers they reference). */
   clearCache(): void {
-    this.#groups.clear();
+    this.#d.clearCache();
   }
 
   /** Frees the uniforms, rotary tables and scratch this object created (not the caller's buffers). */
   dispose(): void {
-    for (const g of this.#groups.values()) g.uniform.destroy();
-    this.#groups.clear();
-    this.#placeholder = undefined;
     this.#freqs.clear();
     this.#scratch.clear();
-    for (const b of this.#owned.splice(0)) b.destroy();
+    this.#d.dispose();
   }
 
   #decodeKey(hs: number): string {
@@ -874,88 +845,24 @@ export class WebGpuOps {
   }
 
   #pipeline(key: string): GPUComputePipeline {
-    const p = this.#pipelines.get(key);
-    if (!p) {
-      const hs = /:hs(\d+)/.exec(key)?.[1];
-      const emb = /^embedding:(\w+)/.exec(key)?.[1];
-      const hint = hs ? `headSizes: [${hs}]` : emb ? `embeddingDtypes: ["${emb}"]` : "";
-      throw new Error(`WebGpuOps: kernel "${key}" is not compiled; await ops.prepare({ ${hint} }) first`);
-    }
-    return p;
+    const hs = /:hs(\d+)/.exec(key)?.[1];
+    const emb = /^embedding:(\w+)/.exec(key)?.[1];
+    const hint = hs ? `headSizes: [${hs}]` : emb ? `embeddingDtypes: ["${emb}"]` : "";
+    return this.#d.pipeline(key, `await ops.prepare({ ${hint} }) first`);
   }
 
-  /** A 16-byte buffer bound where a variant's kernel never reads (WebGPU binds every declared binding). */
-  #unused(): GPUBuffer {
-    if (!this.#placeholder) {
-      this.#placeholder = createStorageBuffer(this.ctx, "webgpu-ops:unused-binding", 16);
-      this.#owned.push(this.#placeholder);
-    }
-    return this.#placeholder;
-  }
-
-  #id(buffer: GPUBuffer): number {
-    let id = this.#ids.get(buffer);
-    if (id === undefined) this.#ids.set(buffer, id = this.#nextId++);
-    return id;
-  }
-
-  /** Throws unless every written view's buffer differs from every other view's (no writable aliasing). */
   #distinct(op: string, written: GpuView[], read: GpuView[]): void {
-    const all = [...written, ...read];
-    for (const w of written) {
-      if (!(w.buffer.usage & GPUBufferUsage.STORAGE)) {
-        throw new TypeError(`${op}: buffer "${w.buffer.label}" lacks STORAGE usage`);
-      }
-      if (all.filter((v) => v.buffer === w.buffer).length > 1) {
-        throw new TypeError(
-          `${op}: buffer "${w.buffer.label}" is written and bound twice; use separate buffers (WebGPU forbids ` +
-            `aliasing a writable binding)`,
-        );
-      }
-    }
+    this.#d.distinct(op, written, read);
   }
 
-  /**
-   * Binds `view.buffer` from its offset rounded down to the storage alignment, to the buffer's end (or
-   * `exact`: to `endWord`), capped by the binding limit; checks words up to `endWord` are inside.
-   * `shift` is the view's offset within the binding.
-   */
-  #bind(
-    op: string,
-    name: string,
-    view: GpuView,
-    endWord: number,
-    exact = false,
-  ): { binding: GPUBufferBinding; shift: number } {
-    const { buffer } = view;
-    if (!(buffer.usage & GPUBufferUsage.STORAGE)) {
-      throw new TypeError(`${op}: ${name} buffer "${buffer.label}" lacks STORAGE usage`);
-    }
-    const offset = offsetOf(view);
-    checkInt(op, `${name}.offset`, offset, 0, 2 ** 32);
-    if (view.stride !== undefined) checkInt(op, `${name}.stride`, view.stride, 0, 2 ** 32);
-    if (endWord * 4 > buffer.size) {
-      throw new RangeError(
-        `${op}: ${name} needs ${endWord * 4} bytes of buffer "${buffer.label}", which holds ${buffer.size}`,
-      );
-    }
-    const align = this.ctx.limits.minStorageBufferOffsetAlignment;
-    const base = Math.floor((offset * 4) / align) * align;
-    const limit = Math.floor(this.ctx.limits.maxStorageBufferBindingSize / 4) * 4;
-    const size = Math.min(exact ? endWord * 4 - base : buffer.size - base, limit);
-    if (endWord * 4 - base > size) {
-      throw new RangeError(
-        `${op}: ${name} spans ${endWord * 4 - base} bytes of one binding, more than the adapter's ` +
-          `maxStorageBufferBindingSize ${limit}`,
-      );
-    }
-    return { binding: { buffer, offset: base, size }, shift: offset - base / 4 };
+  #bind(op: string, name: string, view: GpuView, endWord: number, exact = false): BoundView {
+    return this.#d.bind(op, name, view, endWord, exact);
   }
 
-  /**
-   * Records one dispatch of pipeline `key` with the cached bind group holding a params uniform at
-   * binding 0 and then `resources`.
-   */
+  #unused(): GPUBuffer {
+    return this.#d.unused();
+  }
+
   /**
    * Writable bindings of the K and V caches (C rows of stride kcs / vcs): one binding when both live in
    * one buffer (WebGPU refuses a buffer bound writable twice in a dispatch), with the V slot unused.
@@ -999,28 +906,8 @@ export class WebGpuOps {
     x: number,
     y = 1,
   ): void {
-    const pipeline = this.#pipeline(key);
-    const id = `${key}|${params.join(",")}|${
-      resources.map((r) => `${this.#id(r.buffer)}@${r.offset ?? 0}+${r.size ?? "all"}`).join(";")
-    }`;
-    let group = this.#groups.get(id);
-    if (!group) {
-      // Dropped groups are not destroyed: the encoder being recorded may still use their uniforms.
-      if (this.#groups.size >= MAX_GROUPS) this.#groups.clear();
-      const kernel = key.split(":")[0];
-      const uniform = createUniformBuffer(this.ctx, `${kernel}:params`, params);
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
-      resources.forEach((r, i) => entries.push({ binding: i + 1, resource: r }));
-      const bindGroup = this.ctx.device.createBindGroup({
-        label: `${kernel}:bind#${this.#groups.size}`,
-        layout: pipeline.getBindGroupLayout(0),
-        entries,
-      });
-      this.#groups.set(id, group = { bindGroup, uniform });
-    }
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group.bindGroup);
-    pass.dispatchWorkgroups(x, y);
+    this.#pipeline(key); // the hint names what to prepare
+    this.#d.launch(pass, key, params, resources, x, y);
   }
 
   #ropeFrequencies(hs: number, theta: number): GPUBuffer {
@@ -1028,7 +915,7 @@ export class WebGpuOps {
     let b = this.#freqs.get(key);
     if (!b) {
       b = createStorageBuffer(this.ctx, `rope:freqs:hs${hs}:theta${theta}`, ropeFrequencyTable(hs, theta));
-      this.#owned.push(b);
+      this.#d.own(b);
       this.#freqs.set(key, b);
     }
     return b;
@@ -1123,7 +1010,7 @@ export class WebGpuOps {
         `attention_decode:partials:${key}`,
         nHeads * maxSplits * (hs + 2) * 4,
       );
-      this.#owned.push(b);
+      this.#d.own(b);
       this.#scratch.set(key, b);
     }
     return b;

@@ -11,7 +11,7 @@ import { type GpuStep, type GpuView, WebGpuOps } from "./ops.ts";
 import { type GpuLinear, MatmulEngine } from "./matmul.ts";
 import { shapeClass } from "./matmul_geometry.ts";
 import { FOLDED_NORM, type GpuModelWeights, uploadModel, type UploadOptions } from "./weights.ts";
-import type { LlamaModel } from "../../model/model.ts";
+import type { PackedModel } from "../../quant/residual_binary.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
 
 /** Options of {@link WebGpuSession.create}. */
@@ -111,7 +111,7 @@ export class WebGpuSession implements InferenceSession {
   }
 
   /** Uploads a model (float or residual-binary linears) and compiles the kernels it needs. */
-  static async create(model: LlamaModel, options: WebGpuSessionOptions = {}): Promise<WebGpuSession> {
+  static async create(model: PackedModel, options: WebGpuSessionOptions = {}): Promise<WebGpuSession> {
     const ctx = options.ctx ?? await requestGpu();
     if (!ctx) throw new Error("No WebGPU adapter is available: run with --backend cpu");
     return WebGpuSession.fromWeights(ctx, uploadModel(ctx, model, options), options);

@@ -5,7 +5,8 @@
 // and a prefill normalizes with a unit weight (`unitNorm`) before its GEMMs.
 
 import type { LlamaConfig } from "../../model/config.ts";
-import { classifierWeight, type LlamaModel } from "../../model/model.ts";
+import { classifierWeight } from "../../model/model.ts";
+import type { PackedModel } from "../../quant/residual_binary.ts";
 import { BLOCK_LINEARS, type BlockLinear } from "../../model/params.ts";
 import { createStorageBuffer, type GpuContext } from "./device.ts";
 import type { EmbeddingDtype } from "./ops.ts";
@@ -113,7 +114,7 @@ export function buildWeights(
 /** Uploads a model: residual-binary linears packed, float linears as `denseDtype`. */
 export function uploadModel(
   ctx: GpuContext,
-  model: LlamaModel,
+  model: PackedModel,
   options: UploadOptions = {},
 ): GpuModelWeights {
   const dense = options.denseDtype ?? "f32";
