@@ -10,7 +10,18 @@ const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)
 Deno.test("quantize writes a .rabit that eval, generate and inspect use", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/m.rabit`;
-  const q = await runCli(["quantize", "--out", out, "--paths", "2", "--calib-tokens", "1024", "--json"]);
+  const q = await runCli([
+    "quantize",
+    "--out",
+    out,
+    "--method",
+    "ptq",
+    "--paths",
+    "2",
+    "--calib-tokens",
+    "1024",
+    "--json",
+  ]);
   assert.equal(q.code, 0, q.stderr);
   const summary = lastJson(q.stdout);
   assert.equal(summary.paths, 2);
@@ -60,7 +71,7 @@ Deno.test("a failing quantize leaves no output or temporary file", async () => {
   const tiny = `${tmp.dir}/tiny.txt`;
   await Deno.writeTextFile(tiny, "Too short to calibrate on.");
   const fails = [
-    ["quantize", "--out", `${tmp.dir}/a.rabit`, "--calib-text", tiny],
+    ["quantize", "--out", `${tmp.dir}/a.rabit`, "--method", "ptq", "--calib-text", tiny],
     ["quantize", "--out", `${tmp.dir}/missing-dir/b.rabit`, "--method", "rtn2"],
     ["quantize", "--out", `${tmp.dir}/c.rabit`, "--method", "rtn2", "--paths", "3"],
     ["quantize", "--out", `${tmp.dir}/d.rabit`, "--method", "magic"],

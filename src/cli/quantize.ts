@@ -1,40 +1,60 @@
-// `rabit quantize`: turn a full-precision model into a packed `.rabit` file with a post-training method.
+// `rabit quantize`: turn a full-precision model into a packed `.rabit` file, by post-training
+// quantization (ptq, rtn2) or quantization-aware training (rabit, standard). Calls the library's quantize().
 
 import { choiceOption, numberOption, parseCommand, printJson, UsageError } from "./args.ts";
 import { readTextOrThrow } from "./text.ts";
 import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import { writeRabit } from "../io/rabit_format.ts";
-import { BOS } from "../io/tokenizer.ts";
-import { calibrate, calibrationWindows } from "../quant/calibrate.ts";
-import { quantizeModel } from "../quant/quantize_model.ts";
+import { quantize, QUANTIZE_DEFAULTS, type QuantizeMethodName } from "../train/quantize.ts";
 import { Progress } from "../util/progress.ts";
 import { dirname, join } from "node:path";
 
-export const QUANTIZE_HELP =
-  `rabit quantize — quantize a model's block linears to residual-binary paths, write a .rabit file
+const D = QUANTIZE_DEFAULTS;
 
-Usage: rabit quantize [--model M] --out F.rabit [--method ptq|rtn2] [--paths K] [--calib-text F]
-                      [--calib-tokens N] [--svid-rounds T] [--precondition A] [--json]
+export const QUANTIZE_HELP =
+  `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
+
+Usage: rabit quantize [--model M] --out F.rabit [--method rabit|standard|ptq|rtn2] [--paths K]
+                      [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
+                      [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
+                      [--backend auto|cpu|webgpu] [--seed N] [--json]
 
 Methods:
-  ptq    function-aware initialization alone (METHOD.md §3): preconditioned greedy residual SVID
-         plus T Gauss–Seidel rounds; k paths
-  rtn2   plain 2-bit symmetric round-to-nearest per row (the naive reference point), k = 2
+  rabit     RaBiT (METHOD.md §2–§4): function-aware init, then quantization-aware training of one latent
+            per layer whose k paths are derived in sequence (coupled residual forward), distilled from
+            the full-precision model (KL + γ·hidden-state MSE)
+  standard  the same training with k independent latents, one per path (the "standard QAT" baseline)
+  ptq       the function-aware initialization alone (METHOD.md §3), no training
+  rtn2      plain 2-bit symmetric round-to-nearest per row (the naive reference point), k = 2
 
 Options:
-  --model M          full-precision llama2.c checkpoint (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
-  --tokenizer T      tokenizer (default: found next to the model); embedded in the output file
-  --out F            output .rabit file (required); written atomically
-  --method NAME      ptq | rtn2 (default ptq)
-  --paths K          binary paths per layer, 1..4 (default 2; ptq only)
-  --calib-text F     calibration text (default: tinystories_dev.txt next to the model); windows are
-                     taken from the end of the text
-  --calib-tokens N   calibration tokens (default 4096)
-  --svid-rounds T    Gauss–Seidel refit rounds (default 4; 0 = greedy residual SVID)
-  --precondition A   I/O channel-importance exponent a_in = a_out (default 0.5; 0 disables)
-  --json             print one JSON object as the last line (per-layer errors, bits/weight, file size)
-  -h, --help         show this help`;
+  --model M            full-precision llama2.c checkpoint (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --tokenizer T        tokenizer (default: found next to the model); embedded in the output file
+  --out F              output .rabit file (required); written atomically
+  --method NAME        rabit | standard | ptq | rtn2 (default rabit)
+  --paths K            binary paths per layer, 1..4 (default ${D.paths})
+  --data F             training and calibration text; repeat for several files (default:
+                       tinystories_dev.txt next to the model). The last --holdout of each file is never
+                       trained or calibrated on, so it can measure the result
+  --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
+  --steps N            optimizer steps (default ${D.steps})
+  --batch B            windows per step (default ${D.batch})
+  --seq S              tokens per window (default ${D.seq})
+  --lr X               peak learning rate, warmup then cosine decay (default ${D.lr})
+  --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
+  --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma})
+  --checkpoint F       write the training state here every --checkpoint-every steps and at the end
+  --checkpoint-every N (default 50)
+  --resume F           continue from checkpoint F (same options; continues to the same --steps)
+  --backend NAME       auto | cpu | webgpu: where training runs (default auto)
+  --seed N             seed of the window order (default ${D.seed})
+  --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
+  --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables)
+  --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens})
+  --calib-text F       same as --data (kept for scripts written for ptq)
+  --json               print one JSON object as the last line (method, backend, steps, losses, seconds, …)
+  -h, --help           show this help`;
 
 /** Runs `quantize` with argv (after the command name). */
 export async function runQuantize(argv: string[]): Promise<void> {
@@ -44,6 +64,19 @@ export async function runQuantize(argv: string[]): Promise<void> {
     out: { type: "string" },
     method: { type: "string" },
     paths: { type: "string" },
+    data: { type: "string", multiple: true },
+    holdout: { type: "string" },
+    steps: { type: "string" },
+    batch: { type: "string" },
+    seq: { type: "string" },
+    lr: { type: "string" },
+    optimizer: { type: "string" },
+    gamma: { type: "string" },
+    checkpoint: { type: "string" },
+    "checkpoint-every": { type: "string" },
+    resume: { type: "string" },
+    backend: { type: "string" },
+    seed: { type: "string" },
     "calib-text": { type: "string" },
     "calib-tokens": { type: "string" },
     "svid-rounds": { type: "string" },
@@ -54,14 +87,50 @@ export async function runQuantize(argv: string[]): Promise<void> {
   if (!values.out) {
     throw new UsageError("quantize: --out F.rabit is required (where to write the packed model)");
   }
-  const method = choiceOption(values, "method", ["ptq", "rtn2"] as const, "ptq");
-  const paths = numberOption(values, "paths", { integer: true, min: 1, max: 4 }) ?? 2;
+  const method: QuantizeMethodName = choiceOption(
+    values,
+    "method",
+    ["rabit", "standard", "ptq", "rtn2"] as const,
+    "rabit",
+  );
+  const paths = numberOption(values, "paths", { integer: true, min: 1, max: 4 }) ?? D.paths;
   if (method === "rtn2" && paths !== 2) {
     throw new UsageError("quantize: rtn2 is a 2-bit quantizer: --paths must be 2");
   }
-  const calibTokens = numberOption(values, "calib-tokens", { integer: true, min: 1 }) ?? 4096;
-  const svidRounds = numberOption(values, "svid-rounds", { integer: true, min: 0, max: 100 }) ?? 4;
-  const precondition = numberOption(values, "precondition", { min: 0, max: 4 }) ?? 0.5;
+  const v = values as Record<string, unknown>;
+  const options = {
+    method,
+    paths,
+    holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
+    steps: numberOption(v, "steps", { integer: true, min: 1 }),
+    batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
+    seq: numberOption(v, "seq", { integer: true, min: 2 }),
+    lr: numberOption(v, "lr", { min: 1e-12, max: 10 }),
+    optimizer: values.optimizer === undefined
+      ? undefined
+      : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
+    gamma: numberOption(v, "gamma", { min: 0, max: 1e6 }),
+    checkpointEvery: numberOption(v, "checkpoint-every", { integer: true, min: 1 }) ?? 50,
+    seed: numberOption(v, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
+    calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
+    svidRounds: numberOption(v, "svid-rounds", { integer: true, min: 0, max: 100 }),
+    precondition: numberOption(v, "precondition", { min: 0, max: 4 }),
+    backend: choiceOption(values, "backend", ["auto", "cpu", "webgpu"] as const, "auto"),
+    checkpoint: values.checkpoint,
+    resume: values.resume,
+  };
+  const trains = method === "rabit" || method === "standard";
+  if (!trains) {
+    for (
+      const key of ["steps", "batch", "seq", "lr", "optimizer", "gamma", "checkpoint", "resume"] as const
+    ) {
+      if (values[key] !== undefined) {
+        throw new UsageError(
+          `quantize: --${key} applies to the training methods (rabit, standard), not ${method}`,
+        );
+      }
+    }
+  }
   const start = performance.now();
   const modelPath = resolveModelPath(values.model);
   const opened = await openModel(modelPath, { tokenizer: values.tokenizer, requireTokenizer: true });
@@ -71,77 +140,78 @@ export async function runQuantize(argv: string[]): Promise<void> {
     );
   }
   const tokenizer = opened.tokenizer!;
+  const dataPaths = values.data ?? (values["calib-text"] ? [values["calib-text"]] : [
+    join(dirname(modelPath), "tinystories_dev.txt"),
+  ]);
+  const data = [];
+  for (const path of dataPaths) data.push({ name: path, text: await readTextOrThrow(path) });
   const log = (line: string) => values.json ? console.error(line) : console.log(line);
 
-  let stats;
-  let calibration: Record<string, unknown> = { used: false };
-  if (method === "ptq" && precondition > 0) {
-    const calibPath = values["calib-text"] ?? join(dirname(modelPath), "tinystories_dev.txt");
-    const text = await readTextOrThrow(calibPath);
-    const ids = [BOS, ...tokenizer.encode(text)];
-    const window = Math.min(512, opened.model.config.seqLen);
-    const windows = calibrationWindows(ids, calibTokens, window);
-    const bar = new Progress("calibrate", windows.length, "win");
-    stats = calibrate(opened.model, windows, { onWindow: () => bar.tick() });
-    bar.finish();
-    calibration = {
-      used: true,
-      text: calibPath,
-      tokens: windows.length * window,
-      windows: windows.length,
-      window,
-    };
-    log(`calibrated on ${windows.length} windows of ${window} tokens from the end of ${calibPath}`);
-  }
-
-  const bar = new Progress("quantize", 7 * opened.model.config.nLayers, "layer");
-  const result = quantizeModel(opened.model, {
-    method,
-    paths,
-    svidRounds,
-    precondition,
-    stats,
-    onLayer: (name, _i, _n, s) => bar.tick(1, `${name} err ${s.relError.toFixed(4)}`),
+  let calibBar: Progress | undefined, initBar: Progress | undefined, trainBar: Progress | undefined;
+  const result = await quantize(opened.model, {
+    ...options,
+    tokenizer,
+    data,
+    onCalibrate: (done, total) => {
+      calibBar ??= new Progress("calibrate", total, "win");
+      calibBar.tick();
+      if (done === total) calibBar.finish();
+    },
+    onInitLayer: (_name, i, n) => {
+      initBar ??= new Progress("initialize", n, "layer");
+      initBar.tick();
+      if (i + 1 === n) initBar.finish();
+    },
+    onStep: (s) => {
+      trainBar ??= new Progress("train", s.steps - s.step + 1, "step");
+      trainBar.tick(
+        1,
+        `loss ${s.loss.toFixed(4)} KL ${s.kl.toFixed(4)} MSE ${s.mse.toFixed(4)} ${
+          s.tokensPerSecond.toFixed(0)
+        } tok/s`,
+      );
+      if (s.step === s.steps) trainBar.finish();
+    },
   });
-  bar.finish();
-  const options = method === "ptq" ? { paths, svidRounds, precondition, calibTokens } : { paths: 2 };
   await writeRabit(values.out, {
     model: result.model,
     tokenizerBytes: tokenizer.bytes,
     method,
-    options,
-    metadata: {
-      source: modelPath,
-      calibration,
-      layers: result.layers.map(({ name, relError, preconditionedErrors }) => ({
-        name,
-        relError,
-        preconditionedErrors,
-      })),
-      seconds: (performance.now() - start) / 1000,
-    },
+    options: result.options,
+    metadata: { source: modelPath, data: dataPaths, ...result.metadata },
   });
   const bytes = (await Deno.stat(values.out)).size;
-  const weights = result.layers.reduce((a, l) => a + l.out * l.in, 0);
-  const scaleBits = result.layers.reduce((a, l) => a + l.k * (l.out + l.in) * 16, 0);
-  const signBits = result.layers.reduce((a, l) => a + l.k * l.out * Math.ceil(l.in / 32) * 32, 0);
+  const layers = [...result.model.quantized.values()];
+  const weights = layers.reduce((a, l) => a + l.out * l.in, 0);
+  const scaleBits = layers.reduce((a, l) => a + l.k * (l.out + l.in) * 16, 0);
+  const signBits = layers.reduce((a, l) => a + l.k * l.out * Math.ceil(l.in / 32) * 32, 0);
+  const layerErrors = (result.metadata.layers as { name: string; relError: number }[] | undefined) ?? [];
   const summary = {
     out: values.out,
     method,
+    backend: result.backend,
     paths: method === "rtn2" ? 2 : paths,
-    svidRounds,
-    precondition,
+    steps: result.log.losses.length,
+    losses: result.log.losses,
+    finalLoss: result.log.losses.at(-1) ?? null,
+    options: result.options,
     bitsPerWeight: (signBits + scaleBits) / weights,
+    optimizerStateBytes: result.optimizerStateBytes,
     fileBytes: bytes,
     seconds: (performance.now() - start) / 1000,
-    meanRelError: result.layers.reduce((a, l) => a + l.relError, 0) / result.layers.length,
-    layers: result.layers.map(({ name, relError }) => ({ name, relError })),
+    meanRelError: layerErrors.length
+      ? layerErrors.reduce((a, l) => a + l.relError, 0) / layerErrors.length
+      : null,
+    layers: layerErrors,
   };
   if (values.json) return printJson(summary);
-  console.log(
+  log(
     `wrote ${values.out}: ${bytes} bytes, ${
       summary.bitsPerWeight.toFixed(3)
-    } bits/weight in the binarized layers, ` +
-      `mean relative error ${summary.meanRelError.toFixed(4)}, ${summary.seconds.toFixed(1)} s`,
+    } bits/weight in the binarized layers` +
+      (trains
+        ? `, ${summary.steps} steps on ${result.backend}, final loss ${summary.finalLoss?.toFixed(4)}`
+        : "") +
+      `, ${summary.seconds.toFixed(1)} s`,
   );
 }

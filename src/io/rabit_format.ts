@@ -39,7 +39,13 @@
 //
 // Dimension legend: out = rows of a linear layer, in = its columns, k = binary paths (1..4).
 
-import { Packr, RESERVE_START_SPACE } from "msgpackr";
+import {
+  type ContainerKind,
+  openContainer,
+  PREAMBLE_BYTES,
+  sealContainer,
+  writeFileAtomic,
+} from "./container.ts";
 import { type LlamaConfig, validateConfig } from "../model/config.ts";
 import { llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
@@ -49,7 +55,6 @@ import {
   type ResidualBinaryLinear,
   validateResidualBinary,
 } from "../quant/residual_binary.ts";
-import { crc32 } from "../util/crc32.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
 import {
   decodeFloatsInto,
@@ -74,7 +79,7 @@ export const RABIT_VERSION = 1;
 /** The format versions this code reads. */
 export const RABIT_SUPPORTED_VERSIONS: readonly number[] = [1];
 /** Bytes before the MessagePack body: magic, version, CRC-32, body length. */
-export const RABIT_PREAMBLE_BYTES = 24;
+export const RABIT_PREAMBLE_BYTES = PREAMBLE_BYTES;
 /** Storage of fp tensors not named in `RabitFile.dtypes`. */
 export const DEFAULT_TENSOR_DTYPE: FpDtype = "f32";
 /** Storage of scales g and h not named in `RabitFile.dtypes`. */
@@ -128,16 +133,18 @@ export interface LoadedRabit extends RabitFile {
 }
 
 const HINT_NOT_RABIT = "Expected a packed model written by rabit (llama2.c checkpoints are .bin files)";
-const HINT_TRUNCATED =
-  "The file was cut short (an interrupted write, copy or download?): produce or copy it again";
-const HINT_CORRUPT =
-  "The file changed after it was written (disk, copy or download error): produce or copy it again";
 const HINT_VERSION = "Upgrade rabit to read it";
 const HINT_BAD = "The file does not follow the .rabit format rabit writes; was it produced by another tool?";
 
-// useRecords false: plain MessagePack maps, readable by any implementation. int64AsType: other writers may
-// use 64-bit ints for small numbers.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+/** The container of .rabit files (io/container.ts). */
+const RABIT_CONTAINER: ContainerKind = {
+  name: ".rabit",
+  magic: RABIT_MAGIC,
+  magicText: "RABIT",
+  version: RABIT_VERSION,
+  supported: RABIT_SUPPORTED_VERSIONS,
+  hintNotThis: HINT_NOT_RABIT,
+};
 
 // ---------------------------------------------------------------------------------------------------
 // The layout both sides agree on.
@@ -412,56 +419,7 @@ function buildBody(file: RabitFile): Record<string, unknown> {
  * ```
  */
 export function serializeRabit(file: RabitFile): Uint8Array {
-  const out = packAfterPreamble(buildBody(file));
-  out.set(RABIT_MAGIC, 0);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const body = out.subarray(RABIT_PREAMBLE_BYTES);
-  view.setUint32(8, RABIT_VERSION, true);
-  view.setUint32(12, crc32(body), true);
-  view.setBigUint64(16, BigInt(body.byteLength), true);
-  return out;
-}
-
-/**
- * MessagePack of `body` after RABIT_PREAMBLE_BYTES free bytes, packed into one buffer sized up front:
- * left to itself msgpackr grows its buffer by copying (most of the time for large models) and keeps it
- * for reuse afterwards. The result may be a view of a slightly larger buffer.
- */
-function packAfterPreamble(body: Record<string, unknown>): Uint8Array {
-  let binBytes = 0;
-  let bins = 0;
-  const empty = new Uint8Array(0);
-  const strip = (v: unknown): unknown => {
-    if (v instanceof Uint8Array) {
-      binBytes += v.byteLength;
-      bins++;
-      return empty;
-    }
-    if (Array.isArray(v)) return v.map(strip);
-    if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)]));
-    return v;
-  };
-  const skeleton = packr.pack(strip(body)).byteLength;
-  // An empty bin takes 2 bytes and any bin at most 5; msgpackr wants some room to spare at the end.
-  const buffer = new Uint8Array(RABIT_PREAMBLE_BYTES + skeleton + binBytes + 3 * bins + 4096);
-  let packed: Uint8Array;
-  try {
-    packr.useBuffer(buffer);
-    packed = packr.pack(body, RESERVE_START_SPACE | RABIT_PREAMBLE_BYTES);
-  } catch (e) {
-    throw new RangeError(`serializeRabit: MessagePack encoding failed: ${(e as Error).message}`, {
-      cause: e,
-    });
-  } finally {
-    packr.useBuffer(new Uint8Array(8192)); // msgpackr must never write into `buffer` again
-  }
-  // Had the estimate been short, msgpackr would have moved to a buffer of its own: copy out of it.
-  return packed.buffer === buffer.buffer && packed.byteOffset === 0 ? packed : new Uint8Array(packed);
-}
-
-function randomSuffix(): string {
-  const b = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return sealContainer(RABIT_CONTAINER, buildBody(file), "serializeRabit");
 }
 
 /**
@@ -480,30 +438,7 @@ function randomSuffix(): string {
  * ```
  */
 export async function writeRabit(path: string, file: RabitFile): Promise<void> {
-  const bytes = serializeRabit(file);
-  const tmp = `${path}.tmp-${randomSuffix()}`;
-  let handle: Deno.FsFile | undefined;
-  let created = false; // createNew: only a file this call created is ever removed
-  try {
-    try {
-      handle = await Deno.open(tmp, { write: true, createNew: true });
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Deno.errors.NotFound(`Cannot write ${path}: its directory does not exist`, { cause: e });
-      }
-      throw e;
-    }
-    created = true;
-    for (let at = 0; at < bytes.length;) at += await handle.write(bytes.subarray(at));
-    await handle.sync();
-    handle.close();
-    handle = undefined;
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    handle?.close();
-    if (created) await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(path, serializeRabit(file));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -528,61 +463,8 @@ export function parseRabit(bytes: Uint8Array, path = "packed model"): LoadedRabi
   const fail = (problem: string, hint = HINT_BAD): never => {
     throw new FormatError(path, problem, hint);
   };
-  const n = bytes.byteLength;
-  for (let i = 0; i < Math.min(n, RABIT_MAGIC.length); i++) {
-    if (bytes[i] !== RABIT_MAGIC[i]) {
-      const hex = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
-      fail(
-        `not a .rabit file: expected the magic bytes 52 41 42 49 54 00 00 00 ("RABIT"), found ${hex}`,
-        HINT_NOT_RABIT,
-      );
-    }
-  }
-  const truncated = (expected: string, detail = "") =>
-    fail(`truncated: expected ${expected} bytes${detail}, found ${n}`, HINT_TRUNCATED);
-  if (n < 12) truncated(`at least ${RABIT_PREAMBLE_BYTES}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, n);
-  const version = view.getUint32(8, true);
-  if (!RABIT_SUPPORTED_VERSIONS.includes(version)) {
-    const supported = `this rabit reads version ${RABIT_SUPPORTED_VERSIONS.join(", ")}`;
-    if (version > RABIT_VERSION) {
-      fail(
-        `unsupported .rabit format version ${version}: written by a newer rabit; ${supported}`,
-        HINT_VERSION,
-      );
-    }
-    fail(`unsupported .rabit format version ${version}: no rabit wrote it; ${supported}`, HINT_CORRUPT);
-  }
-  if (n < RABIT_PREAMBLE_BYTES) truncated(`at least ${RABIT_PREAMBLE_BYTES}`);
-  const storedCrc = view.getUint32(12, true);
-  const bodyLength = Number(view.getBigUint64(16, true));
-  const expected = RABIT_PREAMBLE_BYTES + bodyLength;
-  if (n < expected) {
-    truncated(`${expected}`, ` (${RABIT_PREAMBLE_BYTES}-byte preamble + ${bodyLength}-byte body)`);
-  }
-  if (n > expected) {
-    fail(
-      `${n - expected} unexpected bytes after the end: expected ${expected} bytes ` +
-        `(${RABIT_PREAMBLE_BYTES}-byte preamble + ${bodyLength}-byte body), found ${n}`,
-      HINT_CORRUPT,
-    );
-  }
-  const bodyBytes = bytes.subarray(RABIT_PREAMBLE_BYTES);
-  const crc = crc32(bodyBytes);
-  if (crc !== storedCrc) {
-    const hex = (x: number) => "0x" + x.toString(16).padStart(8, "0");
-    fail(
-      `corrupt: checksum mismatch (CRC-32 of the body is ${hex(crc)}, the header says ${hex(storedCrc)})`,
-      HINT_CORRUPT,
-    );
-  }
-  let body: unknown;
-  try {
-    body = packr.unpack(bodyBytes);
-  } catch (e) {
-    fail(`corrupt: the body is not valid MessagePack (${(e as Error).message})`);
-  }
-  return readBody(body, path, n, fail);
+  const { body } = openContainer(RABIT_CONTAINER, bytes, path);
+  return readBody(body, path, bytes.byteLength, fail);
 }
 
 function readBody(

@@ -34,6 +34,11 @@ export interface BackwardOptions {
   dHidden?: (Float32Array | undefined)[];
   /** Compute parameter gradients (default true); false gives only activation gradients and hook calls. */
   paramGrads?: boolean;
+  /**
+   * Only these parameters of model.params get gradients (default: all). Skipping the classifier and
+   * embedding saves their (V, D) products when they are not trained.
+   */
+  trainable?: (name: string) => boolean;
   /** Add parameter gradients into this table (the layout of model.params) instead of a new one. */
   grads?: ParamTable;
   /** Add the weight gradients of replaced layers (model.quantized) into this map instead of a new one. */
@@ -119,7 +124,7 @@ export function backwardChunk(
     );
   }
   const linearGrads = wantParams ? (options.linearGrads ?? new Map<string, Float32Array>()) : undefined;
-  const gradOf = (name: string) => grads?.get(name);
+  const gradOf = (name: string) => options.trainable?.(name) === false ? undefined : grads?.get(name);
 
   /** dX (T, in) += dY · W, dW += dYᵀ · x, and the hook. */
   const linearBackward = (name: string, x: Float32Array, dY: Float32Array, dX: Float32Array) => {

@@ -1,0 +1,246 @@
+// The CPU training backend: the reference forward and backward (src/model/) over a student whose block
+// linears are TrainableLinear layers reading the flat table; the definition the WebGPU backend matches.
+//
+// Dimension legend: B windows in a batch, S tokens per window, V vocabulary, D model width.
+
+import { backwardChunk } from "../model/backward.ts";
+import { type ChunkActivations, createKvCache, forwardChunk } from "../model/forward.ts";
+import type { LlamaModel } from "../model/model.ts";
+import type { ParamTable } from "../model/params.ts";
+import { adamwStep } from "./adamw.ts";
+import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
+import { klDivergence, meanSquaredError } from "./losses.ts";
+import { muonStep } from "./muon.ts";
+import { TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
+
+/** Optimizer of the 2-D latents (scales and float tensors always use AdamW). */
+export type LatentOptimizer = "muon" | "adamw";
+
+/** Options shared by every training backend. */
+export interface BackendOptions {
+  method: TrainMethod;
+  k: number;
+  /** Weight γ of the hidden-state MSE (METHOD.md §4). */
+  gamma: number;
+  optimizer: LatentOptimizer;
+  /** AdamW/Muon decoupled weight decay of the latents (default 0). */
+  weightDecay?: number;
+  /** Learning-rate multiplier of the scales and float tensors relative to the latents (default 1). */
+  scaleLrMultiplier?: number;
+  /** Clipped STE bound (undefined: identity STE). */
+  steClip?: number;
+}
+
+/** The reference training backend. */
+export class CpuTrainingBackend implements TrainingBackend {
+  readonly name = "cpu";
+  readonly table: ParamTable;
+  readonly #grads: ParamTable;
+  readonly #m: Float32Array;
+  readonly #v: Float32Array;
+  readonly #layout: TrainLayout;
+  readonly #teacher: LlamaModel;
+  readonly #student: LlamaModel<TrainableLinear>;
+  readonly #options: BackendOptions;
+  readonly #studentGrads: ParamTable;
+  #teacherOut: { logits: Float32Array; hidden: Float32Array[] }[] = [];
+  #studentOut: { logits: Float32Array; hidden: Float32Array[]; acts: ChunkActivations }[] = [];
+  #seeds: { dLogits: Float32Array; dHidden: Float32Array[] }[] = [];
+
+  /** `layout.table` must hold the initialized values (initializeTable); the backend trains it in place. */
+  constructor(teacher: LlamaModel, layout: TrainLayout, options: BackendOptions) {
+    this.#teacher = teacher;
+    this.#layout = layout;
+    this.#options = options;
+    this.table = layout.table;
+    this.#grads = layout.table.zerosLike();
+    this.#m = new Float32Array(this.table.count);
+    this.#v = new Float32Array(
+      options.optimizer === "muon" ? this.table.count - layout.latentEnd : this.table.count,
+    );
+    const params = teacher.params.zerosLike();
+    params.data.set(teacher.params.data);
+    const quantized = new Map<string, TrainableLinear>();
+    for (const name of layout.linears) {
+      quantized.set(name, new TrainableLinear(this.table, name, options.k, options.method, options.steClip));
+    }
+    this.#student = { config: teacher.config, params, quantized };
+    this.#studentGrads = params.zerosLike();
+    this.#syncStudent();
+  }
+
+  get optimizerStateBytes(): number {
+    return (this.#m.length + this.#v.length) * 4;
+  }
+
+  /** A copy of the gradient accumulated since the last optimizer step (the table's layout). */
+  gradient(): Float32Array {
+    return this.#grads.data.slice();
+  }
+
+  /** The student as it computes now (trainable layers over the live table). */
+  get student(): LlamaModel<TrainableLinear> {
+    return this.#student;
+  }
+
+  teacherForward(windows: Int32Array[]): Promise<void> {
+    this.#teacherOut = windows.map((win) => {
+      const r = forwardChunk(this.#teacher, win, 0, createKvCache(this.#teacher, win.length), {
+        keepHidden: true,
+      });
+      return { logits: r.logits, hidden: r.hidden! };
+    });
+    return Promise.resolve();
+  }
+
+  studentForward(windows: Int32Array[]): Promise<void> {
+    this.#studentOut = windows.map((win) => {
+      const r = forwardChunk(this.#student, win, 0, createKvCache(this.#student, win.length), {
+        keepHidden: true,
+        keepActivations: true,
+      });
+      return { logits: r.logits, hidden: r.hidden!, acts: r.activations! };
+    });
+    return Promise.resolve();
+  }
+
+  losses(): Promise<BatchLosses> {
+    const B = this.#studentOut.length;
+    if (B === 0 || this.#teacherOut.length !== B) {
+      throw new Error("losses: run teacherForward and studentForward on the same batch first");
+    }
+    const V = this.#teacher.config.vocabSize;
+    const gamma = this.#options.gamma;
+    let kl = 0, mse = 0;
+    this.#seeds = this.#studentOut.map((s, b) => {
+      const t = this.#teacherOut[b];
+      const rows = s.logits.length / V;
+      const k = klDivergence(s.logits, t.logits, rows, V);
+      kl += k.loss / B;
+      for (let i = 0; i < k.dLogits.length; i++) k.dLogits[i] /= B;
+      const dHidden = s.hidden.map((h, l) => {
+        const e = meanSquaredError(h, t.hidden[l]);
+        mse += e.loss / B;
+        const scale = gamma / B;
+        for (let i = 0; i < e.dStudent.length; i++) e.dStudent[i] *= scale;
+        return e.dStudent;
+      });
+      return { dLogits: k.dLogits, dHidden };
+    });
+    return Promise.resolve({ loss: kl + gamma * mse, kl, mse });
+  }
+
+  backward(): Promise<void> {
+    const trained = new Set(this.#layout.floats);
+    const linearGrads = new Map<string, Float32Array>();
+    this.#studentGrads.data.fill(0);
+    this.#studentOut.forEach((s, b) => {
+      const seed = this.#seeds[b];
+      backwardChunk(this.#student, s.acts, seed.dLogits, {
+        dHidden: gamma0(this.#options.gamma) ? undefined : seed.dHidden,
+        grads: this.#studentGrads,
+        linearGrads,
+        trainable: (name) => trained.has(name),
+      });
+    });
+    for (const [name, dWHat] of linearGrads) {
+      this.#student.quantized.get(name)!.accumulate(dWHat, this.#grads);
+    }
+    for (const name of this.#layout.floats) {
+      const g = this.#grads.get(name), src = this.#studentGrads.get(name);
+      for (let i = 0; i < g.length; i++) g[i] += src[i];
+    }
+    this.#studentOut = [];
+    this.#teacherOut = [];
+    this.#seeds = [];
+    return Promise.resolve();
+  }
+
+  optimizerStep(lr: number, step: number, maxNorm: number): Promise<StepReport> {
+    const g = this.#grads.data;
+    let sq = 0;
+    for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+    const gradNorm = Math.sqrt(sq);
+    if (!Number.isFinite(gradNorm)) {
+      throw new RangeError(`optimizer step ${step}: the gradient is not finite (norm ${gradNorm})`);
+    }
+    if (maxNorm > 0 && gradNorm > maxNorm) {
+      const s = maxNorm / gradNorm;
+      for (let i = 0; i < g.length; i++) g[i] *= s;
+    }
+    const o = this.#options;
+    const wd = o.weightDecay ?? 0;
+    const scaleLr = lr * (o.scaleLrMultiplier ?? 1);
+    const end = this.#layout.latentEnd;
+    const p = this.table.data;
+    if (o.optimizer === "muon") {
+      for (const name of this.#layout.linears) {
+        const e = this.table.entry(`${name}.w`);
+        const [rows, cols] = e.shape;
+        const slabs = o.method === "standard" ? o.k : 1; // each stacked latent is its own matrix
+        const r = rows / slabs;
+        for (let s = 0; s < slabs; s++) {
+          const a = e.offset + s * r * cols, b = a + r * cols;
+          muonStep(p.subarray(a, b), g.subarray(a, b), this.#m.subarray(a, b), r, cols, {
+            lr,
+            weightDecay: wd,
+          });
+        }
+      }
+      adamwStep(p.subarray(end), g.subarray(end), this.#m.subarray(end), this.#v, step, { lr: scaleLr });
+    } else {
+      adamwStep(
+        p.subarray(0, end),
+        g.subarray(0, end),
+        this.#m.subarray(0, end),
+        this.#v.subarray(0, end),
+        step,
+        {
+          lr,
+          weightDecay: wd,
+        },
+      );
+      adamwStep(p.subarray(end), g.subarray(end), this.#m.subarray(end), this.#v.subarray(end), step, {
+        lr: scaleLr,
+      });
+    }
+    g.fill(0);
+    this.#syncStudent();
+    return Promise.resolve({ gradNorm });
+  }
+
+  readState(): Promise<TrainState> {
+    return Promise.resolve({ params: this.table.data.slice(), m: this.#m.slice(), v: this.#v.slice() });
+  }
+
+  writeState(state: TrainState): Promise<void> {
+    const check = (what: string, got: Float32Array, want: number) => {
+      if (got.length !== want) {
+        throw new RangeError(`writeState: expected ${what} of ${want} values, found ${got.length}`);
+      }
+    };
+    check("params", state.params, this.table.count);
+    check("m", state.m, this.#m.length);
+    check("v", state.v, this.#v.length);
+    this.table.data.set(state.params);
+    this.#m.set(state.m);
+    this.#v.set(state.v);
+    this.#syncStudent();
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.#studentOut = [];
+    this.#teacherOut = [];
+  }
+
+  /** Re-derives every layer's paths and copies trained float tensors into the student's parameters. */
+  #syncStudent(): void {
+    for (const layer of this.#student.quantized.values()) layer.derive();
+    for (const name of this.#layout.floats) this.#student.params.get(name).set(this.table.get(name));
+  }
+}
+
+function gamma0(gamma: number): boolean {
+  return gamma === 0;
+}

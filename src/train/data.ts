@@ -1,0 +1,112 @@
+// Training data: text files tokenized into fixed-length windows, a held-out tail kept out of training,
+// and a seeded order of windows per epoch, so step s always sees the same batch (which is what makes
+// --resume exact without saving any random state).
+//
+// Dimension legend: S window length in tokens (seq), B windows per step (batch).
+
+import { BOS } from "../io/tokenizer.ts";
+import { Rng } from "../util/rng.ts";
+
+/**
+ * Splits text at a paragraph boundary so that about `fraction` of its characters (the end) are held back:
+ * the training part is text[0, cut), the held-out part text[cut, end). The cut is the first blank line at
+ * or after (1 − fraction) of the length (or the raw position when there is none). fraction 0 holds nothing.
+ *
+ * @example
+ * ```ts
+ * import { splitHoldout } from "./data.ts";
+ * splitHoldout("one\n\ntwo\n\nthree", 0.3); // { train: "one\n\ntwo", heldOut: "three" }
+ * ```
+ */
+export function splitHoldout(text: string, fraction: number): { train: string; heldOut: string } {
+  if (!(fraction >= 0 && fraction < 1)) {
+    throw new RangeError(`splitHoldout: expected a held-out fraction in [0, 1), found ${fraction}`);
+  }
+  if (fraction === 0) return { train: text, heldOut: "" };
+  const at = Math.floor(text.length * (1 - fraction));
+  const blank = text.indexOf("\n\n", at);
+  if (blank < 0) return { train: text.slice(0, at), heldOut: text.slice(at) };
+  let start = blank;
+  while (start < text.length && text[start] === "\n") start++;
+  return { train: text.slice(0, blank), heldOut: text.slice(start) };
+}
+
+/** Non-overlapping windows of S tokens over several token streams (each stream starts with BOS). */
+export class WindowSet {
+  /** (count, S) token ids, window after window. */
+  readonly tokens: Int32Array;
+  readonly seq: number;
+  readonly count: number;
+
+  private constructor(tokens: Int32Array, seq: number) {
+    this.tokens = tokens;
+    this.seq = seq;
+    this.count = tokens.length / seq;
+  }
+
+  /**
+   * Tokenizes each text (one BOS in front, as perplexity does) and cuts it into windows of `seq` tokens,
+   * dropping each text's remainder. Throws when no text yields a whole window.
+   */
+  static fromTexts(texts: { name: string; text: string }[], encode: (t: string) => number[], seq: number) {
+    if (!Number.isInteger(seq) || seq < 2) {
+      throw new RangeError(`WindowSet: expected a window length ≥ 2, found ${seq}`);
+    }
+    const parts: number[][] = [];
+    const short: string[] = [];
+    for (const { name, text } of texts) {
+      const ids = [BOS, ...encode(text)];
+      const n = Math.floor(ids.length / seq);
+      if (n === 0) short.push(`${name} (${ids.length} tokens)`);
+      for (let w = 0; w < n; w++) parts.push(ids.slice(w * seq, (w + 1) * seq));
+    }
+    if (parts.length === 0) {
+      throw new RangeError(
+        `Training data: expected at least one window of ${seq} tokens, found only ${short.join(", ")}; ` +
+          `give more text (--data) or a shorter --seq`,
+      );
+    }
+    const tokens = new Int32Array(parts.length * seq);
+    parts.forEach((p, i) => tokens.set(p, i * seq));
+    return new WindowSet(tokens, seq);
+  }
+
+  /** Window i (S) as a view. */
+  window(i: number): Int32Array {
+    return this.tokens.subarray(i * this.seq, (i + 1) * this.seq);
+  }
+
+  /** The order of windows in epoch e: a Fisher–Yates shuffle seeded by (seed, e). */
+  epochOrder(seed: number, epoch: number): Int32Array {
+    const order = new Int32Array(this.count);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    const rng = new Rng((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      const t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    return order;
+  }
+
+  /**
+   * The B windows of step s (0-based): positions s·B … s·B + B − 1 of the concatenated epoch orders.
+   * A pure function of (seed, s, B), so a resumed run sees exactly the batches the first run would have.
+   */
+  batch(seed: number, step: number, batch: number): Int32Array[] {
+    const out: Int32Array[] = [];
+    let cachedEpoch = -1;
+    let order: Int32Array | undefined;
+    for (let j = 0; j < batch; j++) {
+      const pos = step * batch + j;
+      const epoch = Math.floor(pos / this.count);
+      if (epoch !== cachedEpoch) {
+        order = this.epochOrder(seed, epoch);
+        cachedEpoch = epoch;
+      }
+      out.push(this.window(order![pos % this.count]));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,86 @@
+// Fills a training table from a full-precision model (METHOD.md §3): function-aware initialization of
+// every binarized layer's scales and the starting latents, and the trained float tensors.
+//
+// Latents (our choices, METHOD.md §3 and §5):
+//   rabit     W = the original weight, so the first derivation gives B_1 = sign(W) as the init did.
+//   standard  W_i = B_i ⊙ |W − Σ_{j≠i} path_j|: the residual the init fitted path i to, with the init's
+//             signs, so the first derivation gives exactly the init's paths and each latent's magnitude
+//             says how far that sign is from flipping.
+//
+// Dimension legend: out/in features of a linear layer, k paths.
+
+import type { LlamaModel } from "../model/model.ts";
+import type { ChannelStats } from "../quant/calibrate.ts";
+import { unpackSigns, wordsPerRow } from "../quant/bitpack.ts";
+import { residualInit } from "../quant/residual_init.ts";
+import type { TrainLayout, TrainMethod } from "./trainable.ts";
+
+/** Options of {@link initializeTable}. */
+export interface InitOptions {
+  method: TrainMethod;
+  k: number;
+  /** Gauss–Seidel rounds T (default 4). */
+  svidRounds?: number;
+  /** Preconditioning exponent a_in = a_out (default 0.5; 0 disables, and stats are then not needed). */
+  precondition?: number;
+  /** Channel statistics per layer (calibrate()); required when precondition > 0. */
+  stats?: Map<string, ChannelStats>;
+  /** Called after each layer. */
+  onLayer?: (name: string, index: number, total: number) => void;
+}
+
+/** Writes the initial latents, scales and float tensors of `layout.table` from `teacher`. */
+export function initializeTable(teacher: LlamaModel, layout: TrainLayout, options: InitOptions): void {
+  const { table } = layout;
+  const a = options.precondition ?? 0.5;
+  if (a > 0 && !options.stats) {
+    throw new TypeError("initializeTable: preconditioning needs calibration statistics: pass stats, or 0");
+  }
+  layout.linears.forEach((name, index) => {
+    const [out, inF] = teacher.params.shape(name);
+    const w = teacher.params.get(name); // (out, in)
+    const s = options.stats?.get(name);
+    const { layer } = residualInit(w, { out, in: inF }, {
+      k: options.k,
+      rounds: options.svidRounds ?? 4,
+      sIn: a > 0 ? s?.sIn : undefined,
+      sOut: a > 0 ? s?.sOut : undefined,
+      aIn: a,
+      aOut: a,
+    });
+    table.get(`${name}.g`).set(layer.g);
+    table.get(`${name}.h`).set(layer.h);
+    const latent = table.get(`${name}.w`);
+    if (options.method === "rabit") latent.set(w);
+    else standardLatents(w, layer, latent);
+    options.onLayer?.(name, index, layout.linears.length);
+  });
+  for (const name of layout.floats) table.get(name).set(teacher.params.get(name));
+}
+
+/** W_i = B_i ⊙ |W − Σ_{j≠i} g_j ⊙ B_j ⊙ h_j| into `latents` (k, out, in). */
+function standardLatents(
+  w: Float32Array,
+  layer: { out: number; in: number; k: number; planes: Uint32Array; g: Float32Array; h: Float32Array },
+  latents: Float32Array,
+): void {
+  const { out, in: inF, k } = layer;
+  const n = out * inF;
+  const wpr = wordsPerRow(inF);
+  const signs = Array.from(
+    { length: k },
+    (_, i) => unpackSigns(layer.planes.subarray(i * out * wpr, (i + 1) * out * wpr), out, inF),
+  ); // k × (out, in) ±1
+  const path = (i: number, r: number, c: number) =>
+    layer.g[i * out + r] * signs[i][r * inF + c] * layer.h[i * inF + c];
+  for (let r = 0; r < out; r++) {
+    for (let c = 0; c < inF; c++) {
+      let all = 0;
+      for (let i = 0; i < k; i++) all += path(i, r, c);
+      for (let i = 0; i < k; i++) {
+        const target = w[r * inF + c] - (all - path(i, r, c));
+        latents[i * n + r * inF + c] = signs[i][r * inF + c] * Math.abs(target);
+      }
+    }
+  }
+}

@@ -1,0 +1,149 @@
+// The training loop: warmup + cosine learning rate, one batch per step in a seeded order, global
+// gradient-norm clipping, a checkpoint every N steps, exact resume, and a hard stop on non-finite losses.
+
+import type { TrainingBackend } from "./backend.ts";
+import { type Checkpoint, layoutOf, type TrainLog, writeCheckpoint } from "./checkpoint.ts";
+import type { WindowSet } from "./data.ts";
+
+/** Options of {@link runTraining}. */
+export interface LoopOptions {
+  /** Total optimizer steps (a resumed run continues to this count). */
+  steps: number;
+  /** Windows per step. */
+  batch: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warmup steps (default 5 % of steps). */
+  warmup?: number;
+  /** Final learning rate as a fraction of the peak (default 0.1). */
+  minLrRatio?: number;
+  /** Global gradient-norm clip (default 1; 0 disables). */
+  maxGradNorm?: number;
+  /** Seed of the window order. */
+  seed: number;
+  /** Write a checkpoint here every `checkpointEvery` steps and at the end. */
+  checkpointPath?: string;
+  checkpointEvery?: number;
+  /** What a checkpoint records to identify the run (teacher and options). */
+  identity: Pick<Checkpoint, "teacher" | "options">;
+  /** Continue from this checkpoint (its state is written into the backend first). */
+  resume?: Checkpoint;
+  /** Called after every step. */
+  onStep?: (info: StepInfo) => void;
+  /** Stop after this step (checkpoint written), as if interrupted; the schedule still spans `steps`. */
+  stopAfter?: number;
+}
+
+/** Progress of one step. */
+export interface StepInfo {
+  step: number;
+  steps: number;
+  loss: number;
+  kl: number;
+  mse: number;
+  lr: number;
+  gradNorm: number;
+  /** Training tokens per second over this session's steps. */
+  tokensPerSecond: number;
+}
+
+/** The learning rate of step s (1-based): linear warmup, then cosine decay to minLrRatio · lr. */
+export function learningRate(
+  s: number,
+  o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio">,
+): number {
+  const warmup = o.warmup ?? Math.max(1, Math.round(0.05 * o.steps));
+  const min = o.minLrRatio ?? 0.1;
+  if (s <= warmup) return o.lr * s / warmup;
+  const t = (s - warmup) / Math.max(1, o.steps - warmup);
+  return o.lr * (min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
+}
+
+/** Thrown when a loss or gradient stops being finite; the last checkpoint on disk is left untouched. */
+export class NonFiniteError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "NonFiniteError";
+  }
+}
+
+/** Runs (or continues) training; returns the full log (a resumed run's earlier steps included). */
+export async function runTraining(
+  backend: TrainingBackend,
+  windows: WindowSet,
+  o: LoopOptions,
+): Promise<{ log: TrainLog; seconds: number }> {
+  const log: TrainLog = { losses: [], kl: [], mse: [], lr: [], gradNorm: [] };
+  let first = 1;
+  let priorSeconds = 0;
+  if (o.resume) {
+    const ck = o.resume;
+    if (ck.step > o.steps) {
+      throw new RangeError(`resume: the checkpoint is at step ${ck.step}, beyond --steps ${o.steps}`);
+    }
+    await backend.writeState(ck.state);
+    for (const key of Object.keys(log) as (keyof TrainLog)[]) log[key] = ck.log[key].slice(0, ck.step);
+    first = ck.step + 1;
+    priorSeconds = ck.seconds;
+  }
+  const start = performance.now();
+  const seconds = () => priorSeconds + (performance.now() - start) / 1000;
+  let tokens = 0;
+  const save = async (step: number) => {
+    if (!o.checkpointPath) return;
+    await writeCheckpoint(o.checkpointPath, {
+      ...o.identity,
+      step,
+      layout: layoutOf(backend.table),
+      state: await backend.readState(),
+      log,
+      seconds: seconds(),
+    });
+  };
+  const last = Math.min(o.steps, o.stopAfter ?? o.steps);
+  for (let s = first; s <= last; s++) {
+    const batch = windows.batch(o.seed, s - 1, o.batch);
+    await backend.teacherForward(batch);
+    await backend.studentForward(batch);
+    const losses = await backend.losses();
+    if (!Number.isFinite(losses.loss)) {
+      throw new NonFiniteError(
+        `step ${s}: the loss is ${losses.loss} (KL ${losses.kl}, MSE ${losses.mse}); training stopped` +
+          (o.checkpointPath ? `, the last good checkpoint is ${o.checkpointPath}` : "") +
+          ". Try a lower --lr or --gamma",
+      );
+    }
+    await backend.backward();
+    const lr = learningRate(s, o);
+    let report;
+    try {
+      report = await backend.optimizerStep(lr, s, o.maxGradNorm ?? 1);
+    } catch (e) {
+      if (e instanceof RangeError && /not finite/.test(e.message)) {
+        throw new NonFiniteError(
+          `${e.message}; training stopped` +
+            (o.checkpointPath ? `, the last good checkpoint is ${o.checkpointPath}` : "") +
+            ". Try a lower --lr",
+        );
+      }
+      throw e;
+    }
+    log.losses.push(losses.loss);
+    log.kl.push(losses.kl);
+    log.mse.push(losses.mse);
+    log.lr.push(lr);
+    log.gradNorm.push(report.gradNorm);
+    tokens += batch.reduce((a, w) => a + w.length, 0);
+    o.onStep?.({
+      step: s,
+      steps: o.steps,
+      ...losses,
+      lr,
+      gradNorm: report.gradNorm,
+      tokensPerSecond: tokens / ((performance.now() - start) / 1000),
+    });
+    if (o.checkpointEvery && s % o.checkpointEvery === 0 && s < last) await save(s);
+  }
+  await save(last);
+  return { log, seconds: seconds() };
+}

@@ -1,0 +1,350 @@
+// `quantize(model, options)`: every way this library turns a full-precision model into a packed one —
+// post-training (`ptq`, `rtn2`) or quantization-aware training (`rabit`, `standard`) — as one function
+// the CLI calls. Data flows one way: calibrate → initialize → train → pack.
+
+import type { LlamaModel } from "../model/model.ts";
+import { withoutQuantized } from "../model/model.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { calibrate } from "../quant/calibrate.ts";
+import { quantizeModel } from "../quant/quantize_model.ts";
+import { PackedLinear, type PackedModel } from "../quant/residual_binary.ts";
+import { roundScalesF16 } from "../quant/scales.ts";
+import type { TrainingBackend } from "./backend.ts";
+import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./checkpoint.ts";
+import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
+import { splitHoldout, WindowSet } from "./data.ts";
+import { initializeTable } from "./init.ts";
+import { runTraining, type StepInfo } from "./loop.ts";
+import { TrainableLinear, type TrainFloat, trainLayout, type TrainMethod } from "./trainable.ts";
+
+/** Every method {@link quantize} knows. */
+export type QuantizeMethodName = "rabit" | "standard" | "ptq" | "rtn2";
+
+/** The methods that train. */
+export const TRAINED_METHODS: readonly QuantizeMethodName[] = ["rabit", "standard"];
+
+/** Where training runs. */
+export type TrainBackendName = "auto" | "cpu" | "webgpu";
+
+/** Options of {@link quantize}; defaults in {@link QUANTIZE_DEFAULTS}. */
+export interface QuantizeOptions {
+  method: QuantizeMethodName;
+  /** Tokenizer of the model (encodes the training and calibration text). */
+  tokenizer: Tokenizer;
+  /** Training / calibration texts; each loses its held-out tail (see holdout). */
+  data: { name: string; text: string }[];
+  /** Binary paths k (1..4; rtn2: 2). */
+  paths?: number;
+  steps?: number;
+  batch?: number;
+  seq?: number;
+  lr?: number;
+  optimizer?: LatentOptimizer;
+  gamma?: number;
+  /** Fraction of each data text (its end) never trained or calibrated on (default 0.1). */
+  holdout?: number;
+  svidRounds?: number;
+  precondition?: number;
+  calibTokens?: number;
+  trainFloat?: TrainFloat;
+  steClip?: number;
+  weightDecay?: number;
+  scaleLrMultiplier?: number;
+  warmup?: number;
+  maxGradNorm?: number;
+  seed?: number;
+  backend?: TrainBackendName;
+  checkpoint?: string;
+  checkpointEvery?: number;
+  /** Path of a checkpoint to continue from (same options). */
+  resume?: string;
+  /** Progress of each phase. */
+  onCalibrate?: (done: number, total: number) => void;
+  onInitLayer?: (name: string, index: number, total: number) => void;
+  onStep?: (info: StepInfo) => void;
+}
+
+/** Defaults of the training budget (see README: chosen to finish within 20 minutes on 2 CPU cores). */
+export const QUANTIZE_DEFAULTS = {
+  paths: 2,
+  steps: 600,
+  batch: 4,
+  seq: 256,
+  lr: 2e-3,
+  optimizer: "adamw" as LatentOptimizer,
+  gamma: 1,
+  holdout: 0.1,
+  svidRounds: 4,
+  precondition: 0.5,
+  calibTokens: 4096,
+  trainFloat: "norms" as TrainFloat,
+  weightDecay: 0,
+  scaleLrMultiplier: 1,
+  maxGradNorm: 1,
+  seed: 1,
+};
+
+/** What {@link quantize} returns. */
+export interface QuantizeResult {
+  /** The packed model (scales rounded to fp16, as the file stores them). */
+  model: PackedModel;
+  method: QuantizeMethodName;
+  /** The options that define the result (JSON), as stored in the file. */
+  options: Record<string, unknown>;
+  /** Calibration, training log and timings (JSON). */
+  metadata: Record<string, unknown>;
+  /** Backend that trained ("none" for post-training methods). */
+  backend: string;
+  /** Per-step losses (empty for post-training methods). */
+  log: TrainLog;
+  seconds: number;
+  /** Bytes of optimizer state allocated (0 without training). */
+  optimizerStateBytes: number;
+}
+
+function checkOption(ok: boolean, message: string): void {
+  if (!ok) throw new RangeError(`quantize: ${message}`);
+}
+
+/**
+ * Quantizes every block linear of a full-precision `model` with `options.method`.
+ *
+ * @example
+ * ```ts
+ * import { openModel } from "../io/load_model.ts";
+ * import { quantize } from "./quantize.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const text = await Deno.readTextFile("../shared/data/tinystories_dev.txt");
+ * const r = await quantize(model, { method: "rabit", tokenizer: tokenizer!, data: [{ name: "dev", text }],
+ *   steps: 2, batch: 1, seq: 32, calibTokens: 64 });
+ * console.log(r.log.losses.length); // 2
+ * ```
+ */
+export async function quantize(model: LlamaModel, options: QuantizeOptions): Promise<QuantizeResult> {
+  const start = performance.now();
+  const o = { ...QUANTIZE_DEFAULTS, ...stripUndefined(options) };
+  const method = o.method;
+  if (!["rabit", "standard", "ptq", "rtn2"].includes(method)) {
+    throw new TypeError(
+      `quantize: expected method rabit, standard, ptq or rtn2, found ${JSON.stringify(method)}`,
+    );
+  }
+  if (model.quantized.size > 0) {
+    throw new RangeError("quantize: the model is already quantized; start from a full-precision model");
+  }
+  checkOption(
+    Number.isInteger(o.paths) && o.paths >= 1 && o.paths <= 4,
+    `expected paths 1..4, found ${o.paths}`,
+  );
+  if (method === "rtn2") checkOption(o.paths === 2, "rtn2 is a 2-bit quantizer: paths must be 2");
+  checkOption(Number.isInteger(o.steps) && o.steps >= 1, `expected steps ≥ 1, found ${o.steps}`);
+  checkOption(Number.isInteger(o.batch) && o.batch >= 1, `expected batch ≥ 1, found ${o.batch}`);
+  checkOption(
+    Number.isInteger(o.seq) && o.seq >= 2 && o.seq <= model.config.seqLen,
+    `expected seq in [2, ${model.config.seqLen}] (the model's context), found ${o.seq}`,
+  );
+  checkOption(o.lr > 0 && Number.isFinite(o.lr), `expected lr > 0, found ${o.lr}`);
+  checkOption(o.gamma >= 0 && Number.isFinite(o.gamma), `expected gamma ≥ 0, found ${o.gamma}`);
+  checkOption(
+    o.optimizer === "muon" || o.optimizer === "adamw",
+    `expected optimizer muon or adamw, found ${o.optimizer}`,
+  );
+  checkOption(o.data.length > 0, "expected at least one data text");
+
+  const split = o.data.map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
+  const encode = (t: string) => o.tokenizer.encode(t);
+  const calibWindow = Math.min(512, model.config.seqLen);
+  const needsCalibration = method !== "rtn2" && o.precondition > 0;
+  let stats;
+  let calibration: Record<string, unknown> = { used: false };
+  if (needsCalibration) {
+    const calibSet = WindowSet.fromTexts(split, encode, calibWindow);
+    const n = Math.min(calibSet.count, Math.max(1, Math.floor(o.calibTokens / calibWindow)));
+    const windows = Array.from({ length: n }, (_, i) => Array.from(calibSet.window(i)));
+    stats = calibrate(model, windows, { onWindow: o.onCalibrate });
+    calibration = { used: true, windows: n, window: calibWindow, tokens: n * calibWindow };
+  }
+
+  if (method === "ptq" || method === "rtn2") {
+    const q = quantizeModel(model, {
+      method,
+      paths: o.paths,
+      svidRounds: o.svidRounds,
+      precondition: o.precondition,
+      stats,
+      onLayer: (name, i, n) => o.onInitLayer?.(name, i, n),
+    });
+    const seconds = (performance.now() - start) / 1000;
+    return {
+      model: q.model,
+      method,
+      options: method === "ptq"
+        ? {
+          paths: o.paths,
+          svidRounds: o.svidRounds,
+          precondition: o.precondition,
+          calibTokens: o.calibTokens,
+        }
+        : { paths: 2 },
+      metadata: { calibration, layers: q.layers.map(({ name, relError }) => ({ name, relError })), seconds },
+      backend: "none",
+      log: { losses: [], kl: [], mse: [], lr: [], gradNorm: [] },
+      seconds,
+      optimizerStateBytes: 0,
+    };
+  }
+
+  // Quantization-aware training.
+  const trainMethod = method as TrainMethod;
+  const windows = WindowSet.fromTexts(split, encode, o.seq);
+  const runOptions = {
+    method,
+    paths: o.paths,
+    steps: o.steps,
+    batch: o.batch,
+    seq: o.seq,
+    lr: o.lr,
+    optimizer: o.optimizer,
+    gamma: o.gamma,
+    holdout: o.holdout,
+    svidRounds: o.svidRounds,
+    precondition: o.precondition,
+    calibTokens: o.calibTokens,
+    trainFloat: o.trainFloat,
+    steClip: o.steClip ?? null,
+    weightDecay: o.weightDecay,
+    scaleLrMultiplier: o.scaleLrMultiplier,
+    warmup: o.warmup ?? null,
+    maxGradNorm: o.maxGradNorm,
+    seed: o.seed,
+    data: o.data.map((d) => d.name),
+  };
+  const identity = { teacher: { config: model.config, crc: paramsCrc(model.params) }, options: runOptions };
+  let resume: Checkpoint | undefined;
+  if (o.resume) {
+    resume = await readCheckpoint(o.resume);
+    checkResume(resume, identity, o.resume);
+  }
+  const layout = trainLayout(model.config, o.paths, trainMethod, o.trainFloat);
+  if (!resume) {
+    initializeTable(model, layout, {
+      method: trainMethod,
+      k: o.paths,
+      svidRounds: o.svidRounds,
+      precondition: o.precondition,
+      stats,
+      onLayer: o.onInitLayer,
+    });
+  }
+  const backendOptions: BackendOptions = {
+    method: trainMethod,
+    k: o.paths,
+    gamma: o.gamma,
+    optimizer: o.optimizer,
+    weightDecay: o.weightDecay,
+    scaleLrMultiplier: o.scaleLrMultiplier,
+    steClip: o.steClip,
+  };
+  const backend = await createTrainingBackend(o.backend ?? "auto", model, layout, backendOptions);
+  try {
+    const { log, seconds: trainSeconds } = await runTraining(backend, windows, {
+      steps: o.steps,
+      batch: o.batch,
+      lr: o.lr,
+      warmup: o.warmup,
+      maxGradNorm: o.maxGradNorm,
+      seed: o.seed,
+      checkpointPath: o.checkpoint,
+      checkpointEvery: o.checkpointEvery,
+      identity,
+      resume,
+      onStep: o.onStep,
+    });
+    const state = await backend.readState();
+    layout.table.data.set(state.params);
+    const packed = packTrained(model, layout, trainMethod, o.paths);
+    const seconds = (performance.now() - start) / 1000;
+    return {
+      model: packed,
+      method,
+      options: runOptions,
+      metadata: {
+        calibration,
+        backend: backend.name,
+        trainWindows: windows.count,
+        trainSeconds,
+        seconds,
+        optimizerStateBytes: backend.optimizerStateBytes,
+        log,
+      },
+      backend: backend.name,
+      log,
+      seconds,
+      optimizerStateBytes: backend.optimizerStateBytes,
+    };
+  } finally {
+    backend.dispose();
+  }
+}
+
+/** Freezes the trained signs and scales (fp16-rounded) and the trained float tensors into a packed model. */
+function packTrained(
+  teacher: LlamaModel,
+  layout: ReturnType<typeof trainLayout>,
+  method: TrainMethod,
+  k: number,
+): PackedModel {
+  const quantized = new Map<string, PackedLinear>();
+  for (const name of layout.linears) {
+    const layer = new TrainableLinear(layout.table, name, k, method).pack();
+    quantized.set(name, new PackedLinear(roundScalesF16(layer), name));
+  }
+  const params = withoutQuantized(teacher.params, layout.linears);
+  for (const name of layout.floats) params.get(name).set(layout.table.get(name));
+  return { config: teacher.config, params, quantized };
+}
+
+/** Throws unless a checkpoint belongs to this teacher and these options. */
+function checkResume(ck: Checkpoint, identity: Pick<Checkpoint, "teacher" | "options">, path: string): void {
+  if (
+    ck.teacher.crc !== identity.teacher.crc ||
+    JSON.stringify(ck.teacher.config) !== JSON.stringify(identity.teacher.config)
+  ) {
+    throw new RangeError(
+      `resume: ${path} was written for another model (config or weights differ); resume with the model it was trained from`,
+    );
+  }
+  const a = ck.options, b = identity.options;
+  const diff = Object.keys({ ...a, ...b }).filter((key) => JSON.stringify(a[key]) !== JSON.stringify(b[key]));
+  if (diff.length) {
+    throw new RangeError(
+      `resume: ${path} was written with other options: ${
+        diff.map((key) => `${key} = ${JSON.stringify(a[key])} there, ${JSON.stringify(b[key])} now`).join(
+          "; ",
+        )
+      }. Pass the same options to continue`,
+    );
+  }
+}
+
+/** Creates the backend: "auto" picks the faster one where it runs (the CPU until the WebGPU one is built). */
+async function createTrainingBackend(
+  name: TrainBackendName,
+  teacher: LlamaModel,
+  layout: ReturnType<typeof trainLayout>,
+  options: BackendOptions,
+): Promise<TrainingBackend> {
+  if (name === "webgpu") {
+    throw new RangeError(
+      "quantize: the WebGPU training backend is not available in this version; use --backend cpu (or auto)",
+    );
+  }
+  if (name !== "auto" && name !== "cpu") {
+    throw new TypeError(`quantize: expected backend auto, cpu or webgpu, found ${JSON.stringify(name)}`);
+  }
+  return await Promise.resolve(new CpuTrainingBackend(teacher, layout, options));
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
