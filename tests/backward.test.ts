@@ -189,10 +189,7 @@ function maxRelError(
 
 const all = (n: number) => Array.from({ length: n }, (_, i) => i);
 const f64 = (a: Float32Array) => Float64Array.from(a);
-const report: string[] = [];
-
 function expectClose(label: string, err: number, tol: number) {
-  report.push(`${label}: ${err.toExponential(2)}`);
   assert.ok(err <= tol, `${label}: max relative error ${err.toExponential(3)} > ${tol}`);
 }
 
@@ -484,9 +481,4 @@ Deno.test("backward error messages name what was expected", () => {
     /expected dHidden for 2 blocks/,
   );
   assert.throws(() => lossAndGrad(model, [1, 2], { targets: [1] }), /expected 2 targets/);
-});
-
-Deno.test("finite-difference report (printed with RABIT_FD_REPORT=1)", () => {
-  // Every check above already asserted its tolerance; this only lists the errors for quoting.
-  if (Deno.env.get("RABIT_FD_REPORT")) console.log(report.join("\n"));
 });

@@ -1,5 +1,6 @@
 // `rabit demo`: the main job end to end on the real model — load, generate, measure perplexity, then
-// quantize it to 2-bit residual-binary paths (function-aware PTQ) and compare.
+// quantize it to 2-bit residual-binary paths twice (post-training, and a short RaBiT training run) and
+// show the three side by side.
 
 import { numberOption, parseCommand } from "./args.ts";
 import { openSession } from "./session.ts";
@@ -7,55 +8,42 @@ import { generate } from "../eval/generate.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
 import { Progress } from "../util/progress.ts";
-import { calibrate, calibrationWindows } from "../quant/calibrate.ts";
-import { quantizeModel } from "../quant/quantize_model.ts";
 import { createSession } from "../backend/create.ts";
 import type { InferenceSession } from "../backend/backend.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
+import { splitHoldout } from "../train/data.ts";
+import { quantize } from "../train/quantize.ts";
+import type { PackedModel } from "../quant/residual_binary.ts";
 import { dirname, join } from "node:path";
 
 export const DEMO_HELP = `rabit demo — a short end-to-end run on the real model
 
-Usage: rabit demo [--model M] [--text F] [--windows N] [--backend B]
+Usage: rabit demo [--model M] [--text F] [--steps N] [--windows N] [--backend B]
 
-Loads the model (default ../shared/data/stories260K.bin), generates a few lines greedily and with
-sampling, reports perplexity on the first N windows of the dev text, then quantizes the model to k = 2
-residual-binary paths (function-aware PTQ, calibrated on the end of the text) and does the same again.
+Loads the model (default ../shared/data/stories260K.bin), generates greedily and reports perplexity on
+the held-out end of the text (the last 10 %, never trained or calibrated on); then quantizes it to k = 2
+residual-binary paths twice — post-training (ptq) and with a short RaBiT training run on the rest of the
+text — and shows the three models side by side: perplexity and greedy text.
 
 Options:
   --model M      full-precision model file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
-  --text F       evaluation text (default: tinystories_dev.txt next to the model)
-  --windows N    windows of seq_len tokens to score (default 20)
-  --backend B    auto | webgpu | cpu (default auto)
+  --text F       text to train on and evaluate on its held-out end (default: tinystories_dev.txt next
+                 to the model)
+  --steps N      training steps of the RaBiT run (default 150: a few minutes on two CPU cores)
+  --windows N    held-out windows of seq_len tokens to score (default: all)
+  --backend B    auto | webgpu | cpu for inference (default auto)
   -h, --help     show this help`;
 
-const enc = new TextEncoder();
-
-async function showGeneration(session: InferenceSession, tokenizer: Tokenizer): Promise<void> {
-  const samples = [
-    ["greedy", { temperature: 0 }],
-    ["sampled (T=0.8, top-p 0.9, seed 42)", { temperature: 0.8, topP: 0.9, seed: 42 }],
-  ] as const;
-  for (const [label, opts] of samples) {
-    console.log(`\n## ${label}`);
-    const r = await generate(session, tokenizer, {
-      steps: 100,
-      ...opts,
-      onToken: (_id, t) => Deno.stdout.writeSync(enc.encode(t)),
-    });
-    console.log(`\n[${r.generated.length} tokens at ${r.tokensPerSecond.toFixed(0)} tokens/s]`);
-  }
+async function greedy(session: InferenceSession, tokenizer: Tokenizer): Promise<string> {
+  const r = await generate(session, tokenizer, { steps: 60, temperature: 0 });
+  return r.text.replace(/\s+/g, " ").trim();
 }
 
-async function showPerplexity(session: InferenceSession, ids: number[], windows: number, label: string) {
-  const bar = new Progress("perplexity", windows, "win");
+async function score(session: InferenceSession, ids: number[], windows: number | undefined, label: string) {
+  const total = Math.min(windows ?? Infinity, Math.floor(ids.length / session.config.seqLen));
+  const bar = new Progress(`perplexity ${label}`, total, "win");
   const r = await perplexity(session, ids, { maxWindows: windows, onWindow: () => bar.tick() });
   bar.finish();
-  console.log(
-    `\n## ${label}: perplexity ${r.ppl.toFixed(4)} on ${r.windows} windows (${
-      r.tokensPerSecond.toFixed(0)
-    } tokens/s)`,
-  );
   return r.ppl;
 }
 
@@ -65,40 +53,67 @@ export async function runDemo(argv: string[]): Promise<void> {
     model: { type: "string" },
     tokenizer: { type: "string" },
     text: { type: "string" },
+    steps: { type: "string" },
     windows: { type: "string" },
     backend: { type: "string" },
   });
   if (values.help) return console.log(DEMO_HELP);
-  const windows = numberOption(values, "windows", { integer: true, min: 1 }) ?? 20;
+  const windows = numberOption(values, "windows", { integer: true, min: 1 });
+  const steps = numberOption(values, "steps", { integer: true, min: 1 }) ?? 150;
   const { session, tokenizer, opened } = await openSession(values);
   const textPath = values.text ?? join(dirname(opened.path), "tinystories_dev.txt");
-  const ids = perplexityTokens((t) => tokenizer.encode(t), await readTextOrThrow(textPath));
-  let fpPpl: number;
+  const text = await readTextOrThrow(textPath);
+  const heldOut = splitHoldout(text, 0.1).heldOut;
+  const ids = perplexityTokens((t) => tokenizer.encode(t), heldOut);
+  const rows: { label: string; ppl: number; text: string; seconds: number }[] = [];
   try {
     console.log(`# ${opened.path} (${opened.format}) on ${session.backend}: ${session.device}`);
-    await showGeneration(session, tokenizer);
-    fpPpl = await showPerplexity(session, ids, windows, "full precision");
+    const ppl = await score(session, ids, windows, "fp32");
+    rows.push({ label: "full precision", ppl, text: await greedy(session, tokenizer), seconds: 0 });
+    console.log(`full precision: perplexity ${ppl.toFixed(3)} on the held-out end of ${textPath}`);
   } finally {
     session.dispose();
   }
   if (opened.model.quantized.size > 0) return; // already packed: nothing to compare against
 
-  console.log(`\n# quantizing to 2 residual-binary paths (ptq: calibrate, preconditioned SVID, 4 rounds)`);
-  const t0 = performance.now();
-  const stats = calibrate(
-    opened.model,
-    calibrationWindows(ids, 4096, Math.min(512, opened.model.config.seqLen)),
-  );
-  const q = quantizeModel(opened.model, { method: "ptq", paths: 2, stats });
-  console.log(`quantized ${q.layers.length} layers in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const packed = await createSession(q.model, { backend: session.backend as "cpu" | "webgpu" });
-  try {
-    await showGeneration(packed, tokenizer);
-    const ppl = await showPerplexity(packed, ids, windows, "2-bit ptq");
+  const data = [{ name: textPath, text }];
+  const runs: [string, () => Promise<{ model: PackedModel; seconds: number }>][] = [
+    ["2-bit ptq", () => quantize(opened.model, { method: "ptq", tokenizer, data })],
+    [`2-bit rabit, ${steps} steps`, () => {
+      let bar: Progress | undefined;
+      return quantize(opened.model, {
+        method: "rabit",
+        tokenizer,
+        data,
+        steps,
+        onStep: (s) => {
+          bar ??= new Progress("train", s.steps, "step");
+          bar.tick(
+            1,
+            `loss ${s.loss.toFixed(3)} KL ${s.kl.toFixed(3)} ${s.tokensPerSecond.toFixed(0)} tok/s`,
+          );
+          if (s.step === s.steps) bar.finish();
+        },
+      });
+    }],
+  ];
+  for (const [label, run] of runs) {
+    console.log(`\n# ${label}`);
+    const r = await run();
+    const packed = await createSession(r.model, { backend: session.backend as "cpu" | "webgpu" });
+    try {
+      const ppl = await score(packed, ids, windows, label);
+      rows.push({ label, ppl, text: await greedy(packed, tokenizer), seconds: r.seconds });
+      console.log(`${label}: perplexity ${ppl.toFixed(3)} (${r.seconds.toFixed(0)} s)`);
+    } finally {
+      packed.dispose();
+    }
+  }
+  console.log(`\n# side by side (held-out perplexity; greedy text from BOS)`);
+  for (const r of rows) {
     console.log(
-      `\n# perplexity ${fpPpl.toFixed(3)} (fp32) -> ${ppl.toFixed(3)} (2-bit ptq, before any training)`,
+      `\n${r.label.padEnd(26)} ppl ${r.ppl.toFixed(3).padStart(8)}  (${(r.ppl / rows[0].ppl).toFixed(2)}×)`,
     );
-  } finally {
-    packed.dispose();
+    console.log(`  ${r.text}`);
   }
 }

@@ -112,9 +112,9 @@ export class Tokenizer {
    * Token ids of `text`, exactly as llama2.c's `encode(text, bos, eos)`.
    * A priority queue of adjacent pairs keyed by (merge score desc, position asc) makes it O(n log n).
    */
-  encode(text: string, options: { bos?: boolean; eos?: boolean } = {}): number[] {
+  encode(text: string, options: { bos?: boolean; eos?: boolean; stats?: EncodeStats } = {}): number[] {
     const initial = this.initialTokens(utf8.encode(text));
-    const merged = mergeWithHeap(this, initial);
+    const merged = mergeWithHeap(this, initial, options.stats);
     if (options.bos) merged.unshift(BOS);
     if (options.eos) merged.push(EOS);
     return merged;
@@ -185,6 +185,14 @@ function concatKey(tok: Tokenizer, a: number, b: number): string {
   return latin1Key(tok.pieces[a]) + latin1Key(tok.pieces[b]);
 }
 
+/** Work counters of one encode (what makes its cost O(n log n), checkable without timing it). */
+export interface EncodeStats {
+  /** Tokens before any merge. */
+  initialTokens: number;
+  /** Adjacent pairs looked up as merge candidates (≤ 3 per initial token: n − 1, then 2 per merge). */
+  candidates: number;
+}
+
 /** Max-heap of candidate merges ordered by (score desc, left position asc), over typed columns. */
 class PairHeap {
   score = new Float64Array(64);
@@ -247,7 +255,7 @@ class PairHeap {
  * Symbols form a linked list; a heap entry is valid while both its symbols are alive, adjacent and
  * unchanged (a merged symbol keeps the left position, so its id is compared).
  */
-function mergeWithHeap(tok: Tokenizer, tokens: number[]): number[] {
+function mergeWithHeap(tok: Tokenizer, tokens: number[], stats?: EncodeStats): number[] {
   const n = tokens.length;
   const id = tokens.slice();
   const next = Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
@@ -259,6 +267,7 @@ function mergeWithHeap(tok: Tokenizer, tokens: number[]): number[] {
     if (l < 0 || r < 0) return;
     const m = tok.lookupKey(concatKey(tok, id[l], id[r]));
     if (m >= 0) heap.push(tok.scores[m], l, r, m);
+    if (stats) stats.candidates++;
   };
   for (let i = 0; i + 1 < n; i++) consider(i);
   while (heap.size > 0) {
@@ -274,6 +283,7 @@ function mergeWithHeap(tok: Tokenizer, tokens: number[]): number[] {
   }
   const out: number[] = [];
   for (let i = 0; i >= 0 && i < n; i = next[i]) out.push(id[i]);
+  if (stats) stats.initialTokens += n;
   return out;
 }
 

@@ -153,7 +153,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
 
   const split = o.data.map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
   const encode = (t: string) => o.tokenizer.encode(t);
-  const calibWindow = Math.min(512, model.config.seqLen);
+  // Training calibrates on windows as long as it trains on; ptq on windows of up to 512 tokens.
+  const calibWindow = TRAINED_METHODS.includes(method) ? o.seq : Math.min(512, model.config.seqLen);
   const needsCalibration = method !== "rtn2" && o.precondition > 0;
   let stats;
   let calibration: Record<string, unknown> = { used: false };
