@@ -47,6 +47,30 @@ Deno.test("quantize --method rabit trains, reports every loss, and its .rabit ev
   assert.ok(ppl[0] < 200, `${ppl[0]}`);
 });
 
+Deno.test("quantize --backend webgpu trains on the GPU and gives the CPU's losses", async () => {
+  await using tmp = await tempDir();
+  const runs: { backend: string; losses: number[] }[] = [];
+  for (const backend of ["cpu", "webgpu"]) {
+    const r = await runCli([
+      "quantize",
+      "--out",
+      `${tmp.dir}/${backend}.rabit`,
+      "--backend",
+      backend,
+      ...TINY,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    runs.push(lastJson(r.stdout));
+  }
+  assert.equal(runs[1].backend, "webgpu");
+  runs[0].losses.forEach((l: number, i: number) => {
+    assert.ok(
+      Math.abs(runs[1].losses[i] / l - 1) < 1e-3,
+      `step ${i + 1}: cpu ${l}, webgpu ${runs[1].losses[i]}`,
+    );
+  });
+});
+
 Deno.test("quantize refuses bad training options with one clear error and writes nothing", async () => {
   await using tmp = await tempDir();
   const tiny = `${tmp.dir}/tiny.txt`;

@@ -163,3 +163,43 @@ Deno.test("packing after training gives the student's function exactly (up to fp
   assert.ok(err <= 1e-4 * scale, `max error ${err} at scale ${scale}`);
   assert.ok(teacher);
 });
+
+Deno.test("a non-finite loss stops training with a clear error and leaves the last checkpoint", async () => {
+  await using tmp = await tempDir();
+  const path = `${tmp.dir}/ck.bin`;
+  const { backend, windows, layout } = setup("rabit");
+  const identity = { teacher: { config, crc: 1 }, options: {} };
+  await runTraining(backend, windows, {
+    steps: 2,
+    batch: 2,
+    lr: 1e-3,
+    seed: 1,
+    identity,
+    checkpointPath: path,
+  });
+  const good = await Deno.readFile(path);
+  const state = await backend.readState();
+  state.params[layout.table.entry("norm").offset] = NaN; // a corrupted weight: the next loss is NaN
+  await assert.rejects(
+    () =>
+      runTraining(backend, windows, {
+        steps: 4,
+        batch: 2,
+        lr: 1e-3,
+        seed: 1,
+        identity,
+        checkpointPath: path,
+        checkpointEvery: 1,
+        resume: {
+          ...identity,
+          step: 2,
+          layout: [],
+          state,
+          log: { losses: [0, 0], kl: [0, 0], mse: [0, 0], lr: [0, 0], gradNorm: [0, 0] },
+          seconds: 0,
+        },
+      }),
+    /step 3: the loss is NaN .*training stopped, the last good checkpoint is .*ck\.bin/,
+  );
+  assert.deepEqual(await Deno.readFile(path), good);
+});

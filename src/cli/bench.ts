@@ -5,12 +5,14 @@ import { requestGpu } from "../backend/webgpu/device.ts";
 import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv } from "../bench/gemv.ts";
 import { type DecodeVariant, measureDecode } from "../bench/decode.ts";
 import { TINYLLAMA_CONFIG } from "../bench/random_model.ts";
+import { measureTrainSteps, TRAIN_BENCH_MODELS } from "../bench/train_step.ts";
 
 export const BENCH_HELP =
   `rabit bench — speed of packed residual-binary kernels against float storage on this WebGPU device
 
 Usage: rabit bench [--shapes 4096x4096,...] [--iters N] [--no-tfjs] [--decode-layers N] [--decode-steps N]
                    [--no-decode] [--fp32-decode] [--json]
+       rabit bench --train [--train-steps N] [--json]
 
 Measures, in one process on one adapter:
   GEMV  ms per matrix-vector product at each shape: fp32, fp16-storage (two halves per u32), packed k = 2,
@@ -18,7 +20,14 @@ Measures, in one process on one adapter:
   decode tokens/s of a TinyLlama-1.1B-shaped model with random weights after 128 cached positions,
         block linears fp16-storage vs packed k = 2 (and fp32 with --fp32-decode), with a profile of a step
 
+  train (with --train, instead of the above) ms of one RaBiT training step (teacher and student forward,
+        KL + MSE, backward, optimizer) on the CPU backend and on WebGPU, same batch, for stories260K
+        (batch 4 × 128 tokens) and a random model of dim 512, 8 layers, vocab 4096 (batch 1 × 64 tokens);
+        train_speedup = CPU ms / WebGPU ms
+
 Options:
+  --train             measure training steps (above)
+  --train-steps N     timed steps per backend and model after one warm-up; the median counts (default 3)
   --shapes LIST       comma-separated OUTxIN (default: 4096x4096,11008x4096,4096x11008,2048x2048,5632x2048)
   --iters N           GEMVs per timed submission (default 10)
   --no-tfjs           skip the tfjs peer
@@ -47,9 +56,20 @@ export async function runBench(argv: string[]): Promise<void> {
     "decode-steps": { type: "string" },
     "no-decode": { type: "boolean" },
     "fp32-decode": { type: "boolean" },
+    train: { type: "boolean" },
+    "train-steps": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return console.log(BENCH_HELP);
+  if (values.train) {
+    return await runTrainBench(
+      values.json === true,
+      numberOption(values, "train-steps", {
+        integer: true,
+        min: 1,
+      }) ?? 3,
+    );
+  }
   const shapes = values.shapes ? parseShapes(values.shapes) : DEFAULT_GEMV_SHAPES;
   const iters = numberOption(values, "iters", { integer: true, min: 1 }) ?? 10;
   const layers = numberOption(values, "decode-layers", { integer: true, min: 1 }) ?? TINYLLAMA_CONFIG.nLayers;
@@ -106,4 +126,27 @@ export async function runBench(argv: string[]): Promise<void> {
     log(`  packed k=2 vs fp16-storage: ${(tps.packed2 / tps.f16).toFixed(2)}x`);
   }
   if (values.json) printJson(out);
+}
+
+/** `bench --train`: CPU vs WebGPU training steps on both benchmark models. */
+async function runTrainBench(json: boolean, steps: number): Promise<void> {
+  const log = (line: string) => json ? console.error(line) : console.log(line);
+  const ctx = await requestGpu();
+  if (!ctx) {
+    throw new Error("No WebGPU adapter answered: bench --train compares the CPU with WebGPU and needs one");
+  }
+  log(`adapter: ${ctx.adapterDescription}${ctx.isFallback ? " (software)" : ""}`);
+  const models: Record<string, unknown> = {};
+  for (const spec of TRAIN_BENCH_MODELS) {
+    const r = await measureTrainSteps(spec, { steps, ctx, model: await spec.load() });
+    log(
+      `${spec.name.padEnd(28)} batch ${spec.batch}×${spec.seq}: cpu ${r.cpuMs.toFixed(0)} ms, webgpu ${
+        r.webgpuMs.toFixed(0)
+      } ms per step: ${r.train_speedup.toFixed(2)}× (peak GPU buffers ${
+        (r.gpuBytes / 2 ** 20).toFixed(1)
+      } MiB)`,
+    );
+    models[spec.name] = r;
+  }
+  if (json) printJson({ adapter: ctx.adapterDescription, train: models });
 }

@@ -49,6 +49,8 @@ Options:
   --resume F           continue from checkpoint F (same options; continues to the same --steps)
   --backend NAME       auto | cpu | webgpu: where training runs (default auto)
   --seed N             seed of the window order (default ${D.seed})
+  --ste-clip C         clipped straight-through estimator: no latent gradient where |W| exceeds C times the
+                       largest magnitude the paths can give (default: identity STE)
   --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
   --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables)
   --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens})
@@ -81,6 +83,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "calib-tokens": { type: "string" },
     "svid-rounds": { type: "string" },
     precondition: { type: "string" },
+    "ste-clip": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return console.log(QUANTIZE_HELP);
@@ -115,6 +118,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
     svidRounds: numberOption(v, "svid-rounds", { integer: true, min: 0, max: 100 }),
     precondition: numberOption(v, "precondition", { min: 0, max: 4 }),
+    steClip: numberOption(v, "ste-clip", { min: 1e-6, max: 1e6 }),
     backend: choiceOption(values, "backend", ["auto", "cpu", "webgpu"] as const, "auto"),
     checkpoint: values.checkpoint,
     resume: values.resume,

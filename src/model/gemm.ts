@@ -77,11 +77,23 @@ export function gemm(a: Float32Array, b: Float32Array, c: Float32Array, o: GemmO
 
   if (!transB) {
     // C[i, :] = Σ_k op(A)[i, k] · B[k, :]: axpy of contiguous rows of B into a float64 row.
+    // Four rows of B per sweep over the accumulator: a quarter of its loads and stores.
     const acc = new Float64Array(N); // (N)
+    const sa = transA ? lda : 1, ai = transA ? 1 : lda; // op(A)[i, k] = a[i * ai + k * sa]
     for (let i = 0; i < M; i++) {
       acc.fill(0);
-      for (let k = 0; k < K; k++) {
-        const aik = transA ? a[k * lda + i] : a[i * lda + k];
+      const ao = i * ai;
+      let k = 0;
+      for (; k + 3 < K; k += 4) {
+        const a0 = a[ao + k * sa], a1 = a[ao + (k + 1) * sa], a2 = a[ao + (k + 2) * sa];
+        const a3 = a[ao + (k + 3) * sa];
+        const b0 = k * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        for (let j = 0; j < N; j++) {
+          acc[j] += a0 * b[b0 + j] + a1 * b[b1 + j] + a2 * b[b2 + j] + a3 * b[b3 + j];
+        }
+      }
+      for (; k < K; k++) {
+        const aik = a[ao + k * sa];
         const bo = k * ldb;
         for (let j = 0; j < N; j++) acc[j] += aik * b[bo + j];
       }
@@ -89,20 +101,31 @@ export function gemm(a: Float32Array, b: Float32Array, c: Float32Array, o: GemmO
       for (let j = 0; j < N; j++) store(co + j, acc[j]);
     }
   } else if (!transA) {
-    // C[i, j] = A[i, :] · B[j, :]: contiguous dot products, four partial sums to overlap the adds.
+    // C[i, j] = A[i, :] · B[j, :]: contiguous dot products, four rows of B per pass sharing each load of
+    // A's row, with separate sums so that the multiply-adds overlap.
     for (let i = 0; i < M; i++) {
       const ao = i * lda, co = i * ldc;
-      for (let j = 0; j < N; j++) {
-        const bo = j * ldb;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0, k = 0;
-        for (; k + 3 < K; k += 4) {
-          s0 += a[ao + k] * b[bo + k];
-          s1 += a[ao + k + 1] * b[bo + k + 1];
-          s2 += a[ao + k + 2] * b[bo + k + 2];
-          s3 += a[ao + k + 3] * b[bo + k + 3];
+      let j = 0;
+      for (; j + 3 < N; j += 4) {
+        const b0 = j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const av = a[ao + k];
+          s0 += av * b[b0 + k];
+          s1 += av * b[b1 + k];
+          s2 += av * b[b2 + k];
+          s3 += av * b[b3 + k];
         }
-        for (; k < K; k++) s0 += a[ao + k] * b[bo + k];
-        store(co + j, (s0 + s1) + (s2 + s3));
+        store(co + j, s0);
+        store(co + j + 1, s1);
+        store(co + j + 2, s2);
+        store(co + j + 3, s3);
+      }
+      for (; j < N; j++) {
+        const bo = j * ldb;
+        let s0 = 0;
+        for (let k = 0; k < K; k++) s0 += a[ao + k] * b[bo + k];
+        store(co + j, s0);
       }
     }
   } else {
@@ -111,7 +134,15 @@ export function gemm(a: Float32Array, b: Float32Array, c: Float32Array, o: GemmO
     for (let j = 0; j < N; j++) {
       acc.fill(0);
       const bo = j * ldb;
-      for (let k = 0; k < K; k++) {
+      let k = 0;
+      for (; k + 3 < K; k += 4) {
+        const b0 = b[bo + k], b1 = b[bo + k + 1], b2 = b[bo + k + 2], b3 = b[bo + k + 3];
+        const a0 = k * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
+        for (let i = 0; i < M; i++) {
+          acc[i] += b0 * a[a0 + i] + b1 * a[a1 + i] + b2 * a[a2 + i] + b3 * a[a3 + i];
+        }
+      }
+      for (; k < K; k++) {
         const bjk = b[bo + k];
         const ao = k * lda;
         for (let i = 0; i < M; i++) acc[i] += bjk * a[ao + i];

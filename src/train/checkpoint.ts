@@ -24,6 +24,8 @@ export interface Checkpoint {
   teacher: { config: LlamaConfig; crc: number };
   /** The run's options (JSON); a resume must pass the same ones. */
   options: Record<string, unknown>;
+  /** The backend that trained ("cpu", "webgpu"); `--backend auto` resumes on the same one. */
+  backend?: string;
   /** Steps completed. */
   step: number;
   /** Layout of the table: [name, shape] in order. */
@@ -61,6 +63,7 @@ export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<voi
     kind: "rabit-training-checkpoint",
     teacher: ck.teacher,
     options: ck.options,
+    backend: ck.backend ?? null,
     step: ck.step,
     layout: ck.layout,
     params: bytesOf(ck.state.params),
@@ -102,6 +105,7 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
   return {
     teacher: b.teacher as Checkpoint["teacher"],
     options: b.options as Record<string, unknown>,
+    backend: typeof b.backend === "string" ? b.backend : undefined,
     step,
     layout,
     state: { params: floats("params", total), m: floats("m", total), v: floats("v") },

@@ -214,6 +214,15 @@ export class CpuTrainingBackend implements TrainingBackend {
   }
 
   writeState(state: TrainState): Promise<void> {
+    try {
+      this.#writeState(state);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.resolve();
+  }
+
+  #writeState(state: TrainState): void {
     const check = (what: string, got: Float32Array, want: number) => {
       if (got.length !== want) {
         throw new RangeError(`writeState: expected ${what} of ${want} values, found ${got.length}`);
@@ -226,7 +235,6 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#m.set(state.m);
     this.#v.set(state.v);
     this.#syncStudent();
-    return Promise.resolve();
   }
 
   dispose(): void {

@@ -25,7 +25,7 @@ export interface LoopOptions {
   checkpointPath?: string;
   checkpointEvery?: number;
   /** What a checkpoint records to identify the run (teacher and options). */
-  identity: Pick<Checkpoint, "teacher" | "options">;
+  identity: Pick<Checkpoint, "teacher" | "options" | "backend">;
   /** Continue from this checkpoint (its state is written into the backend first). */
   resume?: Checkpoint;
   /** Called after every step. */

@@ -15,7 +15,15 @@ import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from ".
 import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable } from "./init.ts";
 import { runTraining, type StepInfo } from "./loop.ts";
-import { TrainableLinear, type TrainFloat, trainLayout, type TrainMethod } from "./trainable.ts";
+import {
+  TrainableLinear,
+  type TrainFloat,
+  type TrainLayout,
+  trainLayout,
+  type TrainMethod,
+} from "./trainable.ts";
+import { WebGpuTrainingBackend } from "./webgpu_backend.ts";
+import { requestGpu } from "../backend/webgpu/device.ts";
 
 /** Every method {@link quantize} knows. */
 export type QuantizeMethodName = "rabit" | "standard" | "ptq" | "rtn2";
@@ -67,12 +75,12 @@ export interface QuantizeOptions {
 /** Defaults of the training budget (see README: chosen to finish within 20 minutes on 2 CPU cores). */
 export const QUANTIZE_DEFAULTS = {
   paths: 2,
-  steps: 600,
-  batch: 4,
-  seq: 256,
+  steps: 1200,
+  batch: 2,
+  seq: 512,
   lr: 2e-3,
-  optimizer: "adamw" as LatentOptimizer,
-  gamma: 1,
+  optimizer: "muon" as LatentOptimizer,
+  gamma: 0.1,
   holdout: 0.1,
   svidRounds: 4,
   precondition: 0.5,
@@ -246,7 +254,14 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     scaleLrMultiplier: o.scaleLrMultiplier,
     steClip: o.steClip,
   };
-  const backend = await createTrainingBackend(o.backend ?? "auto", model, layout, backendOptions);
+  const backend = await createTrainingBackend(
+    o.backend ?? "auto",
+    model,
+    layout,
+    backendOptions,
+    windows.batch(o.seed, 0, o.batch),
+    resume?.backend,
+  );
   try {
     const { log, seconds: trainSeconds } = await runTraining(backend, windows, {
       steps: o.steps,
@@ -257,7 +272,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       seed: o.seed,
       checkpointPath: o.checkpoint,
       checkpointEvery: o.checkpointEvery,
-      identity,
+      identity: { ...identity, backend: backend.name },
       resume,
       onStep: o.onStep,
     });
@@ -328,23 +343,61 @@ function checkResume(ck: Checkpoint, identity: Pick<Checkpoint, "teacher" | "opt
   }
 }
 
-/** Creates the backend: "auto" picks the faster one where it runs (the CPU until the WebGPU one is built). */
+/**
+ * Creates the backend. "auto": the one a resumed checkpoint used; else WebGPU on a hardware adapter, the
+ * CPU without an adapter, and on a software adapter (llvmpipe) whichever runs a forward and backward of
+ * `probe` faster (both timed on a copy of the table, after one warm-up each).
+ */
 async function createTrainingBackend(
   name: TrainBackendName,
   teacher: LlamaModel,
-  layout: ReturnType<typeof trainLayout>,
+  layout: TrainLayout,
   options: BackendOptions,
+  probe: Int32Array[],
+  resumedOn?: string,
 ): Promise<TrainingBackend> {
-  if (name === "webgpu") {
-    throw new RangeError(
-      "quantize: the WebGPU training backend is not available in this version; use --backend cpu (or auto)",
-    );
-  }
-  if (name !== "auto" && name !== "cpu") {
+  if (name !== "auto" && name !== "cpu" && name !== "webgpu") {
     throw new TypeError(`quantize: expected backend auto, cpu or webgpu, found ${JSON.stringify(name)}`);
   }
-  return await Promise.resolve(new CpuTrainingBackend(teacher, layout, options));
+  const cpu = (l: TrainLayout) => new CpuTrainingBackend(teacher, l, options);
+  if (name === "cpu" || (name === "auto" && resumedOn === "cpu")) return cpu(layout);
+  const ctx = await requestGpu();
+  if (name === "webgpu" || (name === "auto" && resumedOn === "webgpu")) {
+    if (!ctx) throw new Error("quantize: no WebGPU adapter answered; use --backend cpu");
+    return await WebGpuTrainingBackend.create(teacher, layout, options, ctx);
+  }
+  if (!ctx) return cpu(layout);
+  if (!ctx.isFallback && !SOFTWARE_ADAPTER.test(ctx.adapterDescription)) {
+    return await WebGpuTrainingBackend.create(teacher, layout, options, ctx);
+  }
+  const copy = (): TrainLayout => {
+    const table = layout.table.zerosLike();
+    table.data.set(layout.table.data);
+    return { ...layout, table };
+  };
+  const time = async (b: TrainingBackend) => {
+    const once = async () => {
+      await b.teacherForward(probe);
+      await b.studentForward(probe);
+      await b.losses();
+      await b.backward();
+    };
+    await once();
+    const t0 = performance.now();
+    await once();
+    return performance.now() - t0;
+  };
+  const probes = [cpu(copy()), await WebGpuTrainingBackend.create(teacher, copy(), options, ctx)];
+  let ms: number[];
+  try {
+    ms = [await time(probes[0]), await time(probes[1])];
+  } finally {
+    for (const b of probes) b.dispose();
+  }
+  return ms[1] < ms[0] ? await WebGpuTrainingBackend.create(teacher, layout, options, ctx) : cpu(layout);
 }
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;

@@ -42,7 +42,12 @@ export interface TrainLayout {
 }
 
 /** Builds the table layout for every block linear of `config` with k paths. */
-export function trainLayout(config: LlamaConfig, k: number, method: TrainMethod, trainFloat: TrainFloat) {
+export function trainLayout(
+  config: LlamaConfig,
+  k: number,
+  method: TrainMethod,
+  trainFloat: TrainFloat,
+): TrainLayout {
   const linears = linearNames(config);
   const shapes = new Map(llamaParamSpecs(config));
   const specs: [string, number[]][] = [];

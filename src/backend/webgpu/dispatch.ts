@@ -113,6 +113,29 @@ export class Dispatcher {
     return p;
   }
 
+  /**
+   * The pipeline `key`, compiled synchronously from `code()` and `constants` when it is not compiled yet:
+   * for launchers whose callers may record without preparing (a WGSL error then surfaces as a device
+   * validation error rather than an exception, so prefer {@link compile} up front).
+   */
+  pipelineOrCompile(key: string, code: () => string, constants?: Record<string, number>): GPUComputePipeline {
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      const device = this.ctx.device;
+      p = device.createComputePipeline({
+        label: key,
+        layout: "auto",
+        compute: {
+          module: device.createShaderModule({ label: key, code: code() }),
+          entryPoint: "main",
+          constants,
+        },
+      });
+      this.#pipelines.set(key, p);
+    }
+    return p;
+  }
+
   /** Keeps `buffer` to be destroyed by {@link dispose}; returns it. */
   own(buffer: GPUBuffer): GPUBuffer {
     this.#owned.push(buffer);

@@ -1,8 +1,9 @@
 // Weight matmuls on WebGPU: uploading a linear layer (dense f32, fp16-storage, or residual-binary packed)
 // into GPU buffers, and one launcher that records y (T, out) = x (T, in) Wᵀ (+ y) into a caller's compute
 // pass: GEMV kernels for T = 1 (decode), token-tiled GEMM kernels for T > 1 (prefill, evaluation).
-// Launcher steps: validate shapes → cache key → bind → dispatch. Bind groups and their parameter uniforms
-// are cached per (weight chunk, buffers, offsets, T), so repeated decode steps allocate nothing.
+// Launcher steps: validate shapes → cache key → bind → dispatch, through the shared dispatch layer
+// (dispatch.ts): pipelines by key, bind groups and their parameter uniforms cached per (weight chunk,
+// buffers, offsets, T), so repeated decode steps allocate nothing.
 //
 // Dimension legend: T tokens, out rows of W, in columns of W, k sign planes (packed).
 // Device layouts (row-major; rows split into chunks that each fit one storage binding, one dispatch each):
@@ -17,8 +18,8 @@
 // x then needs a buffer with UNIFORM usage (createStorageBuffer(..., GPUBufferUsage.UNIFORM)) and a
 // 256-byte-aligned offset; otherwise the storage variant of the kernel runs.
 
-import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
-import type { GpuView } from "./ops.ts";
+import { createStorageBuffer, type GpuContext } from "./device.ts";
+import { Dispatcher, type GpuView } from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
 import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
@@ -295,15 +296,8 @@ const KERNEL = {
   gemm: { f32: "gemm_f32", f16: "gemm_f16", packed: "gemm_packed" },
 } as const;
 
-/** Binding numbers of x4, y, x1 per kind (packed kernels also bind g = 2, h = 3). */
-const SLOTS = { f32: [2, 3, 4], f16: [2, 3, 4], packed: [4, 5, 6] } as const;
-
-interface Prepared {
-  pipeline: GPUComputePipeline;
-  group: GPUBindGroup;
-  uniform: GPUBuffer;
-  workgroups: [number, number];
-}
+// Bindings: 0 params, 1 the weight chunk, then x4, y, x1 at 2, 3, 4 (dense) or, after g = 2 and h = 3,
+// at 4, 5, 6 (packed). The uniform-x variants declare no x1.
 
 /**
  * The WGSL of one kernel for a geometry and variant: the GEMM kernels' register arrays sized (MAX_RPT,
@@ -369,15 +363,12 @@ export class MatmulEngine {
   /** Geometry per shape class chosen by {@link MatmulEngine.tune} (or set with {@link setGeometry}). */
   readonly tuned: Map<string, MatmulGeometry> = new Map();
   readonly #override: MatmulEngineOptions["geometry"];
-  readonly #pipelines = new Map<string, GPUComputePipeline>();
-  readonly #prepared = new Map<string, Prepared>();
-  readonly #ids = new WeakMap<GPUBuffer, number>();
-  #nextId = 1;
-  #dummy: GPUBuffer | undefined;
+  readonly #d: Dispatcher;
 
   private constructor(ctx: GpuContext, options: MatmulEngineOptions) {
     this.ctx = ctx;
     this.#override = options.geometry;
+    this.#d = new Dispatcher(ctx, "MatmulEngine");
   }
 
   /**
@@ -444,12 +435,7 @@ export class MatmulEngine {
   ): Promise<GPUComputePipeline> {
     const name = KERNEL[op][kind];
     const key = pipelineKey(name, geo, xVec4, variant);
-    let p = this.#pipelines.get(key);
-    if (!p) {
-      p = await getPipeline(this.ctx, key, kernelSource(name, geo, variant), constantsOf(geo, xVec4));
-      this.#pipelines.set(key, p);
-    }
-    return p;
+    return await this.#d.compile(key, kernelSource(name, geo, variant), constantsOf(geo, xVec4));
   }
 
   /**
@@ -513,37 +499,18 @@ export class MatmulEngine {
     return T === 1 && this.#uniformX(lin, x.buffer, xOff) > 0 ? "uniform" : "vec4";
   }
 
+  /** The pipeline of a kernel variant; not prepared, it is compiled synchronously on first use. */
   #pipeline(
     op: MatmulOp,
     kind: WeightKind,
     geo: MatmulGeometry,
     xVec4: boolean,
     variant: KernelVariant,
-  ): GPUComputePipeline {
+  ): string {
     const name = KERNEL[op][kind];
     const key = pipelineKey(name, geo, xVec4, variant);
-    let p = this.#pipelines.get(key);
-    if (!p) {
-      // Not prepared: compile synchronously (errors then surface as device validation errors).
-      const device = this.ctx.device;
-      p = device.createComputePipeline({
-        label: key,
-        layout: "auto",
-        compute: {
-          module: device.createShaderModule({ label: key, code: kernelSource(name, geo, variant) }),
-          entryPoint: "main",
-          constants: constantsOf(geo, xVec4),
-        },
-      });
-      this.#pipelines.set(key, p);
-    }
-    return p;
-  }
-
-  #id(b: GPUBuffer): number {
-    let id = this.#ids.get(b);
-    if (id === undefined) this.#ids.set(b, id = this.#nextId++);
-    return id;
+    this.#d.pipelineOrCompile(key, () => kernelSource(name, geo, variant), constantsOf(geo, xVec4));
+    return key;
   }
 
   /**
@@ -619,118 +586,56 @@ export class MatmulEngine {
     }
     const xUniform = path === "uniform" ? Math.ceil(lin.in / 4) : 0;
     const variant = this.variantOf(op, lin, xUniform, norm);
-    const pipeline = this.#pipeline(op, lin.kind, geo, xVec4, variant);
+    const key = this.#pipeline(op, lin.kind, geo, xVec4, variant);
     const acc = options.accumulate ? 1 : 0;
+    const [x4, x1] = variant.xUniform > 0
+      ? [{ buffer: x.buffer, offset: xOff * 4, size: variant.xUniform * 16 }, undefined] // no x1 binding
+      : [{ buffer: xVec4 ? x.buffer : this.#d.unused() }, { buffer: x.buffer }];
     for (const chunk of lin.chunks) {
-      const key =
-        `${this.#id(chunk.buffer)}:${this.#id(x.buffer)}:${this.#id(y.buffer)}:${xOff}:${xStride}:` +
-        `${yOff}:${yStride}:${acc}:${T}:${pipelineKey(op, geo, xVec4, variant)}:${options.normEps ?? ""}`;
-      let prep = this.#prepared.get(key);
-      if (!prep) {
-        prep = this.#bind(
-          key,
-          pipeline,
-          lin,
-          chunk,
-          x.buffer,
-          y.buffer,
-          xVec4,
-          geo,
-          tokenGroups,
-          [
-            chunk.rows,
-            lin.in,
-            T,
-            lin.k,
-            lin.rowStride,
-            chunk.rows * lin.rowStride,
-            variant.xUniform > 0 ? 0 : xOff, // a uniform x binding starts at x
-            xStride,
-            yOff + chunk.rowStart,
-            yStride,
-            acc,
-            chunk.rowStart,
-            lin.out,
-            lin.hStride,
-            f32Bits(options.normEps ?? 0),
-            0,
-          ],
-          rowsPerGroup,
-          variant.xUniform > 0 ? { offset: xOff * 4, size: variant.xUniform * 16 } : undefined,
-          variant.hF32 > 0,
+      const groupsX = Math.ceil(chunk.rows / rowsPerGroup);
+      if (groupsX > maxGroups) {
+        throw new RangeError(
+          `matmul ${lin.label}: ${chunk.rows} rows need ${groupsX} workgroups with geometry ${
+            JSON.stringify(geo)
+          }`,
         );
       }
-      pass.setPipeline(prep.pipeline);
-      pass.setBindGroup(0, prep.group);
-      pass.dispatchWorkgroups(prep.workgroups[0], prep.workgroups[1]);
+      const params = new Uint32Array([
+        chunk.rows,
+        lin.in,
+        T,
+        lin.k,
+        lin.rowStride,
+        chunk.rows * lin.rowStride,
+        variant.xUniform > 0 ? 0 : xOff, // a uniform x binding starts at x
+        xStride,
+        yOff + chunk.rowStart,
+        yStride,
+        acc,
+        chunk.rowStart,
+        lin.out,
+        lin.hStride,
+        f32Bits(options.normEps ?? 0),
+        0,
+      ]);
+      // Bindings 1.. in order: the chunk, (packed: g, h), x4, y, x1.
+      const resources: GPUBufferBinding[] = [{ buffer: chunk.buffer }];
+      if (lin.kind === "packed") {
+        resources.push({ buffer: lin.g! }, { buffer: variant.hF32 > 0 ? lin.hF32! : lin.h! });
+      }
+      resources.push(x4, { buffer: y.buffer });
+      if (x1) resources.push(x1);
+      this.#d.launch(pass, key, params, resources, groupsX, tokenGroups);
     }
   }
 
-  #bind(
-    key: string,
-    pipeline: GPUComputePipeline,
-    lin: GpuLinear,
-    chunk: GpuChunk,
-    x: GPUBuffer,
-    y: GPUBuffer,
-    xVec4: boolean,
-    geo: MatmulGeometry,
-    tokenGroups: number,
-    params: number[],
-    rowsPerGroup: number,
-    xUniform: { offset: number; size: number } | undefined,
-    hF32: boolean,
-  ): Prepared {
-    const groupsX = Math.ceil(chunk.rows / rowsPerGroup);
-    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
-    if (groupsX > maxGroups) {
-      throw new RangeError(
-        `matmul ${lin.label}: ${chunk.rows} rows need ${groupsX} workgroups with geometry ${
-          JSON.stringify(geo)
-        }`,
-      );
-    }
-    const uniform = createUniformBuffer(this.ctx, `${lin.label}.params`, new Uint32Array(params));
-    const [x4Slot, ySlot, x1Slot] = SLOTS[lin.kind];
-    this.#dummy ??= createStorageBuffer(this.ctx, "matmul.dummy", 16);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: uniform } },
-      { binding: 1, resource: { buffer: chunk.buffer } },
-      { binding: ySlot, resource: { buffer: y } },
-    ];
-    if (xUniform) {
-      entries.push({ binding: x4Slot, resource: { buffer: x, ...xUniform } }); // no x1 in this variant
-    } else {
-      entries.push(
-        { binding: x4Slot, resource: { buffer: xVec4 ? x : this.#dummy } },
-        { binding: x1Slot, resource: { buffer: x } },
-      );
-    }
-    if (lin.kind === "packed") {
-      entries.push({ binding: 2, resource: { buffer: lin.g! } }, {
-        binding: 3,
-        resource: { buffer: hF32 ? lin.hF32! : lin.h! },
-      });
-    }
-    const group = this.ctx.device.createBindGroup({
-      label: `${lin.label}:${key}`,
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-    });
-    const prep: Prepared = { pipeline, group, uniform, workgroups: [groupsX, tokenGroups] };
-    // Steady decoding reuses a handful of entries; many distinct (T, offset) pairs only come from
-    // evaluation sweeps, so a bound keeps memory flat without an LRU.
-    // (Dropped entries are not destroyed: a pass being recorded may still use them.)
-    if (this.#prepared.size >= 4096) this.#prepared.clear();
-    this.#prepared.set(key, prep);
-    return prep;
+  /** Bind groups cached so far (each with its params uniform); constant in steady state. */
+  get cachedBindGroups(): number {
+    return this.#d.cachedBindGroups;
   }
 
   /** Frees the cached parameter uniforms and bind groups (pipelines stay compiled). */
   dispose(): void {
-    for (const p of this.#prepared.values()) p.uniform.destroy();
-    this.#prepared.clear();
-    this.#dummy?.destroy();
-    this.#dummy = undefined;
+    this.#d.dispose();
   }
 }

@@ -1,5 +1,7 @@
 // Launchers of the decoder's non-matmul kernels (embedding, RMSNorm, rotary, KV write, attention, SwiGLU,
 // residual add, argmax): validate shapes → cache key → bind → dispatch into a caller's compute pass.
+// The embedding, RMSNorm, rotary and SwiGLU launchers live in ops/ (one file per op, with the op's
+// training forward and backward) and WebGpuOps delegates to them through its one Dispatcher.
 //
 // Dimension legend: T tokens in the chunk, D model width, H hidden width, V vocabulary, nH query heads,
 // nKV key/value heads, hs head size, kvD = nKV·hs, S = pos0 + T visible positions, C cache capacity.
@@ -19,12 +21,19 @@ import {
   strideOf,
 } from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
+import { compileJobs, isCpuAdapter, type KernelJob, WG } from "./ops/common.ts";
+import { type EmbeddingArgs, type EmbeddingDtype, EmbeddingOps } from "./ops/embedding.ts";
+import { type RmsnormArgs, RmsnormOps } from "./ops/rmsnorm.ts";
+import { type RopeArgs, RopeOps } from "./ops/rope.ts";
+import { type SwigluArgs, SwigluOps } from "./ops/swiglu.ts";
 import { expandWgsl } from "./wgsl_template.ts";
 
 export type { GpuView } from "./dispatch.ts";
-
-/** Element type of an embedding table: f32, or fp16 packed two per u32 word (low half first). */
-export type EmbeddingDtype = "f32" | "f16";
+export type { EmbeddingArgs, EmbeddingDtype } from "./ops/embedding.ts";
+export type { RmsnormArgs } from "./ops/rmsnorm.ts";
+export type { RopeArgs } from "./ops/rope.ts";
+export type { SwigluArgs } from "./ops/swiglu.ts";
+export { ropeFrequencyTable } from "./ops/rope.ts";
 
 /**
  * The position uniform of one chunk, {pos0, T}, read by the kernels that depend on positions (embedding,
@@ -114,48 +123,6 @@ export interface WebGpuOpsOptions extends PrepareOptions {
   maxTableBindingBytes?: number;
 }
 
-/** Arguments of {@link WebGpuOps.embedding}. */
-export interface EmbeddingArgs {
-  step: GpuStep;
-  /** (T) token ids, u32. An id ≥ vocab yields a zero row: validate ids where they are written. */
-  ids: GpuView;
-  /** (V, D) row-major; `offset` in words, word-aligned for f16. Stride is always D. */
-  table: GpuView;
-  dtype?: EmbeddingDtype;
-  vocab: number;
-  dim: number;
-  /** (T, D) output rows. */
-  out: GpuView;
-}
-
-/** Arguments of {@link WebGpuOps.rmsnorm}. */
-export interface RmsnormArgs {
-  /** (rows, dim) input. */
-  x: GpuView;
-  /** (dim) weight. */
-  weight: GpuView;
-  /** (rows, dim) output, in a buffer other than x's. */
-  out: GpuView;
-  rows: number;
-  dim: number;
-  /** Default 1e-5. */
-  eps?: number;
-}
-
-/** Arguments of {@link WebGpuOps.rope}. */
-export interface RopeArgs {
-  step: GpuStep;
-  /** (T, qWidth) queries, rotated in place. */
-  q: GpuView;
-  qWidth: number;
-  /** (T, kWidth) keys, rotated in place (one dispatch with q when they share a buffer). */
-  k?: GpuView;
-  kWidth?: number;
-  headSize: number;
-  /** Rotary base (10000 in llama2.c). */
-  theta: number;
-}
-
 /** Arguments of {@link WebGpuOps.kvWrite}. */
 export interface KvWriteArgs {
   step: GpuStep;
@@ -217,16 +184,6 @@ export interface AttentionArgs {
   capacity: number;
 }
 
-/** Arguments of {@link WebGpuOps.swiglu}. */
-export interface SwigluArgs {
-  /** (rows, cols) w1 output, replaced by silu(a) ⊙ b. */
-  a: GpuView;
-  /** (rows, cols) w3 output: another buffer, or other elements of a's (a fused w1|w3 output). */
-  b: GpuView;
-  rows: number;
-  cols: number;
-}
-
 /** Arguments of {@link WebGpuOps.add}. */
 export interface AddArgs {
   /** (rows, cols) residual stream, x += y. */
@@ -254,14 +211,12 @@ export interface PrefillGeometry {
   tpq: number;
 }
 
-const WG = 256; // threads of the elementwise kernels
 const REDUCE_WG = 64;
 // attention_decode_serial on llvmpipe (2 cores; TinyLlama: 32 heads in 8 sets of 4, hs 64): half a SIMD
 // batch per workgroup, so that the 8 invocations of one split still make 2 workgroups, one per core;
 // and long splits, because each split costs q loads, a partial and reduce work worth ~25 positions.
 const SERIAL_WG = 4;
 const SERIAL_SPLIT = 256;
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 function checkHeadSize(op: string, hs: number): void {
   if (!Number.isInteger(hs) || hs < 4 || hs > 256 || hs % 4 !== 0) {
     throw new RangeError(`${op}: expected a head size that is a multiple of 4 in [4, 256], found ${hs}`);
@@ -294,31 +249,6 @@ export function prefillGeometry(
   throw new RangeError(
     `attention_prefill: head size ${hs} does not fit in ${limits.maxSharedBytes} bytes of workgroup memory`,
   );
-}
-
-/** Truncates f > 0 to 8 significant bits (so that pos · result is exact in f32 for pos < 2^16). */
-function top8Bits(f: number): number {
-  if (f === 0) return 0;
-  let scale = 2 ** (7 - Math.floor(Math.log2(f)));
-  let k = Math.floor(f * scale);
-  while (k >= 256) k = Math.floor(f * (scale /= 2));
-  while (k < 128) k = Math.floor(f * (scale *= 2));
-  return k / scale;
-}
-
-/**
- * Rotary frequencies in turns per position, f_j = theta^(−2j/hs) / 2π for j < hs/2, each split into
- * (a, b, c, 0) with a and b of 8 significant bits and c = f − a − b rounded to f32 (see rope.wgsl).
- */
-export function ropeFrequencyTable(hs: number, theta: number): Float32Array {
-  const out = new Float32Array(2 * hs);
-  for (let j = 0; j < hs / 2; j++) {
-    const f = 1 / Math.pow(theta, (2 * j) / hs) / (2 * Math.PI);
-    const a = top8Bits(f);
-    const b = top8Bits(f - a);
-    out.set([a, b, f - a - b, 0], 4 * j);
-  }
-  return out;
 }
 
 /**
@@ -354,15 +284,17 @@ export class WebGpuOps {
   readonly decodeKernel: DecodeKernel;
   readonly #decodeSplit: number;
   readonly #decodeHeads?: number;
-  readonly #maxTableBinding: number;
   readonly #d: Dispatcher;
-  readonly #freqs = new Map<string, GPUBuffer>();
+  readonly #rms: RmsnormOps;
+  readonly #rope: RopeOps;
+  readonly #swiglu: SwigluOps;
+  readonly #emb: EmbeddingOps;
   readonly #scratch = new Map<string, GPUBuffer>();
 
   private constructor(ctx: GpuContext, options: WebGpuOpsOptions) {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuOps");
-    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.compact = options.compact ?? isCpuAdapter(ctx);
     this.rowThreads = this.compact ? 64 : 256;
     const kernel = options.decodeKernel ?? (this.compact ? "serial" : "parallel");
     if (kernel !== "serial" && kernel !== "parallel") {
@@ -388,10 +320,15 @@ export class WebGpuOps {
       this.#decodeSplit = split;
     }
     const limit = ctx.limits.maxStorageBufferBindingSize;
-    this.#maxTableBinding = Math.min(options.maxTableBindingBytes ?? limit, limit);
-    if (this.#maxTableBinding < 256) {
-      throw new RangeError(`WebGpuOps: expected maxTableBindingBytes ≥ 256, found ${this.#maxTableBinding}`);
+    const maxTableBinding = Math.min(options.maxTableBindingBytes ?? limit, limit);
+    if (maxTableBinding < 256) {
+      throw new RangeError(`WebGpuOps: expected maxTableBindingBytes ≥ 256, found ${maxTableBinding}`);
     }
+    // The per-op launchers (ops/) share this object's dispatcher: one pipeline table and bind-group cache.
+    this.#rms = new RmsnormOps(this.#d, { compact: this.compact, rowThreads: this.rowThreads });
+    this.#rope = new RopeOps(this.#d);
+    this.#swiglu = new SwigluOps(this.#d);
+    this.#emb = new EmbeddingOps(this.#d, { maxTableBindingBytes: maxTableBinding });
   }
 
   /** Compiles the pipelines the options name (and the shape-independent ones) and returns the launchers. */
@@ -403,20 +340,18 @@ export class WebGpuOps {
 
   /** Compiles more pipelines (another head size or embedding dtype); launchers need them compiled. */
   async prepare(options: PrepareOptions = {}): Promise<void> {
-    const jobs: [string, string, Record<string, number>][] = [
-      [`rmsnorm:wg${this.rowThreads}`, KERNELS.rmsnorm, { WG: this.rowThreads }],
-      ["rope", KERNELS.rope, { WG }],
+    const inference = { inference: true, training: false };
+    const jobs: KernelJob[] = [
+      ...this.#rms.jobs(inference),
+      ...this.#rope.jobs(inference),
       ["kv_write", KERNELS.kv_write, { WG, V_IN_K: 0 }],
       ["kv_write:shared", KERNELS.kv_write, { WG, V_IN_K: 1 }],
       ["rope_kv_write", KERNELS.rope_kv_write, { WG }],
-      ["swiglu", KERNELS.swiglu, { WG, B_IN_A: 0 }],
-      ["swiglu:fused", KERNELS.swiglu, { WG, B_IN_A: 1 }],
+      ...this.#swiglu.jobs(inference),
       ["add", KERNELS.add, { WG }],
       [`argmax:wg${this.rowThreads}`, KERNELS.argmax, { WG: this.rowThreads }],
+      ...this.#emb.jobs({ ...inference, embeddingDtypes: options.embeddingDtypes }),
     ];
-    for (const dtype of options.embeddingDtypes ?? ["f32"]) {
-      jobs.push([`embedding:${dtype}`, KERNELS.embedding, { WG, F16: dtype === "f16" ? 1 : 0 }]);
-    }
     for (const hs of options.headSizes ?? []) {
       checkHeadSize("WebGpuOps.prepare", hs);
       const split = this.decodeSplit(hs);
@@ -446,8 +381,7 @@ export class WebGpuOps {
         { HS: hs, BQ: g.bq, BK: g.bk, TPQ: g.tpq, DPT4: Math.ceil(hs / 4 / g.tpq) },
       ]);
     }
-    // One at a time: device error scopes are a stack, so concurrent compiles could misattribute errors.
-    for (const [key, code, constants] of jobs) await this.#d.compile(key, code, constants);
+    await compileJobs(this.#d, jobs); // one at a time (error scopes)
   }
 
   /** A new position uniform, set to pos0 = 0, T = 1. */
@@ -460,106 +394,17 @@ export class WebGpuOps {
 
   /** x (T, D) = rows ids[t] of the table (V, D). Dispatch (ceil(D / 256), T). */
   embedding(pass: GPUComputePassEncoder, args: EmbeddingArgs): void {
-    const op = "embedding";
-    const { step, ids, table, vocab: V, dim: D, out } = args;
-    const dtype = args.dtype ?? "f32";
-    const T = step.tokens;
-    checkInt(op, "dim", D);
-    checkInt(op, "vocab", V);
-    if (dtype !== "f32" && dtype !== "f16") {
-      throw new TypeError(`${op}: expected dtype "f32" or "f16", found ${JSON.stringify(dtype)}`);
-    }
-    this.#distinct(op, [out], [ids, table]);
-    const idsB = this.#bind(op, "ids", ids, offsetOf(ids) + T);
-    const outStride = strideOf(out, D);
-    const outB = this.#bind(op, "out", out, offsetOf(out) + (T - 1) * outStride + D);
-    // The table may exceed one binding: up to four bindings of chunkWords words each.
-    const perWord = dtype === "f16" ? 2 : 1;
-    const align = this.ctx.limits.minStorageBufferOffsetAlignment;
-    const startBytes = offsetOf(table) * 4;
-    const base = Math.floor(startBytes / align) * align;
-    const lead = (startBytes - base) / 4; // words before E[0, 0] in chunk 0
-    const totalWords = lead + Math.ceil((V * D) / perWord);
-    if (lead * perWord + V * D >= 2 ** 32) {
-      throw new RangeError(`${op}: a table of ${V} × ${D} exceeds 2^32 elements`);
-    }
-    const need = base + totalWords * 4;
-    if (need > table.buffer.size) {
-      const what = `(${V}, ${D}) ${dtype} at word offset ${offsetOf(table)}`;
-      throw new RangeError(
-        `${op}: expected a table buffer of at least ${need} bytes for ${what}, found ${table.buffer.size}`,
-      );
-    }
-    const chunkWords = Math.floor(this.#maxTableBinding / 256) * 64;
-    const chunks = Math.ceil(totalWords / chunkWords);
-    if (chunks > 4) {
-      const hint = dtype === "f32" ? "store it as f16 or split the vocabulary" : "split the vocabulary";
-      throw new RangeError(
-        `${op}: the (${V}, ${D}) ${dtype} table needs ${chunks} bindings of ${chunkWords * 4} bytes, ` +
-          `at most 4 are supported; ${hint}`,
-      );
-    }
-    const tableB: GPUBufferBinding[] = [];
-    for (let c = 0; c < 4; c++) {
-      const cc = c < chunks ? c : 0;
-      const offset = base + cc * chunkWords * 4;
-      tableB.push({
-        buffer: table.buffer,
-        offset,
-        size: Math.min(chunkWords, totalWords - cc * chunkWords) * 4,
-      });
-    }
-    const params = new Uint32Array([D, V, idsB.shift, lead * perWord, chunkWords, outB.shift, outStride, 0]);
-    checkInt(op, "T", T, 1, MAX_GRID);
-    this.#launch(
-      pass,
-      `embedding:${dtype}`,
-      params,
-      [{ buffer: step.buffer }, idsB.binding, ...tableB, outB.binding],
-      Math.ceil(D / WG),
-      T,
-    );
+    this.#emb.forward(pass, args);
   }
 
   /** out (rows, dim) = RMSNorm of x with weight. Dispatch (rows): one workgroup per row. */
   rmsnorm(pass: GPUComputePassEncoder, args: RmsnormArgs): void {
-    const op = "rmsnorm";
-    const { x, weight, out, rows, dim: D } = args;
-    const eps = args.eps ?? 1e-5;
-    checkInt(op, "rows", rows, 1, MAX_GRID);
-    checkInt(op, "dim", D);
-    if (!(eps > 0)) throw new RangeError(`${op}: expected eps > 0, found ${eps}`);
-    this.#distinct(op, [out], [x, weight]);
-    const xs = strideOf(x, D), os = strideOf(out, D);
-    const xB = this.#bind(op, "x", x, offsetOf(x) + (rows - 1) * xs + D);
-    const wB = this.#bind(op, "weight", weight, offsetOf(weight) + D);
-    const oB = this.#bind(op, "out", out, offsetOf(out) + (rows - 1) * os + D);
-    const params = new Uint32Array([D, xB.shift, xs, wB.shift, oB.shift, os, 0, 0]);
-    new Float32Array(params.buffer)[6] = eps;
-    this.#launch(pass, `rmsnorm:wg${this.rowThreads}`, params, [xB.binding, wB.binding, oB.binding], rows);
+    this.#rms.forward(pass, args);
   }
 
   /** Rotary embedding in place on q (T, qWidth) and k (T, kWidth) at positions pos0 + t. */
   rope(pass: GPUComputePassEncoder, args: RopeArgs): void {
-    const op = "rope";
-    const { step, q, qWidth, k, headSize: hs, theta } = args;
-    checkInt(op, "headSize", hs, 2);
-    if (hs % 2 !== 0) throw new RangeError(`${op}: expected an even headSize, found ${hs}`);
-    if (!(theta > 1)) throw new RangeError(`${op}: expected theta > 1, found ${theta}`);
-    const segs: { view: GpuView; width: number }[] = [{ view: q, width: qWidth }];
-    if (k) segs.push({ view: k, width: args.kWidth ?? NaN });
-    for (const s of segs) {
-      checkInt(op, "width", s.width);
-      if (s.width % hs !== 0) {
-        throw new RangeError(`${op}: expected a width divisible by headSize ${hs}, found ${s.width}`);
-      }
-    }
-    const freqs = this.#ropeFrequencies(hs, theta);
-    if (k && k.buffer === q.buffer) {
-      this.#ropeDispatch(pass, step, freqs, hs, segs);
-    } else {
-      for (const s of segs) this.#ropeDispatch(pass, step, freqs, hs, [s]);
-    }
+    this.#rope.forward(pass, args);
   }
 
   /**
@@ -669,7 +514,7 @@ export class WebGpuOps {
       vcs,
       shared ? 0 : 1,
     ]);
-    const freqs = this.#ropeFrequencies(hs, theta);
+    const freqs = this.#rope.frequencies(hs, theta);
     // Unused activation slots bind the frequency table: a read-only placeholder must not be the
     // read-write #unused() buffer vc may already bind (WebGPU rejects read and write usage of one buffer).
     const act = [0, 1, 2].map((i) => slots[i]?.binding ?? { buffer: freqs });
@@ -760,27 +605,21 @@ export class WebGpuOps {
    * Dispatch (ceil(cols / 256), rows).
    */
   swiglu(pass: GPUComputePassEncoder, args: SwigluArgs): void {
-    const { a, b, rows, cols } = args;
-    if (a.buffer !== b.buffer) {
-      this.#elementwise("swiglu", pass, a, b, rows, cols, ["a", "b"]);
-      return;
-    }
-    const op = "swiglu";
-    checkInt(op, "rows", rows, 1, MAX_GRID);
-    checkInt(op, "cols", cols);
-    const as = strideOf(a, cols), bs = strideOf(b, cols);
-    const first = Math.min(offsetOf(a), offsetOf(b));
-    const end = Math.max(offsetOf(a) + (rows - 1) * as + cols, offsetOf(b) + (rows - 1) * bs + cols);
-    const abB = this.#bind(op, "a/b", { buffer: a.buffer, offset: first }, end);
-    const shift = abB.shift - first;
-    const params = new Uint32Array([cols, shift + offsetOf(a), as, shift + offsetOf(b), bs, 0, 0, 0]);
-    const resources = [abB.binding, { buffer: this.#unused() }];
-    this.#launch(pass, "swiglu:fused", params, resources, Math.ceil(cols / WG), rows);
+    this.#swiglu.forward(pass, args);
   }
 
   /** x += y over (rows, cols). Dispatch (ceil(cols / 256), rows). */
   add(pass: GPUComputePassEncoder, args: AddArgs): void {
-    this.#elementwise("add", pass, args.x, args.y, args.rows, args.cols, ["x", "y"]);
+    const op = "add";
+    const { x, y, rows, cols } = args;
+    checkInt(op, "rows", rows, 1, MAX_GRID);
+    checkInt(op, "cols", cols);
+    this.#distinct(op, [x], [y]);
+    const xs = strideOf(x, cols), ys = strideOf(y, cols);
+    const xB = this.#bind(op, "x", x, offsetOf(x) + (rows - 1) * xs + cols);
+    const yB = this.#bind(op, "y", y, offsetOf(y) + (rows - 1) * ys + cols);
+    const params = new Uint32Array([cols, xB.shift, xs, yB.shift, ys, 0, 0, 0]);
+    this.#launch(pass, op, params, [xB.binding, yB.binding], Math.ceil(cols / WG), rows);
   }
 
   /** out[r] = index of the first maximum of row r of x (rows, n), as u32. Dispatch (rows). */
@@ -814,7 +653,7 @@ export class WebGpuOps {
 
   /** Frees the uniforms, rotary tables and scratch this object created (not the caller's buffers). */
   dispose(): void {
-    this.#freqs.clear();
+    this.#rope.dispose();
     this.#scratch.clear();
     this.#d.dispose();
   }
@@ -846,8 +685,7 @@ export class WebGpuOps {
 
   #pipeline(key: string): GPUComputePipeline {
     const hs = /:hs(\d+)/.exec(key)?.[1];
-    const emb = /^embedding:(\w+)/.exec(key)?.[1];
-    const hint = hs ? `headSizes: [${hs}]` : emb ? `embeddingDtypes: ["${emb}"]` : "";
+    const hint = hs ? `headSizes: [${hs}]` : "";
     return this.#d.pipeline(key, `await ops.prepare({ ${hint} }) first`);
   }
 
@@ -908,46 +746,6 @@ export class WebGpuOps {
   ): void {
     this.#pipeline(key); // the hint names what to prepare
     this.#d.launch(pass, key, params, resources, x, y);
-  }
-
-  #ropeFrequencies(hs: number, theta: number): GPUBuffer {
-    const key = `${hs}|${theta}`;
-    let b = this.#freqs.get(key);
-    if (!b) {
-      b = createStorageBuffer(this.ctx, `rope:freqs:hs${hs}:theta${theta}`, ropeFrequencyTable(hs, theta));
-      this.#d.own(b);
-      this.#freqs.set(key, b);
-    }
-    return b;
-  }
-
-  #ropeDispatch(
-    pass: GPUComputePassEncoder,
-    step: GpuStep,
-    freqs: GPUBuffer,
-    hs: number,
-    segs: { view: GpuView; width: number }[],
-  ): void {
-    const op = "rope";
-    const T = step.tokens;
-    const buffer = segs[0].view.buffer;
-    let first = Infinity, end = 0;
-    for (const s of segs) {
-      first = Math.min(first, offsetOf(s.view));
-      end = Math.max(end, offsetOf(s.view) + (T - 1) * strideOf(s.view, s.width) + s.width);
-    }
-    const xB = this.#bind(op, segs.length > 1 ? "q/k" : "x", { buffer, offset: first }, end);
-    const seg = (i: number) => {
-      const s = segs[i];
-      if (!s) return [0, 0, 0];
-      return [s.width / 2, offsetOf(s.view) - first + xB.shift, strideOf(s.view, s.width)];
-    };
-    const params = new Uint32Array([hs / 2, ...seg(0), ...seg(1), 0]);
-    const pairs = T * segs.reduce((n, s) => n + s.width / 2, 0);
-    const groups = Math.ceil(pairs / WG);
-    const gx = Math.min(groups, MAX_GRID);
-    const resources = [{ buffer: step.buffer }, { buffer: freqs }, xB.binding];
-    this.#launch(pass, "rope", params, resources, gx, Math.ceil(groups / gx));
   }
 
   #attentionBindings(op: string, args: AttentionArgs) {
@@ -1014,24 +812,5 @@ export class WebGpuOps {
       this.#scratch.set(key, b);
     }
     return b;
-  }
-
-  #elementwise(
-    op: "swiglu" | "add",
-    pass: GPUComputePassEncoder,
-    x: GpuView,
-    y: GpuView,
-    rows: number,
-    cols: number,
-    names: [string, string],
-  ): void {
-    checkInt(op, "rows", rows, 1, MAX_GRID);
-    checkInt(op, "cols", cols);
-    this.#distinct(op, [x], [y]);
-    const xs = strideOf(x, cols), ys = strideOf(y, cols);
-    const xB = this.#bind(op, names[0], x, offsetOf(x) + (rows - 1) * xs + cols);
-    const yB = this.#bind(op, names[1], y, offsetOf(y) + (rows - 1) * ys + cols);
-    const params = new Uint32Array([cols, xB.shift, xs, yB.shift, ys, 0, 0, 0]);
-    this.#launch(pass, op, params, [xB.binding, yB.binding], Math.ceil(cols / WG), rows);
   }
 }

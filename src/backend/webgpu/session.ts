@@ -346,5 +346,6 @@ export class WebGpuSession implements InferenceSession {
     }
     this.weights.dispose();
     this.#ops.dispose();
+    this.#mm.dispose(); // its cached bind groups' parameter uniforms
   }
 }

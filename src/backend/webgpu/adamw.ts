@@ -1,0 +1,167 @@
+// Launcher of the AdamW kernel (kernels/adamw.wgsl) over views (offset, length) of flat parameter,
+// gradient and moment buffers. CPU reference: adamwStep in src/train/adamw.ts.
+//
+// Dimension legend: n = parameters in the updated range; p, g, m, v views are all (n).
+
+import { adamwCoefficients, type AdamWOptions } from "../../train/adamw.ts";
+import { createUniformBuffer, type GpuContext } from "./device.ts";
+import { checkInt, Dispatcher, type GpuView, grid2d, offsetOf } from "./dispatch.ts";
+import { KERNELS } from "./kernels.gen.ts";
+
+export type { GpuView } from "./dispatch.ts";
+
+const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
+
+/**
+ * The scalars of one optimizer step (learning rate, betas, bias corrections, …) in a caller-owned uniform,
+ * so that a schedule changes them with one queue.writeBuffer and no new bind group. The GPU sees the
+ * values written last before the submit that runs the recorded updates: `set` it before recording a step,
+ * and use one object per group of parameters with its own hyperparameters (e.g. latents and scales).
+ */
+export class AdamWStep {
+  /** The uniform buffer: the f32 fields of {@link adamwCoefficients}, padded to 48 bytes. */
+  readonly buffer: GPUBuffer;
+  readonly #device: GPUDevice;
+  readonly #data = new Float32Array(12);
+  #t = 0;
+
+  /** Use {@link WebGpuAdamW.createStep}. */
+  constructor(ctx: GpuContext, label: string) {
+    this.#device = ctx.device;
+    this.buffer = createUniformBuffer(ctx, label, this.#data);
+  }
+
+  /** The step number last set (0 before the first {@link set}). */
+  get t(): number {
+    return this.#t;
+  }
+
+  /** Sets step t ≥ 1 with hyperparameters `o` (one queue.writeBuffer of 48 bytes). */
+  set(t: number, o: AdamWOptions): void {
+    const c = adamwCoefficients(t, o);
+    this.#data.set([
+      c.lr,
+      c.lrWd,
+      c.beta1,
+      c.oneMinusBeta1,
+      c.beta2,
+      c.oneMinusBeta2,
+      c.correction1,
+      c.correction2,
+      c.eps,
+    ]);
+    this.#t = t;
+    this.#device.queue.writeBuffer(this.buffer, 0, this.#data);
+  }
+}
+
+/** Options of {@link WebGpuAdamW.create}. */
+export interface WebGpuAdamWOptions {
+  /** Small workgroups for CPU adapters (default: true for a fallback adapter or one named llvmpipe, …). */
+  compact?: boolean;
+  /** Threads per workgroup: 32, 64, 128 or 256 (default 256, compact 64). */
+  threads?: number;
+}
+
+/** Arguments of {@link WebGpuAdamW.update}. */
+export interface AdamWArgs {
+  /** The step's scalars; {@link AdamWStep.set} must have been called. */
+  step: AdamWStep;
+  /** (n) parameters, updated in place. `stride` is ignored (a view is one contiguous range). */
+  p: GpuView;
+  /** (n) gradient. */
+  g: GpuView;
+  /** (n) first moment, updated in place (zero before step 1). */
+  m: GpuView;
+  /** (n) second moment, updated in place (zero before step 1). */
+  v: GpuView;
+  /** n, the parameters updated. */
+  length: number;
+}
+
+/**
+ * AdamW on one device: records updates into a caller's compute pass. p, g, m and v must be four different
+ * buffers (WebGPU forbids a writable binding aliasing another); ranges of one buffer per role (a flat
+ * parameter buffer, a flat gradient buffer, …) are the intended layout.
+ *
+ * @example
+ * ```ts ignore
+ * const adamw = await WebGpuAdamW.create(ctx);
+ * const scalesStep = adamw.createStep("scales");
+ * scalesStep.set(t, { lr: 1e-4 });
+ * adamw.update(pass, { step: scalesStep, p: { buffer: params, offset: at }, g: { buffer: grads, offset: at },
+ *   m: { buffer: m, offset: at }, v: { buffer: v, offset: at }, length: n });
+ * ```
+ */
+export class WebGpuAdamW {
+  readonly ctx: GpuContext;
+  /** Small workgroups (CPU adapters). */
+  readonly compact: boolean;
+  /** Threads per workgroup. */
+  readonly threads: number;
+  readonly #d: Dispatcher;
+
+  private constructor(ctx: GpuContext, options: WebGpuAdamWOptions) {
+    this.ctx = ctx;
+    this.#d = new Dispatcher(ctx, "WebGpuAdamW");
+    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.threads = options.threads ?? (this.compact ? 64 : 256);
+    if (![32, 64, 128, 256].includes(this.threads)) {
+      throw new RangeError(`WebGpuAdamW: expected threads 32, 64, 128 or 256, found ${this.threads}`);
+    }
+  }
+
+  /** Compiles the kernel and returns the launcher. */
+  static async create(ctx: GpuContext, options: WebGpuAdamWOptions = {}): Promise<WebGpuAdamW> {
+    const a = new WebGpuAdamW(ctx, options);
+    await a.#d.compile(a.#key(), KERNELS.adamw, { WG: a.threads });
+    return a;
+  }
+
+  /** A new step uniform (owned by this launcher, freed by {@link dispose}); `set` it before use. */
+  createStep(label = "adamw step"): AdamWStep {
+    const step = new AdamWStep(this.ctx, label);
+    this.#d.own(step.buffer);
+    return step;
+  }
+
+  /** One AdamW step over n parameters. Dispatch ≈ (ceil(n / threads)) workgroups, split over x and y. */
+  update(pass: GPUComputePassEncoder, args: AdamWArgs): void {
+    const op = "WebGpuAdamW.update";
+    const { step, p, g, m, v, length: n } = args;
+    if (!(step instanceof AdamWStep)) throw new TypeError(`${op}: expected args.step from createStep()`);
+    if (step.t < 1) {
+      throw new RangeError(`${op}: the step uniform is not set; call step.set(t, options) first`);
+    }
+    checkInt(op, "length", n, 1, 2 ** 32 - 1);
+    this.#d.distinct(op, [p, m, v], [g]);
+    const bound = ([["p", p], ["g", g], ["m", m], ["v", v]] as const).map(([name, view]) =>
+      this.#d.bind(op, name, view, offsetOf(view) + n)
+    );
+    const groups = Math.ceil(n / this.threads);
+    const [x, y] = grid2d(groups);
+    const params = new Uint32Array([n, x, ...bound.map((b) => b.shift), 0, 0]);
+    this.#d.launch(
+      pass,
+      this.#key(),
+      params,
+      [{ buffer: step.buffer }, ...bound.map((b) => b.binding)],
+      x,
+      y,
+    );
+  }
+
+  /** Bind groups cached so far; constant in steady state. */
+  get cachedBindGroups(): number {
+    return this.#d.cachedBindGroups;
+  }
+
+  /** Frees the parameter uniforms and the step uniforms this launcher created (never the caller's buffers). */
+  dispose(): void {
+    this.#d.dispose();
+  }
+
+  #key(): string {
+    return `adamw:wg${this.threads}`;
+  }
+}

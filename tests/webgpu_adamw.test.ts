@@ -1,0 +1,162 @@
+// The AdamW kernel against the CPU reference adamwStep (src/train/adamw.ts) over several steps, on ragged
+// lengths, views at unaligned offsets of flat buffers, two parameter groups with their own step uniforms,
+// and a grid taller than one row of workgroups. Fails (does not skip) without a WebGPU adapter.
+//
+// Dimension legend: n = parameters updated; p, g, m, v views are (n).
+
+import assert from "node:assert/strict";
+import { type AdamWStep, WebGpuAdamW } from "../src/backend/webgpu/adamw.ts";
+import { createStorageBuffer, type GpuContext, readF32, requestGpu } from "../src/backend/webgpu/device.ts";
+import { type AdamWOptions, adamwStep } from "../src/train/adamw.ts";
+import { Rng } from "../src/util/rng.ts";
+
+const gpu = await requestGpu();
+const adamwPromise = gpu ? WebGpuAdamW.create(gpu) : null;
+
+async function setup(): Promise<{ ctx: GpuContext; adamw: WebGpuAdamW }> {
+  if (!gpu || !adamwPromise) {
+    throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough; see ENGINEERING.md §1)");
+  }
+  return { ctx: gpu, adamw: await adamwPromise };
+}
+
+function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
+  const enc = ctx.device.createCommandEncoder({ label: "test" });
+  const pass = enc.beginComputePass({ label: "test" });
+  f(pass);
+  pass.end();
+  ctx.device.queue.submit([enc.finish()]);
+}
+
+/** |got − want| ≤ 1e-6 · (|want| + floor) for every element; returns the largest relative error. */
+function close(got: Float32Array, want: Float32Array, floor: number, what: string): number {
+  let worst = 0;
+  for (let j = 0; j < want.length; j++) {
+    const rel = Math.abs(got[j] - want[j]) / (Math.abs(want[j]) + floor);
+    worst = Math.max(worst, rel);
+    assert.ok(rel <= 1e-6, `${what}[${j}]: ${got[j]} vs ${want[j]}`);
+  }
+  return worst;
+}
+
+/** Flat buffers holding `groups` ranges each (at ragged offsets); the CPU copies alongside. */
+interface Flat {
+  cpu: Float32Array;
+  buffer: GPUBuffer;
+}
+
+function flat(ctx: GpuContext, label: string, data: Float32Array): Flat {
+  return { cpu: data.slice(), buffer: createStorageBuffer(ctx, label, data) };
+}
+
+Deno.test("webgpu adamw matches adamwStep over 5 steps (ragged lengths, offsets, two parameter groups)", async () => {
+  const { ctx, adamw } = await setup();
+  const rng = new Rng(21);
+  const groups: { n: number; at: [number, number, number, number]; o: AdamWOptions }[] = [
+    { n: 1, at: [0, 3, 5, 7], o: { lr: 1e-2 } },
+    { n: 5, at: [1, 4, 6, 8], o: { lr: 1e-2 } },
+    { n: 63, at: [6, 9, 11, 13], o: { lr: 1e-2 } },
+    { n: 1000, at: [69, 72, 74, 76], o: { lr: 1e-2 } },
+    {
+      n: 4099,
+      at: [1069, 1072, 1074, 1076],
+      o: { lr: 3e-4, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 },
+    },
+  ];
+  const words = 1076 + 4099 + 9;
+  const P = flat(ctx, "p", rng.normals(words));
+  const G = flat(ctx, "g", new Float32Array(words));
+  const M = flat(ctx, "m", new Float32Array(words));
+  const V = flat(ctx, "v", new Float32Array(words));
+  const steps = new Map<AdamWOptions, AdamWStep>();
+  for (const { o } of groups) if (!steps.has(o)) steps.set(o, adamw.createStep(`lr ${o.lr}`));
+  let worst = 0;
+  for (let t = 1; t <= 5; t++) {
+    const g = rng.normals(words, 0.05);
+    g[7] = 0; // a zero gradient entry
+    G.cpu.set(g);
+    ctx.device.queue.writeBuffer(G.buffer, 0, g.buffer as ArrayBuffer);
+    for (const [o, step] of steps) step.set(t, o);
+    record(ctx, (pass) => {
+      for (const { n, at, o } of groups) {
+        const [pa, ga, ma, va] = at;
+        adamw.update(pass, {
+          step: steps.get(o)!,
+          p: { buffer: P.buffer, offset: pa },
+          g: { buffer: G.buffer, offset: ga },
+          m: { buffer: M.buffer, offset: ma },
+          v: { buffer: V.buffer, offset: va },
+          length: n,
+        });
+      }
+    });
+    // The groups' ranges of p (and of m, v) overlap nowhere but interleave: update them in the same order.
+    for (const { n, at, o } of groups) {
+      const [pa, ga, ma, va] = at;
+      adamwStep(
+        P.cpu.subarray(pa, pa + n),
+        G.cpu.subarray(ga, ga + n),
+        M.cpu.subarray(ma, ma + n),
+        V.cpu.subarray(va, va + n),
+        t,
+        o,
+      );
+    }
+    const lr = 1e-2;
+    worst = Math.max(worst, close(await readF32(ctx, P.buffer, words), P.cpu, lr, `t=${t} p`));
+    close(await readF32(ctx, M.buffer, words), M.cpu, 1e-3, `t=${t} m`);
+    close(await readF32(ctx, V.buffer, words), V.cpu, 1e-6, `t=${t} v`);
+  }
+  console.log(`  largest relative error of p: ${worst.toExponential(2)}`);
+  assert.equal(adamw.cachedBindGroups, groups.length, "bind groups are reused across steps");
+  for (const f of [P, G, M, V]) f.buffer.destroy();
+});
+
+Deno.test("webgpu adamw: more workgroups than one grid row holds (65535 · 32 + 100 parameters)", async () => {
+  const { ctx } = await setup();
+  const adamw = await WebGpuAdamW.create(ctx, { threads: 32 });
+  const rng = new Rng(22);
+  const n = 65535 * 32 + 100;
+  const p = rng.normals(n), g = rng.normals(n, 0.01), m = rng.normals(n, 0.01);
+  const v = Float32Array.from(rng.normals(n, 1e-2), (x) => x * x);
+  const bufs = [p, g, m, v].map((a, i) => createStorageBuffer(ctx, `big ${"pgmv"[i]}`, a));
+  const step = adamw.createStep();
+  const o = { lr: 1e-3, weightDecay: 0.01 };
+  step.set(3, o);
+  record(ctx, (pass) =>
+    adamw.update(pass, {
+      step,
+      p: { buffer: bufs[0] },
+      g: { buffer: bufs[1] },
+      m: { buffer: bufs[2] },
+      v: { buffer: bufs[3] },
+      length: n,
+    }));
+  adamwStep(p, g, m, v, 3, o);
+  close(await readF32(ctx, bufs[0], n), p, o.lr, "p");
+  close(await readF32(ctx, bufs[3], n), v, 1e-8, "v");
+  for (const b of bufs) b.destroy();
+  adamw.dispose();
+});
+
+Deno.test("webgpu adamw: clear errors (unset step, aliasing, short buffers)", async () => {
+  const { ctx, adamw } = await setup();
+  const b = (label: string) => createStorageBuffer(ctx, label, 64);
+  const p = b("p"), g = b("g"), m = b("m"), v = b("v");
+  const fresh = adamw.createStep("unset");
+  const args = { p: { buffer: p }, g: { buffer: g }, m: { buffer: m }, v: { buffer: v }, length: 16 };
+  record(ctx, (pass) => {
+    assert.throws(() => adamw.update(pass, { ...args, step: fresh }), /not set/);
+    fresh.set(1, { lr: 1e-3 });
+    assert.throws(
+      () => adamw.update(pass, { ...args, step: fresh, m: { buffer: p, offset: 0 } }),
+      /written and bound twice/,
+    );
+    assert.throws(
+      () => adamw.update(pass, { ...args, step: fresh, length: 17 }),
+      /needs 68 bytes of buffer "p"/,
+    );
+    assert.throws(() => adamw.update(pass, { ...args, step: fresh, length: 0 }), RangeError);
+  });
+  for (const x of [p, g, m, v]) x.destroy();
+});
