@@ -1,7 +1,9 @@
 // coupled_backward_dh: second pass of the column reductions of the derivation backward: adds up the
-// per-row-block partial sums that coupled_backward wrote, dh_i[c] = Σ_b sums[b, i, c] (METHOD.md §2;
-// CPU reference: the dh of coupledBackward in src/quant/coupled.ts). WGSL has no float atomics, so the
-// column sums are split over row blocks and finished here.
+// per-row-block partial sums that coupled_backward (or coupled_backward_serial) wrote,
+// dh_i[c] = Σ_b sums[b, i, c] (METHOD.md §2; CPU reference: the dh of coupledBackward in
+// src/quant/coupled.ts). WGSL has no float atomics, so the column sums are split over row blocks and
+// finished here. The serial family also finishes its row sums with it: dg_i[r] = Σ_v sums[v, i, r] over
+// the plane words v (then "in" below reads "out", and the blocks are the words).
 //
 // Bindings (group 0):
 //   0 params  uniform  DhParams (below)

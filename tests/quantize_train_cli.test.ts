@@ -45,6 +45,12 @@ Deno.test("quantize --method rabit trains, reports every loss, and its .rabit ev
   }
   assert.ok(Math.abs(ppl[1] / ppl[0] - 1) < 1e-3, `cpu ${ppl[0]}, webgpu ${ppl[1]}`);
   assert.ok(ppl[0] < 200, `${ppl[0]}`);
+  // The held-out end of the text (what training never saw) is scored alone with --holdout.
+  const held = await runCli(["eval", "--model", out, "--text", DEV_TEXT_PATH, "--holdout", "0.1", "--json"]);
+  assert.equal(held.code, 0, held.stderr);
+  const h = lastJson(held.stdout);
+  assert.equal(h.holdout, 0.1);
+  assert.ok(h.tokens > 20000 && h.tokens < 30000, `${h.tokens} held-out tokens`);
 });
 
 Deno.test("quantize --backend webgpu trains on the GPU and gives the CPU's losses", async () => {

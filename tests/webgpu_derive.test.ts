@@ -1,5 +1,7 @@
-// The derivation kernels (coupled_forward, coupled_backward, _dg, _dh) against the CPU reference
-// src/quant/coupled.ts on ragged shapes, k = 1..4, both methods, views with offsets and strides.
+// The derivation kernels, both families (parallel: coupled_forward, coupled_backward, _dg, _dh; serial:
+// coupled_forward_serial, coupled_backward_serial, _dh) against the CPU reference src/quant/coupled.ts on
+// ragged shapes, k = 1..4, both methods, views with offsets and strides: 4-aligned ones (the serial
+// kernels' vec4 loads) and unaligned ones (the serial family's fallback to the parallel kernels).
 // Fails (does not skip) without a WebGPU adapter: CI has llvmpipe.
 //
 // Dimension legend: out, in = the layer's rows and columns, k = paths, wpr = ceil(in / 32).
@@ -11,7 +13,12 @@ import {
   readBuffer,
   requestGpu,
 } from "../src/backend/webgpu/device.ts";
-import { type DeriveMethod, type GpuView, WebGpuDerive } from "../src/backend/webgpu/derive.ts";
+import {
+  type DeriveKernel,
+  type DeriveMethod,
+  type GpuView,
+  WebGpuDerive,
+} from "../src/backend/webgpu/derive.ts";
 import { wordsPerRow } from "../src/quant/bitpack.ts";
 import {
   coupledBackward,
@@ -24,22 +31,45 @@ import { packSignPlanes } from "../src/quant/matrix.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const gpu = await requestGpu();
-const derivePromise = gpu ? WebGpuDerive.create(gpu) : null;
-// Seven-row blocks: several blocks (the two-pass column sums) even on the small shapes.
-const blockedPromise = gpu ? WebGpuDerive.create(gpu, { rowBlock: 7, threads: 32, reduceThreads: 32 }) : null;
-// The geometry real GPUs get (256 threads, 64-row blocks), whatever the adapter.
-const widePromise = gpu ? WebGpuDerive.create(gpu, { compact: false }) : null;
+/** The launchers under test: every kernel family and geometry, whatever the adapter. */
+interface Launchers {
+  /** Serial kernels, default geometry (32 rows per invocation). */
+  serial: WebGpuDerive;
+  /** Serial kernels, 7 rows and 3 words per workgroup: several row blocks and partial workgroups. */
+  serialBlocked: WebGpuDerive;
+  /** Parallel kernels, the compact geometry. */
+  parallel: WebGpuDerive;
+  /** Parallel kernels with seven-row blocks: the two-pass column sums even on the small shapes. */
+  blocked: WebGpuDerive;
+  /** The geometry real GPUs get (parallel, 256 threads, 64-row blocks). */
+  wide: WebGpuDerive;
+}
+const launchersPromise = gpu
+  ? (async (): Promise<Launchers> => ({
+    serial: await WebGpuDerive.create(gpu, { kernel: "serial" }),
+    serialBlocked: await WebGpuDerive.create(gpu, { kernel: "serial", serialRows: 7, serialThreads: 3 }),
+    parallel: await WebGpuDerive.create(gpu, { kernel: "parallel", compact: true }),
+    blocked: await WebGpuDerive.create(gpu, {
+      kernel: "parallel",
+      compact: true,
+      rowBlock: 7,
+      threads: 32,
+      reduceThreads: 32,
+    }),
+    wide: await WebGpuDerive.create(gpu, { compact: false }),
+  }))()
+  : null;
 
-async function setup(): Promise<
-  { ctx: GpuContext; derive: WebGpuDerive; blocked: WebGpuDerive; wide: WebGpuDerive }
-> {
-  if (!gpu || !derivePromise || !blockedPromise || !widePromise) {
+async function setup(): Promise<Launchers & { ctx: GpuContext }> {
+  if (!gpu || !launchersPromise) {
     throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough; see ENGINEERING.md §1)");
   }
-  return { ctx: gpu, derive: await derivePromise, blocked: await blockedPromise, wide: await widePromise };
+  return { ctx: gpu, ...await launchersPromise };
 }
 
-const SHAPES: [number, number][] = [[1, 1], [5, 33], [64, 172], [172, 64], [100, 257]];
+// (out, in): ragged sizes; in % 4 = 0 for [3, 4] (one word, one vec4: dh and dg written directly by the
+// serial kernel), [40, 32] (one word, several row blocks), [64, 172] (a ragged last word), [172, 64].
+const SHAPES: [number, number][] = [[1, 1], [5, 33], [3, 4], [40, 32], [64, 172], [172, 64], [100, 257]];
 const METHODS: DeriveMethod[] = ["coupled", "standard"];
 const SENTINEL = 0x7fc00123; // a NaN: stray reads poison results, stray writes change it
 
@@ -58,6 +88,14 @@ function randomScales(rng: Rng, out: number, inF: number, k: number, exact: bool
   );
   const h = Float32Array.from({ length: k * inF }, () => f(0.2 + rng.next()));
   return { out, in: inF, k, g, h };
+}
+
+/** The view layout of one run: unaligned offsets and strides, or all multiples of 4 (vec4 loads). */
+type Layout = "unaligned" | "aligned";
+
+/** `x` rounded up to a multiple of 4 when `layout` is aligned. */
+function al(x: number, layout: Layout): number {
+  return layout === "aligned" ? Math.ceil(x / 4) * 4 : x;
 }
 
 /** A buffer holding `rows` rows of `data` (row width `width`) at `offset` with `stride`, sentinel elsewhere. */
@@ -110,6 +148,19 @@ function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void
   ctx.device.queue.submit([enc.finish()]);
 }
 
+/** The family a launcher must record for views of `layout` with rows of `inF`: serial needs vec4 views. */
+function expectedFamily(d: WebGpuDerive, layout: Layout, inF: number): DeriveKernel {
+  return d.kernel === "serial" && layout === "aligned" && inF % 4 === 0 ? "serial" : "parallel";
+}
+
+/** The family of the one call recorded since `before`. */
+function familyOf(d: WebGpuDerive, before: { serial: number; parallel: number }): DeriveKernel {
+  const now = d.recorded;
+  const serial = now.serial - before.serial, parallel = now.parallel - before.parallel;
+  assert.equal(serial + parallel, 1, `one call recorded: ${JSON.stringify([before, now])}`);
+  return serial ? "serial" : "parallel";
+}
+
 interface ForwardRun {
   wHat: Float32Array; // (out, in)
   planes: Uint32Array; // (k·out, wpr)
@@ -122,19 +173,23 @@ async function gpuForward(
   method: DeriveMethod,
   w: Float32Array,
   s: PathScales,
+  layout: Layout = "unaligned",
 ): Promise<ForwardRun> {
   const { out, in: inF, k } = s;
   const wpr = wordsPerRow(inF);
   const latentRows = method === "standard" ? k * out : out;
-  const wV = place(ctx, "W", w, latentRows, inF, 3, inF + 2);
+  const a = (x: number) => al(x, layout);
+  const wV = place(ctx, "W", w, latentRows, inF, a(3), a(inF + 2));
   const gV = place(ctx, "g", s.g, k, out, 1, out + 1);
-  const hV = place(ctx, "h", s.h, k, inF, 2, inF + 5);
-  const whV = place(ctx, "wHat", new Float32Array(out * inF).fill(NaN), out, inF, 4, inF + 1);
+  const hV = place(ctx, "h", s.h, k, inF, a(2), a(inF + 5));
+  const whV = place(ctx, "wHat", new Float32Array(out * inF).fill(NaN), out, inF, a(5), a(inF + 1));
   const pV = place(ctx, "planes", new Uint32Array(k * out * wpr).fill(0xdeadbeef), k * out, wpr, 1, wpr + 1);
+  const before = derive.recorded;
   record(
     ctx,
     (pass) => derive.forward(pass, { method, out, in: inF, k, w: wV, g: gV, h: hV, wHat: whV, planes: pV }),
   );
+  assert.equal(familyOf(derive, before), expectedFamily(derive, layout, inF), "the kernel family recorded");
   const wHat = f32(await take(ctx, whV, out, inF, "wHat"));
   const planes = await take(ctx, pV, k * out, wpr, "planes");
   for (const v of [wV, gV, hV, whV, pV]) v.buffer.destroy();
@@ -146,7 +201,7 @@ function reference(method: DeriveMethod, w: Float32Array, s: PathScales) {
 }
 
 Deno.test("webgpu derive forward equals coupledForward/standardForward bit for bit (exact-product scales)", async () => {
-  const { ctx, derive, blocked, wide } = await setup();
+  const { ctx, serial, serialBlocked, parallel, blocked, wide } = await setup();
   const rng = new Rng(11);
   for (const method of METHODS) {
     for (const [out, inF] of SHAPES) {
@@ -155,22 +210,29 @@ Deno.test("webgpu derive forward equals coupledForward/standardForward bit for b
         const w = rng.normals((method === "standard" ? k : 1) * out * inF, 0.8);
         if (out * inF > 4) w[3] = 0; // sign(0) = +1
         const want = reference(method, w, s);
-        const d = [derive, blocked, wide][k % 3];
-        const got = await gpuForward(ctx, d, method, w, s);
-        const what = `${method} ${out}x${inF} k=${k} threads ${d.threads}`;
-        assert.deepEqual(got.planes, packSignPlanes(want.signs, k, s), `${what}: planes`);
-        assert.deepEqual(
-          new Uint32Array(got.wHat.buffer),
-          new Uint32Array(want.wHat.buffer),
-          `${what}: What bits`,
-        );
+        // The serial kernels (two geometries), and by turns the serial family's fallback to the parallel
+        // kernel and the parallel family's three geometries.
+        const runs: [WebGpuDerive, Layout][] = [
+          [k % 2 ? serial : serialBlocked, "aligned"],
+          [[serial, parallel, blocked, wide][k - 1], "unaligned"],
+        ];
+        for (const [d, layout] of runs) {
+          const got = await gpuForward(ctx, d, method, w, s, layout);
+          const what = `${method} ${out}x${inF} k=${k} ${d.kernel} ${layout} threads ${d.threads}`;
+          assert.deepEqual(got.planes, packSignPlanes(want.signs, k, s), `${what}: planes`);
+          assert.deepEqual(
+            new Uint32Array(got.wHat.buffer),
+            new Uint32Array(want.wHat.buffer),
+            `${what}: What bits`,
+          );
+        }
       }
     }
   }
 });
 
 Deno.test("webgpu derive forward with full-precision scales: What within rounding, signs flip only at residual ≈ 0", async () => {
-  const { ctx, derive } = await setup();
+  const { ctx, serial, parallel } = await setup();
   const rng = new Rng(12);
   let flips = 0, checked = 0;
   for (const method of METHODS) {
@@ -179,7 +241,9 @@ Deno.test("webgpu derive forward with full-precision scales: What within roundin
         const s = randomScales(rng, out, inF, k, false);
         const w = rng.normals((method === "standard" ? k : 1) * out * inF, 0.8);
         const want = reference(method, w, s);
-        const got = await gpuForward(ctx, derive, method, w, s);
+        const got = k % 2
+          ? await gpuForward(ctx, serial, method, w, s, "aligned")
+          : await gpuForward(ctx, parallel, method, w, s, "unaligned");
         const gotSigns = new Int8Array(k * out * inF);
         const wpr = wordsPerRow(inF);
         for (let pr = 0; pr < k * out; pr++) {
@@ -236,6 +300,8 @@ interface BackwardCase {
   accumulate?: boolean;
   /** dW, dg and dh in one flat gradient buffer (forces the two-pass column sums). */
   flat?: boolean;
+  /** The views' layout (default unaligned). */
+  layout?: Layout;
 }
 
 /** Σ|terms| of dg and dh (the error scale of f32 sums) in f64. */
@@ -294,36 +360,41 @@ async function checkBackward(
   const init = t.accumulate
     ? { dW: rng.normals(latentRows * inF, 0.01), dg: rng.normals(k * out), dh: rng.normals(k * inF) }
     : null;
-  const dV = place(ctx, "dWHat", dWHat, out, inF, 2, inF + 3);
+  const layout = t.layout ?? "unaligned";
+  const a = (x: number) => al(x, layout);
+  const dV = place(ctx, "dWHat", dWHat, out, inF, a(2), a(inF + 3));
   const pV = place(ctx, "planes", packSignPlanes(signs, k, s), k * out, wpr, 5, wpr);
   const gV = place(ctx, "g", s.g, k, out, 0, out + 2);
-  const hV = place(ctx, "h", s.h, k, inF, 1, inF);
-  const wV = place(ctx, "W", w, latentRows, inF, 6, inF + 1);
+  const hV = place(ctx, "h", s.h, k, inF, a(1), a(inF));
+  const wV = place(ctx, "W", w, latentRows, inF, a(6), a(inF + 1));
   const dW0 = init?.dW ?? new Float32Array(latentRows * inF).fill(NaN);
   const dg0 = init?.dg ?? new Float32Array(k * out).fill(NaN);
   const dh0 = init?.dh ?? new Float32Array(k * inF).fill(NaN);
   let dWV, dgV, dhV;
   if (t.flat) {
-    // One gradient buffer: [pad 3][dW rows, stride in+1][pad 1][dg (k, out)][dh (k, in), stride in+2].
-    const dWStride = inF + 1, dgAt = 3 + latentRows * dWStride + 1, dhAt = dgAt + k * out;
-    const words = new Uint32Array(dhAt + k * (inF + 2) + 2).fill(SENTINEL);
+    // One gradient buffer: [pad 3][dW rows, stride in+1][pad 1][dg (k, out)][dh (k, in), stride in+2]
+    // (aligned: pads, dh's offset and the strides rounded up to multiples of 4).
+    const dWAt = a(3), dWStride = a(inF + 1), dgAt = dWAt + latentRows * dWStride + 1;
+    const dhAt = a(dgAt + k * out), dhStride = a(inF + 2);
+    const words = new Uint32Array(dhAt + k * dhStride + 2).fill(SENTINEL);
     const put = (src: Float32Array, rows: number, width: number, at: number, stride: number) => {
       for (let r = 0; r < rows; r++) {
         words.set(new Uint32Array(src.buffer, r * width * 4, width), at + r * stride);
       }
     };
-    put(dW0, latentRows, inF, 3, dWStride);
+    put(dW0, latentRows, inF, dWAt, dWStride);
     put(dg0, k, out, dgAt, out);
-    put(dh0, k, inF, dhAt, inF + 2);
+    put(dh0, k, inF, dhAt, dhStride);
     const buffer = createStorageBuffer(ctx, "grads", words);
-    dWV = { buffer, offset: 3, stride: dWStride, words };
+    dWV = { buffer, offset: dWAt, stride: dWStride, words };
     dgV = { buffer, offset: dgAt, stride: out, words };
-    dhV = { buffer, offset: dhAt, stride: inF + 2, words };
+    dhV = { buffer, offset: dhAt, stride: dhStride, words };
   } else {
-    dWV = place(ctx, "dW", dW0, latentRows, inF, 1, inF + 4);
+    dWV = place(ctx, "dW", dW0, latentRows, inF, a(1), a(inF + 4));
     dgV = place(ctx, "dg", dg0, k, out, 3, out + 1);
-    dhV = place(ctx, "dh", dh0, k, inF, 0, inF + 1);
+    dhV = place(ctx, "dh", dh0, k, inF, 0, a(inF + 1));
   }
+  const before = derive.recorded;
   record(ctx, (pass) =>
     derive.backward(pass, {
       method,
@@ -344,7 +415,8 @@ async function checkBackward(
     }));
   const what = `${method} ${out}x${inF} k=${k}${t.clip ? ` clip ${t.clip}` : ""}${
     t.chainScales ? " chain" : ""
-  }${t.accumulate ? " accumulate" : ""}${t.flat ? " flat" : ""}`;
+  }${t.accumulate ? " accumulate" : ""}${t.flat ? " flat" : ""} ${derive.kernel} ${layout}`;
+  assert.equal(familyOf(derive, before), expectedFamily(derive, layout, inF), `${what}: the kernel family`);
   let dW: Float32Array, dg: Float32Array, dh: Float32Array;
   if (t.flat) {
     const all = new Float32Array(await readBuffer(ctx, dWV.buffer, dWV.words.length * 4));
@@ -353,9 +425,9 @@ async function checkBackward(
       for (let r = 0; r < n; r++) o.set(all.subarray(at + r * stride, at + r * stride + width), r * width);
       return o;
     };
-    dW = rows(3, latentRows, inF, inF + 1);
+    dW = rows(dWV.offset!, latentRows, inF, dWV.stride!);
     dg = rows(dgV.offset!, k, out, out);
-    dh = rows(dhV.offset!, k, inF, inF + 2);
+    dh = rows(dhV.offset!, k, inF, dhV.stride!);
   } else {
     dW = f32(await take(ctx, dWV, latentRows, inF, `${what} dW`));
     dg = f32(await take(ctx, dgV, k, out, `${what} dg`));
@@ -366,7 +438,8 @@ async function checkBackward(
     const base = init ? init.dW[j] : 0;
     const expect = Math.fround(base + want.dW[j]);
     if (dW[j] === expect) continue;
-    const tolerance = t.chainScales ? 2 ** -22 * Math.abs(want.dW[j]) + 2 ** -24 * Math.abs(expect) : 0;
+    // (with accumulate, the rounded product then its sum: up to an ulp of the result)
+    const tolerance = t.chainScales ? 2 ** -22 * Math.abs(want.dW[j]) + 2 ** -23 * Math.abs(expect) : 0;
     if (Math.abs(dW[j] - expect) <= tolerance) continue;
     if (t.clip) {
       // A clip decision within rounding of its boundary may go either way.
@@ -386,29 +459,39 @@ async function checkBackward(
 }
 
 Deno.test("webgpu derive backward matches coupledBackward/standardBackward (identity STE, k = 1..4)", async () => {
-  const { ctx, derive, wide } = await setup();
+  const { ctx, serial, parallel, wide } = await setup();
   const rng = new Rng(13);
-  for (const d of [derive, wide]) {
-    for (const method of METHODS) {
-      for (const [out, inF] of SHAPES) {
-        for (let k = 1; k <= 4; k++) await checkBackward(ctx, d, rng, { method, out, in: inF, k });
+  for (const method of METHODS) {
+    for (const [out, inF] of SHAPES) {
+      for (let k = 1; k <= 4; k++) {
+        // The serial kernels, and by turns the serial family's fallback and the parallel geometries.
+        const runs: [WebGpuDerive, Layout][] = [
+          [serial, "aligned"],
+          [[serial, parallel, wide, wide][k - 1], k === 4 ? "aligned" : "unaligned"],
+        ];
+        for (const [d, layout] of runs) await checkBackward(ctx, d, rng, { method, out, in: inF, k, layout });
       }
     }
   }
 });
 
 Deno.test("webgpu derive backward: clipped STE, chainScales, accumulate, row blocks, one gradient buffer", async () => {
-  const { ctx, derive, blocked } = await setup();
+  const { ctx, serialBlocked, blocked } = await setup();
   const rng = new Rng(14);
-  for (const d of [derive, blocked]) {
+  const runs: [WebGpuDerive, Layout][] = [[serialBlocked, "aligned"], [blocked, "unaligned"]];
+  for (const [d, layout] of runs) {
     for (const method of METHODS) {
-      for (const [out, inF] of [[1, 1], [5, 33], [64, 172], [100, 257]] as [number, number][]) {
+      for (const [out, inF] of [[1, 1], [5, 33], [3, 4], [64, 172], [100, 257]] as [number, number][]) {
         for (const k of [1, 3, 4]) {
-          await checkBackward(ctx, d, rng, { method, out, in: inF, k, clip: 0.9 });
-          await checkBackward(ctx, d, rng, { method, out, in: inF, k, accumulate: true, flat: true });
-          await checkBackward(ctx, d, rng, { method, out, in: inF, k, clip: 1.1, accumulate: true });
+          const base = { method, out, in: inF, k, layout };
+          // Serial k = 4: the union of the options only (each option set is a pipeline that takes
+          // seconds to compile on llvmpipe; k = 1 and 3 cover every set).
+          const all = d.kernel === "parallel" || k < 4;
+          if (all) await checkBackward(ctx, d, rng, { ...base, clip: 0.9 });
+          if (all) await checkBackward(ctx, d, rng, { ...base, accumulate: true, flat: true });
+          await checkBackward(ctx, d, rng, { ...base, clip: 1.1, accumulate: true });
           if (method === "standard") {
-            await checkBackward(ctx, d, rng, { method, out, in: inF, k, chainScales: true, flat: true });
+            await checkBackward(ctx, d, rng, { ...base, chainScales: true, flat: true, accumulate: !all });
           }
         }
       }
@@ -416,12 +499,23 @@ Deno.test("webgpu derive backward: clipped STE, chainScales, accumulate, row blo
   }
 });
 
-Deno.test("webgpu derive: clear errors for bad shapes, missing latent, aliasing", async () => {
-  const { ctx, derive } = await setup();
+Deno.test("webgpu derive: clear errors for bad shapes, missing latent, aliasing, bad options", async () => {
+  const { ctx, serial, parallel } = await setup();
+  await assert.rejects(() => WebGpuDerive.create(ctx, { serialRows: 0 }), RangeError);
+  await assert.rejects(() => WebGpuDerive.create(ctx, { serialRows: 60001 }), /serialRows/);
+  await assert.rejects(() => WebGpuDerive.create(ctx, { serialThreads: 257 }), /serialThreads/);
+  await assert.rejects(
+    () => WebGpuDerive.create(ctx, { kernel: "fast" as "serial" }),
+    /expected kernel "serial" or "parallel"/,
+  );
+  for (const derive of [serial, parallel]) checkErrors(ctx, derive);
+});
+
+function checkErrors(ctx: GpuContext, derive: WebGpuDerive): void {
   const buf = (label: string, words: number) => createStorageBuffer(ctx, label, words * 4);
   const w = buf("w", 40),
     g = buf("g", 8),
-    h = buf("h", 20),
+    h = buf("h", 40),
     wHat = buf("wHat", 40),
     planes = buf("planes", 8);
   const base = { out: 2, in: 20, k: 2, w: { buffer: w }, g: { buffer: g }, h: { buffer: h } };
@@ -463,5 +557,10 @@ Deno.test("webgpu derive: clear errors for bad shapes, missing latent, aliasing"
     assert.throws(() => derive.backward(pass, { ...back, clip: 1 }), /expected args.w/);
     assert.throws(() => derive.backward(pass, { ...back, clip: 0, w: { buffer: w } }), /clip > 0/);
     assert.throws(() => derive.backward(pass, { ...back, chainScales: true }), /standard/);
+    assert.throws(
+      () => derive.backward(pass, { ...back, dW: { buffer: back.dWHat.buffer } }),
+      /written and bound twice/,
+    );
   });
-});
+  for (const b of [w, g, h, wHat, planes]) b.destroy();
+}

@@ -1,4 +1,4 @@
-// Muon on WebGPU (src/backend/webgpu/muon.ts) against the CPU reference muonStep (src/train/muon.ts) over
+// Muon on WebGPU (src/train/webgpu_muon.ts) against the CPU reference muonStep (src/train/muon.ts) over
 // several steps: wide, tall and square ragged shapes, strided views at offsets, two tensors sharing the
 // scratch in one pass, a learning-rate change between submits. Fails (does not skip) without a WebGPU
 // adapter: CI has llvmpipe.
@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createStorageBuffer, type GpuContext, readF32, requestGpu } from "../src/backend/webgpu/device.ts";
 import type { GpuView } from "../src/backend/webgpu/dispatch.ts";
-import { type GpuMuonArgs, WebGpuMuon } from "../src/backend/webgpu/muon.ts";
+import { type GpuMuonArgs, WebGpuMuon } from "../src/train/webgpu_muon.ts";
 import { muonStep } from "../src/train/muon.ts";
 import { Rng } from "../src/util/rng.ts";
 

@@ -5,10 +5,11 @@ import { openSession } from "./session.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
 import { Progress } from "../util/progress.ts";
+import { splitHoldout } from "../train/data.ts";
 
 export const EVAL_HELP = `rabit eval — perplexity of a model on a text file (METHOD.md §7)
 
-Usage: rabit eval [--model M] [--tokenizer T] --text F [--context N] [--json]
+Usage: rabit eval [--model M] [--tokenizer T] --text F [--context N] [--holdout P] [--json]
 
 Options:
   --model M        llama2.c .bin or .rabit file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
@@ -16,6 +17,8 @@ Options:
   --text F         text file to score (required)
   --context N      window length in tokens (default: the model's seq_len)
   --max-windows N  score only the first N windows (quick checks)
+  --holdout P      score only the held-out end of the text: the part quantize --holdout P never trains or
+                   calibrates on (the same paragraph-boundary split)
   --backend B      auto | webgpu | cpu (default auto)
   --json           print one JSON object as the last line: ppl, nll, tokens, windows, context, ...
   -h, --help       show this help`;
@@ -28,6 +31,7 @@ export async function runEval(argv: string[]): Promise<void> {
     text: { type: "string" },
     context: { type: "string" },
     "max-windows": { type: "string" },
+    holdout: { type: "string" },
     backend: { type: "string" },
     json: { type: "boolean" },
   });
@@ -35,7 +39,9 @@ export async function runEval(argv: string[]): Promise<void> {
   if (!values.text) throw new UsageError("eval: --text F is required (the file to score)");
   const context = numberOption(values, "context", { integer: true, min: 2 });
   const maxWindows = numberOption(values, "max-windows", { integer: true, min: 1 });
-  const text = await readTextOrThrow(values.text);
+  const holdout = numberOption(values, "holdout", { min: 1e-9, max: 0.9 });
+  const whole = await readTextOrThrow(values.text);
+  const text = holdout === undefined ? whole : splitHoldout(whole, holdout).heldOut;
   const { session, tokenizer, opened } = await openSession(values);
   try {
     const ids = perplexityTokens((t) => tokenizer.encode(t), text);
@@ -46,10 +52,17 @@ export async function runEval(argv: string[]): Promise<void> {
     const bar = new Progress("eval", windowsTotal, "win");
     const r = await perplexity(session, ids, { context, maxWindows, onWindow: () => bar.tick() });
     bar.finish();
-    const result = { model: opened.path, text: values.text, backend: session.backend, ...r };
+    const result = {
+      model: opened.path,
+      text: values.text,
+      holdout: holdout ?? null,
+      backend: session.backend,
+      ...r,
+    };
     if (values.json) return printJson(result);
     console.log(`model      ${opened.path} (${opened.format}, ${session.backend}: ${session.device})`);
-    console.log(`text       ${values.text}: ${r.tokens} tokens, ${r.windows} windows of ${r.context}`);
+    const part = holdout === undefined ? "" : ` (held-out last ${holdout})`;
+    console.log(`text       ${values.text}${part}: ${r.tokens} tokens, ${r.windows} windows of ${r.context}`);
     console.log(`perplexity ${r.ppl.toFixed(4)}   mean NLL ${r.nll.toFixed(5)}`);
     console.log(`speed      ${r.tokensPerSecond.toFixed(0)} tokens/s (${r.seconds.toFixed(1)} s)`);
   } finally {

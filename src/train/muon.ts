@@ -1,5 +1,5 @@
 // Muon (METHOD.md §4) on the CPU: Nesterov momentum, orthogonalized by a quintic Newton–Schulz
-// iteration, for the 2-D latent matrices. The reference of the WebGPU version (src/backend/webgpu/muon.ts).
+// iteration, for the 2-D latent matrices. The reference of the WebGPU version (src/train/webgpu_muon.ts).
 //
 // Dimension legend: rows × cols the matrix (W is (out, in)); s = min(rows, cols), the Gram side.
 //

@@ -21,9 +21,9 @@ import {
 import { Dispatcher, type GpuView } from "../backend/webgpu/dispatch.ts";
 import { WebGpuGemm } from "../backend/webgpu/gemm.ts";
 import { WebGpuDerive } from "../backend/webgpu/derive.ts";
-import { type AdamWStep, WebGpuAdamW } from "../backend/webgpu/adamw.ts";
+import { type AdamWStep, WebGpuAdamW } from "./webgpu_adamw.ts";
 import { WebGpuLosses } from "../backend/webgpu/losses.ts";
-import { WebGpuMuon } from "../backend/webgpu/muon.ts";
+import { WebGpuMuon } from "./webgpu_muon.ts";
 import { WebGpuReduce } from "../backend/webgpu/reduce.ts";
 import { WebGpuOps } from "../backend/webgpu/ops.ts";
 import { RmsnormOps } from "../backend/webgpu/ops/rmsnorm.ts";

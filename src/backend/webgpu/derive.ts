@@ -1,6 +1,9 @@
 // Launchers of the training-time weight derivation (METHOD.md §2 coupled residual forward/backward, §5 the
 // `standard` baseline): latent + scales → What and packed sign planes, and dWhat → dW, dg, dh.
-// CPU reference: src/quant/coupled.ts. Kernels: coupled_forward, coupled_backward (+ _dg, _dh).
+// CPU reference: src/quant/coupled.ts. Two kernel families: "parallel" (coupled_forward, coupled_backward
+// + _dg, _dh: a thread per column, workgroup reductions; the shape for GPUs) and "serial"
+// (coupled_forward_serial, coupled_backward_serial + _dh: an invocation per plane word and row block, k and
+// the word's 32 columns unrolled, vec4 loads where the views allow; the shape for software adapters).
 //
 // Dimension legend: out = rows of W, in = columns, k = paths (1..4), wpr = ceil(in / 32) plane words per
 // row, blocks = ceil(out / rowBlock) row blocks of the column reductions.
@@ -18,11 +21,21 @@ import {
   strideOf,
 } from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
+import { expandWgsl } from "./wgsl_template.ts";
 
 export type { GpuView } from "./dispatch.ts";
 
 /** Which derivation: RaBiT's coupled residual (one latent) or the `standard` baseline (k latents). */
 export type DeriveMethod = "coupled" | "standard";
+
+/**
+ * The derivation kernel family: "parallel" runs a thread per column with workgroup reductions (the shape
+ * for GPUs); "serial" runs an invocation per (plane word, row block) with no barriers and no workgroup
+ * memory, k and the word's 32 columns unrolled and vec4 loads where the views are 4-aligned (the shape for
+ * software adapters, where storage accesses are per-lane loops and barriers split the shader:
+ * docs/kernels.md). Both give the same What, planes and dW bit for bit; dg and dh differ in summation order.
+ */
+export type DeriveKernel = "serial" | "parallel";
 
 /** Options of {@link WebGpuDerive.create}. */
 export interface WebGpuDeriveOptions {
@@ -31,6 +44,12 @@ export interface WebGpuDeriveOptions {
    * lavapipe, SwiftShader or WARP), where large workgroup arrays compile slowly and buy nothing.
    */
   compact?: boolean;
+  /** The kernel family (default "serial" when compact, else "parallel"). */
+  kernel?: DeriveKernel;
+  /** Serial kernels: invocations (plane words) per workgroup, an integer in [1, 256] (default 8). */
+  serialThreads?: number;
+  /** Serial kernels: rows per invocation, an integer in [1, 60000] (default 32). */
+  serialRows?: number;
   /** Threads (columns) per workgroup of the element passes: 32, 64, 128 or 256 (default 256, compact 64). */
   threads?: number;
   /** Threads per row of the dg reduction: a power of two in [32, 256] (default 256, compact 64). */
@@ -94,13 +113,32 @@ export interface DeriveBackwardArgs extends DeriveShape {
   accumulate?: boolean;
   /**
    * (blocks·k, in) words for the partial column sums, in a buffer no other view uses (default: a buffer
-   * this launcher owns; size it with {@link WebGpuDerive.scratchWords}).
+   * this launcher owns; size it with {@link WebGpuDerive.scratchWords}). The serial kernels' partial row
+   * sums (ceil(in / 32)·k, out) always go to a buffer the launcher owns.
    */
   scratch?: GpuView;
 }
 
 const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 const FLAG_ACCUMULATE = 1, FLAG_CLIP = 2, FLAG_CHAIN = 4, FLAG_DIRECT = 8;
+// coupled_backward_serial's flags: dh, dg written directly (one row block, one plane word).
+const FLAG_DIRECT_DH = 8, FLAG_DIRECT_DG = 16;
+// llvmpipe (Mesa's gallivm) silently ends every loop of a shader invocation once that invocation has run
+// 65535 loop iterations in all. The serial kernels loop over their row block; the finishing passes
+// (coupled_backward_dh) over row blocks or plane words: shapes needing more than this record the parallel
+// kernels instead.
+const SERIAL_MAX_LOOPS = 60000;
+// Serial kernels: one SIMD batch of llvmpipe (8 lanes of 256-bit AVX2) per workgroup; 32 rows per
+// invocation (16 to 64 measured alike on the dim-512 layers; fewer rows reload h more often).
+const SERIAL_WG = 8, SERIAL_ROWS = 32;
+
+/**
+ * Whether views may be read as vec4<f32> arrays: the row width, every offset within its binding and every
+ * stride are multiples of 4.
+ */
+function aligned(width: number, views: [BoundView, number][]): boolean {
+  return width % 4 === 0 && views.every(([b, stride]) => b.shift % 4 === 0 && stride % 4 === 0);
+}
 
 /**
  * The derivation kernels on one device. Launchers record into a caller's compute pass (no submit, no
@@ -128,10 +166,21 @@ export class WebGpuDerive {
   readonly threads: number;
   /** Threads per row of the dg pass. */
   readonly reduceThreads: number;
-  /** Rows per block of the column reductions. */
+  /** Rows per block of the column reductions (parallel kernels). */
   readonly rowBlock: number;
+  /**
+   * The kernel family (serial: the parallel kernels for views that are not 4-aligned and for shapes past
+   * llvmpipe's loop limit).
+   */
+  readonly kernel: DeriveKernel;
+  /** Serial kernels: invocations per workgroup. */
+  readonly serialThreads: number;
+  /** Serial kernels: rows per invocation. */
+  readonly serialRows: number;
   readonly #d: Dispatcher;
   #scratch?: GPUBuffer;
+  #rowScratch?: GPUBuffer;
+  #recorded = { serial: 0, parallel: 0 };
 
   private constructor(ctx: GpuContext, options: WebGpuDeriveOptions) {
     this.ctx = ctx;
@@ -149,9 +198,28 @@ export class WebGpuDerive {
     }
     this.rowBlock = options.rowBlock ?? (this.compact ? 32 : 64);
     checkInt("WebGpuDerive", "rowBlock", this.rowBlock, 1, MAX_GRID);
+    const kernel = options.kernel ?? (this.compact ? "serial" : "parallel");
+    if (kernel !== "serial" && kernel !== "parallel") {
+      throw new TypeError(`WebGpuDerive: expected kernel "serial" or "parallel", found ${String(kernel)}`);
+    }
+    this.kernel = kernel;
+    this.serialThreads = options.serialThreads ?? SERIAL_WG;
+    checkInt(
+      "WebGpuDerive",
+      "serialThreads",
+      this.serialThreads,
+      1,
+      Math.min(256, ctx.limits.maxComputeInvocationsPerWorkgroup),
+    );
+    this.serialRows = options.serialRows ?? SERIAL_ROWS;
+    checkInt("WebGpuDerive", "serialRows", this.serialRows, 1, SERIAL_MAX_LOOPS);
   }
 
-  /** Compiles the six pipelines (forward and column pass per method, dg, dh) and returns the launchers. */
+  /**
+   * Compiles the six parallel pipelines (forward and column pass per method, dg, dh; the serial family's
+   * fallback and finishing pass) and returns the launchers. The serial kernels, one pipeline per
+   * method and k (and for the backward clip, chainScales and accumulate), compile on first use.
+   */
   static async create(ctx: GpuContext, options: WebGpuDeriveOptions = {}): Promise<WebGpuDerive> {
     const d = new WebGpuDerive(ctx, options);
     const WG = d.threads;
@@ -172,12 +240,13 @@ export class WebGpuDerive {
 
   /** Words of scratch {@link backward} needs for the partial column sums of an (out, in) layer of k paths. */
   scratchWords(out: number, inF: number, k: number): number {
-    return Math.ceil(out / this.rowBlock) * k * inF;
+    return Math.max(Math.ceil(out / this.rowBlock), Math.ceil(out / this.serialRows)) * k * inF;
   }
 
   /**
    * What (out, in) and the sign planes (k·out, wpr) from the latent and scales (see
-   * coupledForward / standardForward). Dispatch (ceil(in / threads), out).
+   * coupledForward / standardForward). Dispatch: parallel (ceil(in / threads), out); serial
+   * (ceil(wpr / serialThreads), ceil(out / serialRows)).
    */
   forward(pass: GPUComputePassEncoder, args: DeriveForwardArgs): void {
     const op = "WebGpuDerive.forward";
@@ -189,11 +258,14 @@ export class WebGpuDerive {
     const hB = this.#rows(op, "h", h, k, inF);
     const whB = this.#rows(op, "wHat", wHat, out, inF);
     const pB = this.#rows(op, "planes", planes, k * out, wpr);
+    // The serial kernel reads w, h and What as vec4s; other views take the parallel kernel.
+    const serial = this.kernel === "serial" &&
+      aligned(inF, [[wB, strideOf(w, inF)], [hB, strideOf(h, inF)], [whB, strideOf(wHat, inF)]]);
     const params = new Uint32Array([
       out,
       inF,
       k,
-      0,
+      serial ? this.serialRows : 0,
       wB.shift,
       strideOf(w, inF),
       gB.shift,
@@ -208,6 +280,15 @@ export class WebGpuDerive {
       0,
     ]);
     const resources = [wB.binding, gB.binding, hB.binding, whB.binding, pB.binding];
+    if (serial) {
+      const key = this.#serialPipeline("coupled_forward_serial", { K: k, STANDARD: method === "standard" });
+      const x = Math.ceil(wpr / this.serialThreads);
+      checkInt(op, "ceil(in / 32) / serialThreads", x, 1, MAX_GRID);
+      this.#d.launch(pass, key, params, resources, x, Math.ceil(out / this.serialRows));
+      this.#recorded.serial++;
+      return;
+    }
+    this.#recorded.parallel++;
     this.#d.launch(
       pass,
       this.#key("coupled_forward", method),
@@ -219,9 +300,10 @@ export class WebGpuDerive {
   }
 
   /**
-   * dW (identity or clipped STE), dg and dh from dWhat (see coupledBackward / standardBackward): the row
-   * pass (dg), the column pass (dW and per-block column sums) and, unless one block covers every row and
-   * dh may be bound next to dW, a pass adding up the blocks (dh).
+   * dW (identity or clipped STE), dg and dh from dWhat (see coupledBackward / standardBackward).
+   * Parallel: the row pass (dg), the column pass (dW and per-block column sums) and, unless one block
+   * covers every row and dh may be bound next to dW, a pass adding up the blocks (dh). Serial: one pass
+   * (dW, per-block column sums, per-word row sums) and up to two passes adding up the partial sums.
    */
   backward(pass: GPUComputePassEncoder, args: DeriveBackwardArgs): void {
     const op = "WebGpuDerive.backward";
@@ -235,6 +317,15 @@ export class WebGpuDerive {
     if (clip !== undefined) {
       if (!(clip > 0)) throw new RangeError(`${op}: expected clip > 0, found ${clip}`);
       if (!w) throw new TypeError(`${op}: expected args.w (the latent) with clip, found none`);
+    }
+    // The serial kernels unless a loop would pass llvmpipe's limit or a view is not 4-aligned.
+    if (
+      this.kernel === "serial" && wpr <= SERIAL_MAX_LOOPS &&
+      Math.ceil(out / this.serialRows) <= SERIAL_MAX_LOOPS &&
+      this.#backwardSerial(pass, op, { method, out, in: inF, k, wpr, latentRows }, args)
+    ) {
+      this.#recorded.serial++;
+      return;
     }
     // Every check before the first dispatch, so a failing call records nothing.
     const blocks = Math.ceil(out / this.rowBlock);
@@ -257,6 +348,7 @@ export class WebGpuDerive {
     const wB = clip !== undefined ? this.#rows(op, "w", w!, latentRows, inF) : undefined;
     const sB = direct ? dhB : this.#rows(op, "scratch", sums, blocks * k, inF);
 
+    this.#recorded.parallel++;
     // Row pass: dg.
     const dgParams = new Uint32Array([
       out,
@@ -338,6 +430,153 @@ export class WebGpuDerive {
     );
   }
 
+  /**
+   * The serial backward: coupled_backward_serial, then coupled_backward_dh for dh and dg unless direct.
+   * Records nothing and returns false when a view the kernel reads as vec4s is not 4-aligned.
+   */
+  #backwardSerial(
+    pass: GPUComputePassEncoder,
+    op: string,
+    shape: { method: DeriveMethod; out: number; in: number; k: number; wpr: number; latentRows: number },
+    args: DeriveBackwardArgs,
+  ): boolean {
+    const { method, out, in: inF, k, wpr, latentRows } = shape;
+    const { dWHat, planes, g, h, dW, dg, dh, clip, w } = args;
+    const accumulate = args.accumulate ?? false;
+    const chain = args.chainScales ?? false;
+    // Every check before the first dispatch, so a failing call records nothing.
+    const blocks = Math.ceil(out / this.serialRows);
+    const x = Math.ceil(wpr / this.serialThreads);
+    checkInt(op, "ceil(in / 32) / serialThreads", x, 1, MAX_GRID);
+    const read = [dWHat, planes, g, h, ...(clip !== undefined ? [w!] : [])];
+    // dh (dg) is written by the pass itself when one row block (plane word) covers the whole sum and no
+    // other view of the pass shares its buffer (a flat gradient buffer takes the route through scratch).
+    const directDh = blocks === 1 && [dW, dg, ...read].every((v) => v.buffer !== dh.buffer);
+    const hSums: GpuView = directDh ? dh : (args.scratch ?? this.#scratchView(blocks * k * inF));
+    const directDg = wpr === 1 && [dW, hSums, ...read].every((v) => v.buffer !== dg.buffer);
+    const gSums: GpuView = directDg ? dg : this.#rowScratchView(wpr * k * out);
+    this.#d.distinct(op, [dW, hSums, gSums], read);
+    if (!directDh) this.#d.distinct(op, [dh], [hSums]);
+    if (!directDg) this.#d.distinct(op, [dg], [gSums]);
+    const dWHatB = this.#rows(op, "dWHat", dWHat, out, inF);
+    const pB = this.#rows(op, "planes", planes, k * out, wpr);
+    const gB = this.#rows(op, "g", g, k, out);
+    const hB = this.#rows(op, "h", h, k, inF);
+    const dWB = this.#rows(op, "dW", dW, latentRows, inF);
+    const wB = clip !== undefined ? this.#rows(op, "w", w!, latentRows, inF) : undefined;
+    const dhB = this.#rows(op, "dh", dh, k, inF);
+    const dgB = this.#rows(op, "dg", dg, k, out);
+    const hsB = directDh ? dhB : this.#rows(op, "scratch", hSums, blocks * k, inF);
+    const gsB = directDg ? dgB : this.#rows(op, "row scratch", gSums, wpr * k, out);
+    const hsStride = strideOf(hSums, inF), gsStride = strideOf(gSums, out);
+    const vec4 = aligned(inF, [
+      [dWHatB, strideOf(dWHat, inF)],
+      [hB, strideOf(h, inF)],
+      [dWB, strideOf(dW, inF)],
+      [hsB, hsStride],
+      ...(wB ? [[wB, strideOf(w!, inF)] as [BoundView, number]] : []),
+    ]);
+    if (!vec4) return false;
+    const key = this.#serialPipeline("coupled_backward_serial", {
+      K: k,
+      STANDARD: method === "standard",
+      CLIP: clip !== undefined,
+      CHAIN: chain,
+      ACCUMULATE: accumulate,
+    });
+    const params = new Uint32Array([
+      out,
+      inF,
+      k,
+      (directDh ? FLAG_DIRECT_DH : 0) | (directDg ? FLAG_DIRECT_DG : 0),
+      this.serialRows,
+      0,
+      dWHatB.shift,
+      strideOf(dWHat, inF),
+      pB.shift,
+      strideOf(planes, wpr),
+      gB.shift,
+      strideOf(g, out),
+      hB.shift,
+      strideOf(h, inF),
+      wB?.shift ?? 0,
+      wB ? strideOf(w!, inF) : 0,
+      dWB.shift,
+      strideOf(dW, inF),
+      hsB.shift,
+      hsStride,
+      gsB.shift,
+      gsStride,
+      0,
+      0,
+    ]);
+    new Float32Array(params.buffer)[5] = clip ?? 0;
+    // The unused latent binding: 16 bytes, one vec4.
+    const wBinding = wB?.binding ?? { buffer: this.#d.unused() };
+    this.#d.launch(
+      pass,
+      key,
+      params,
+      [dWHatB.binding, pB.binding, gB.binding, hB.binding, wBinding, dWB.binding, hsB.binding, gsB.binding],
+      x,
+      blocks,
+    );
+    // Finishing passes: dh = Σ over row blocks, dg = Σ over plane words (coupled_backward_dh both).
+    const finish = (
+      sB: BoundView,
+      sStride: number,
+      cols: number,
+      parts: number,
+      dB: BoundView,
+      dStride: number,
+    ) => {
+      const dhParams = new Uint32Array([
+        cols,
+        k,
+        parts,
+        accumulate ? 1 : 0,
+        sB.shift,
+        sStride,
+        dB.shift,
+        dStride,
+      ]);
+      this.#d.launch(
+        pass,
+        `coupled_backward_dh:wg${this.threads}`,
+        dhParams,
+        [sB.binding, dB.binding],
+        Math.ceil(cols / this.threads),
+        k,
+      );
+    };
+    if (!directDh) finish(hsB, hsStride, inF, blocks, dhB, strideOf(dh, inF));
+    if (!directDg) finish(gsB, gsStride, out, wpr, dgB, strideOf(dg, out));
+    return true;
+  }
+
+  /** The key of a serial kernel's pipeline with template `values`, compiled here on first use. */
+  #serialPipeline(kernel: string, values: Record<string, number | boolean>): string {
+    const v: Record<string, number> = {};
+    for (const [name, value] of Object.entries(values)) v[name] = Number(value);
+    const key = `${kernel}:${
+      Object.entries(v).map(([n, x]) => `${n}${x}`).join(":")
+    }:wg${this.serialThreads}`;
+    this.#d.pipelineOrCompile(
+      key,
+      () => expandWgsl((KERNELS as Record<string, string>)[kernel], { name: kernel, values: v }),
+      { WG: this.serialThreads },
+    );
+    return key;
+  }
+
+  /**
+   * Calls of {@link forward} and {@link backward} so far by the kernel family they recorded (the serial
+   * family falls back to the parallel kernels for unaligned views): for tests and benchmarks.
+   */
+  get recorded(): { serial: number; parallel: number } {
+    return { ...this.#recorded };
+  }
+
   /** Bind groups cached so far; constant in steady state. */
   get cachedBindGroups(): number {
     return this.#d.cachedBindGroups;
@@ -347,6 +586,7 @@ export class WebGpuDerive {
   dispose(): void {
     this.#d.dispose();
     this.#scratch = undefined;
+    this.#rowScratch = undefined;
   }
 
   #key(kernel: string, method: DeriveMethod): string {
@@ -389,18 +629,28 @@ export class WebGpuDerive {
     return this.#d.bindRows(op, name, view, rows, width);
   }
 
-  /** A view of `words` words of a launcher-owned scratch buffer (grown, never shrunk). */
+  /** A view of `words` words of the launcher-owned scratch buffer of column sums (grown, never shrunk). */
   #scratchView(words: number): GpuView {
-    if (!this.#scratch || this.#scratch.size < words * 4) {
-      // The old buffer stays owned (freed by dispose): recorded passes may still bind it.
-      this.#scratch = this.#d.own(
-        this.ctx.device.createBuffer({
-          label: "WebGpuDerive:scratch",
-          size: Math.max(16, words * 4),
-          usage: GPUBufferUsage.STORAGE,
-        }),
-      );
-    }
+    if (!this.#scratch || this.#scratch.size < words * 4) this.#scratch = this.#newScratch("scratch", words);
     return { buffer: this.#scratch };
+  }
+
+  /** A view of `words` words of the launcher-owned scratch buffer of the serial row sums. */
+  #rowScratchView(words: number): GpuView {
+    if (!this.#rowScratch || this.#rowScratch.size < words * 4) {
+      this.#rowScratch = this.#newScratch("row scratch", words);
+    }
+    return { buffer: this.#rowScratch };
+  }
+
+  #newScratch(label: string, words: number): GPUBuffer {
+    // The old buffer stays owned (freed by dispose): recorded passes may still bind it.
+    return this.#d.own(
+      this.ctx.device.createBuffer({
+        label: `WebGpuDerive:${label}`,
+        size: Math.max(16, words * 4),
+        usage: GPUBufferUsage.STORAGE,
+      }),
+    );
   }
 }

@@ -11,11 +11,11 @@
 // Per Newton–Schulz step: A = X·Xᵀ (GEMM), B = b·A + a·I (muon_diag), B += c·A·A (GEMM), X' = B·X (GEMM):
 // the a·X term is folded into B's diagonal, (a·I + b·A + c·A²)·X = a·X + (b·A + c·A²)·X.
 
-import { createStorageBuffer, createUniformBuffer, type GpuContext } from "./device.ts";
-import { checkInt, Dispatcher, type GpuView, strideOf } from "./dispatch.ts";
-import { WebGpuGemm } from "./gemm.ts";
-import { KERNELS } from "./kernels.gen.ts";
-import { muonScale, NS_COEFFICIENTS } from "../../train/muon.ts";
+import { createStorageBuffer, createUniformBuffer, type GpuContext } from "../backend/webgpu/device.ts";
+import { checkInt, Dispatcher, type GpuView, strideOf } from "../backend/webgpu/dispatch.ts";
+import { WebGpuGemm } from "../backend/webgpu/gemm.ts";
+import { KERNELS } from "../backend/webgpu/kernels.gen.ts";
+import { muonScale, NS_COEFFICIENTS } from "./muon.ts";
 
 /** Arguments of {@link WebGpuMuon.step}: the views and the hyperparameters other than the learning rate. */
 export interface GpuMuonArgs {

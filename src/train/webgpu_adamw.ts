@@ -1,14 +1,24 @@
-// Launcher of the AdamW kernel (kernels/adamw.wgsl) over views (offset, length) of flat parameter,
-// gradient and moment buffers. CPU reference: adamwStep in src/train/adamw.ts.
+// Launcher of the AdamW kernels over views (offset, length) of flat parameter, gradient and moment buffers:
+// kernels/adamw_vec4.wgsl four parameters per vec4 over the 4-aligned body of a range, kernels/adamw.wgsl
+// one per thread over its unaligned head and ragged tail (or all of it). CPU reference: adamwStep in
+// src/train/adamw.ts, equal bit for bit where the adapter rounds division and sqrt correctly (llvmpipe).
 //
 // Dimension legend: n = parameters in the updated range; p, g, m, v views are all (n).
 
-import { adamwCoefficients, type AdamWOptions } from "../../train/adamw.ts";
-import { createUniformBuffer, type GpuContext } from "./device.ts";
-import { checkInt, Dispatcher, type GpuView, grid2d, offsetOf } from "./dispatch.ts";
-import { KERNELS } from "./kernels.gen.ts";
+import { adamwCoefficients, type AdamWOptions } from "./adamw.ts";
+import { createUniformBuffer, type GpuContext } from "../backend/webgpu/device.ts";
+import {
+  type BoundView,
+  checkInt,
+  Dispatcher,
+  type GpuView,
+  grid2d,
+  offsetOf,
+} from "../backend/webgpu/dispatch.ts";
+import { KERNELS } from "../backend/webgpu/kernels.gen.ts";
+import { expandWgsl } from "../backend/webgpu/wgsl_template.ts";
 
-export type { GpuView } from "./dispatch.ts";
+export type { GpuView } from "../backend/webgpu/dispatch.ts";
 
 const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
@@ -55,12 +65,22 @@ export class AdamWStep {
   }
 }
 
+/**
+ * The AdamW kernel family: "vec4" updates four parameters per vec4 access wherever the four views share
+ * their alignment (the scalar kernel takes the few parameters before and after); "scalar" one per thread.
+ */
+export type AdamWKernel = "vec4" | "scalar";
+
 /** Options of {@link WebGpuAdamW.create}. */
 export interface WebGpuAdamWOptions {
   /** Small workgroups for CPU adapters (default: true for a fallback adapter or one named llvmpipe, …). */
   compact?: boolean;
   /** Threads per workgroup: 32, 64, 128 or 256 (default 256, compact 64). */
   threads?: number;
+  /** The kernel family (default "vec4"). */
+  kernel?: AdamWKernel;
+  /** vec4 kernel: vec4s per thread, 1..8 (default 4 when compact, else 1). */
+  vec4PerThread?: number;
 }
 
 /** Arguments of {@link WebGpuAdamW.update}. */
@@ -99,6 +119,10 @@ export class WebGpuAdamW {
   readonly compact: boolean;
   /** Threads per workgroup. */
   readonly threads: number;
+  /** The kernel family. */
+  readonly kernel: AdamWKernel;
+  /** vec4 kernel: vec4s per thread. */
+  readonly vec4PerThread: number;
   readonly #d: Dispatcher;
 
   private constructor(ctx: GpuContext, options: WebGpuAdamWOptions) {
@@ -109,12 +133,23 @@ export class WebGpuAdamW {
     if (![32, 64, 128, 256].includes(this.threads)) {
       throw new RangeError(`WebGpuAdamW: expected threads 32, 64, 128 or 256, found ${this.threads}`);
     }
+    const kernel = options.kernel ?? "vec4";
+    if (kernel !== "vec4" && kernel !== "scalar") {
+      throw new TypeError(`WebGpuAdamW: expected kernel "vec4" or "scalar", found ${String(kernel)}`);
+    }
+    this.kernel = kernel;
+    this.vec4PerThread = options.vec4PerThread ?? (this.compact ? 4 : 1);
+    checkInt("WebGpuAdamW", "vec4PerThread", this.vec4PerThread, 1, 8);
   }
 
-  /** Compiles the kernel and returns the launcher. */
+  /** Compiles the kernels and returns the launcher. */
   static async create(ctx: GpuContext, options: WebGpuAdamWOptions = {}): Promise<WebGpuAdamW> {
     const a = new WebGpuAdamW(ctx, options);
     await a.#d.compile(a.#key(), KERNELS.adamw, { WG: a.threads });
+    if (a.kernel === "vec4") {
+      const code = expandWgsl(KERNELS.adamw_vec4, { name: "adamw_vec4", values: { VPT: a.vec4PerThread } });
+      await a.#d.compile(a.#vec4Key(), code, { WG: a.threads });
+    }
     return a;
   }
 
@@ -125,7 +160,11 @@ export class WebGpuAdamW {
     return step;
   }
 
-  /** One AdamW step over n parameters. Dispatch ≈ (ceil(n / threads)) workgroups, split over x and y. */
+  /**
+   * One AdamW step over n parameters. Dispatch ≈ (ceil(n / (4 · vec4PerThread · threads))) workgroups of the
+   * vec4 kernel (vec4 family, views sharing their offset modulo 4) plus ≤ 2 small scalar dispatches for the
+   * unaligned head and ragged tail; or ceil(n / threads) of the scalar kernel; split over x and y.
+   */
   update(pass: GPUComputePassEncoder, args: AdamWArgs): void {
     const op = "WebGpuAdamW.update";
     const { step, p, g, m, v, length: n } = args;
@@ -138,9 +177,36 @@ export class WebGpuAdamW {
     const bound = ([["p", p], ["g", g], ["m", m], ["v", v]] as const).map(([name, view]) =>
       this.#d.bind(op, name, view, offsetOf(view) + n)
     );
-    const groups = Math.ceil(n / this.threads);
+    const misalign = bound[0].shift % 4;
+    if (this.kernel === "scalar" || bound.some((b) => b.shift % 4 !== misalign)) {
+      this.#scalar(pass, step, bound, 0, n);
+      return;
+    }
+    const head = Math.min(n, (4 - misalign) % 4);
+    const n4 = Math.floor((n - head) / 4);
+    if (head > 0) this.#scalar(pass, step, bound, 0, head);
+    if (n4 > 0) {
+      const groups = Math.ceil(n4 / (this.threads * this.vec4PerThread));
+      const [x, y] = grid2d(groups);
+      const params = new Uint32Array([n4, x, ...bound.map((b) => (b.shift + head) / 4), 0, 0]);
+      const resources = [{ buffer: step.buffer }, ...bound.map((b) => b.binding)];
+      this.#d.launch(pass, this.#vec4Key(), params, resources, x, y);
+    }
+    const done = head + 4 * n4;
+    if (done < n) this.#scalar(pass, step, bound, done, n - done);
+  }
+
+  /** The scalar kernel over parameters from .. from + count of the bound views. */
+  #scalar(
+    pass: GPUComputePassEncoder,
+    step: AdamWStep,
+    bound: BoundView[],
+    from: number,
+    count: number,
+  ): void {
+    const groups = Math.ceil(count / this.threads);
     const [x, y] = grid2d(groups);
-    const params = new Uint32Array([n, x, ...bound.map((b) => b.shift), 0, 0]);
+    const params = new Uint32Array([count, x, ...bound.map((b) => b.shift + from), 0, 0]);
     this.#d.launch(
       pass,
       this.#key(),
@@ -163,5 +229,9 @@ export class WebGpuAdamW {
 
   #key(): string {
     return `adamw:wg${this.threads}`;
+  }
+
+  #vec4Key(): string {
+    return `adamw_vec4:vpt${this.vec4PerThread}:wg${this.threads}`;
   }
 }
