@@ -1,12 +1,15 @@
-// The training GEMM: the CPU reference (src/model/gemm.ts) against a float64 triple loop, and both WebGPU
-// kernel families (kernels/gemm_train.wgsl, tiled; kernels/gemm_direct.wgsl, direct) against the CPU
-// reference on every transpose combination, ragged shapes, strided views at offsets, alpha/beta, and
-// beta = 0 over NaN; the direct family also on views that take its vec4 and mixed load paths. Fails (does
-// not skip) without a WebGPU adapter: CI has llvmpipe.
+// The training GEMM: the CPU reference (src/model/gemm.ts) against a float64 triple loop, and the three
+// WebGPU kernel families (kernels/gemm_train.wgsl, tiled; kernels/gemm_direct.wgsl, direct;
+// kernels/gemm_pack.wgsl + kernels/gemm_texel.wgsl, texel) against the CPU reference on every transpose
+// combination, ragged shapes, strided views at offsets, alpha/beta, and beta = 0 over NaN; the direct
+// family also on views that take its vec4 and mixed load paths, the texel family on each packing variant,
+// its vec4 stores, a product split over textures, and one texture for both operands. Fails (does not
+// skip) without a WebGPU adapter: CI has llvmpipe.
 
 import assert from "node:assert/strict";
 import { createStorageBuffer, type GpuContext, readF32, requestGpu } from "../src/backend/webgpu/device.ts";
 import {
+  COMPACT_TEXEL_GEMM_GEOMETRY,
   DIRECT_GEMM_8X8,
   directVec4,
   type GemmArgs,
@@ -14,6 +17,9 @@ import {
   gemmShapeClass,
   geometryKey,
   GPU_GEMM_GEOMETRY,
+  texelGemmSupported,
+  texelPackVec4,
+  texelPays,
   validateGemmGeometry,
   WebGpuGemm,
 } from "../src/backend/webgpu/gemm.ts";
@@ -26,6 +32,8 @@ const gemmPromise = gpu ? WebGpuGemm.create(gpu) : null;
 /** One geometry of each family, cheap to compile on llvmpipe (the default direct one is 8 × 16). */
 const TILED: GemmGeometry = { kind: "tiled", BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 };
 const DIRECT: GemmGeometry = DIRECT_GEMM_8X8;
+/** Texel geometry: two vec4 column groups (TN 8), a row count that is not a multiple of 4. */
+const TEXEL: GemmGeometry = { kind: "texel", TM: 3, TN: 8, WG: 16 };
 
 async function setup(): Promise<{ ctx: GpuContext; g: WebGpuGemm }> {
   if (!gpu || !gemmPromise) {
@@ -125,8 +133,18 @@ interface Case {
   offsets?: readonly [number, number, number];
 }
 
-/** Runs one case on the GPU (optionally with a forced geometry) and checks it against the CPU gemm. */
-async function check(ctx: GpuContext, g: WebGpuGemm, rng: Rng, t: Case, geometry?: GemmGeometry) {
+/**
+ * Runs one case on the GPU (optionally with a forced geometry) and checks it against the CPU gemm. `same`:
+ * B is A's view (A stored (M, K) or (K, M); the case's N, pads[1] and offsets[1] are ignored).
+ */
+async function check(
+  ctx: GpuContext,
+  g: WebGpuGemm,
+  rng: Rng,
+  t: Case,
+  geometry?: GemmGeometry,
+  same = false,
+) {
   const { M, N, K, transA, transB, alpha, beta, pad, offset } = t;
   const [aRows, aW] = transA ? [K, M] : [M, K];
   const [bRows, bW] = transB ? [N, K] : [K, N];
@@ -139,16 +157,17 @@ async function check(ctx: GpuContext, g: WebGpuGemm, rng: Rng, t: Case, geometry
     for (let r = 0; r < rows; r++) x.set(rng.normals(w), r * ld);
     return x;
   };
-  const a = strided(aRows, aW, lda), b = strided(bRows, bW, ldb);
+  if (same) assert.ok(M === N && transB === !transA && lda === ldb, "same: a Gram product of one view");
+  const a = strided(aRows, aW, lda), b = same ? a : strided(bRows, bW, ldb);
   const c0 = beta === 0 ? new Float32Array(M * ldc).fill(NaN) : strided(M, N, ldc);
   const want = Float32Array.from(c0);
   gemm(a, b, want, { M, N, K, transA, transB, alpha, beta, lda, ldb, ldc });
-  const aBuf = upload(ctx, "A", a, offA, 5), bBuf = upload(ctx, "B", b, offB, 3);
+  const aBuf = upload(ctx, "A", a, offA, 5), bBuf = same ? aBuf : upload(ctx, "B", b, offB, 3);
   const cBuf = upload(ctx, "C", c0, offC, 7);
   const view = (buffer: GPUBuffer, off: number, stride: number): GpuView => ({ buffer, offset: off, stride });
   const args: GemmArgs = {
     a: view(aBuf, offA, lda),
-    b: view(bBuf, offB, ldb),
+    b: same ? view(aBuf, offA, lda) : view(bBuf, offB, ldb),
     c: view(cBuf, offC, ldc),
     M,
     N,
@@ -181,13 +200,13 @@ async function check(ctx: GpuContext, g: WebGpuGemm, rng: Rng, t: Case, geometry
   for (let i = 0; i < offC; i++) assert.ok(Number.isNaN(all[i]), `${what}: wrote before C`);
   for (let i = offC + M * ldc; i < all.length; i++) assert.ok(Number.isNaN(all[i]), `${what}: wrote after C`);
   aBuf.destroy();
-  bBuf.destroy();
+  if (!same) bBuf.destroy();
   cBuf.destroy();
   g.clearCache();
   return g.vec4Views(args);
 }
 
-for (const [family, geometry] of [["tiled", TILED], ["direct", DIRECT]] as const) {
+for (const [family, geometry] of [["tiled", TILED], ["direct", DIRECT], ["texel", TEXEL]] as const) {
   Deno.test(`webgpu gemm (${family}) matches the CPU gemm: 4 transposes, ragged, strided, alpha/beta`, async () => {
     const { ctx, g } = await setup();
     await g.prepare(geometry);
@@ -295,13 +314,105 @@ Deno.test("webgpu gemm (direct): vec4 and mixed views, K % 4 tails, other regist
   assert.equal(directVec4(0, 64, 36, 6), false); // register tile along M or N
 });
 
-Deno.test("webgpu gemm: both families on training shapes, a tall-skinny product, argument checks", async () => {
+Deno.test("webgpu gemm (texel): packings, K tails, vec4 stores, split products, shared operand", async () => {
+  const { ctx, g } = await setup();
+  if (!g.texels) throw new Error(`${ctx.adapterDescription} lacks read-only storage textures`);
+  const rng = new Rng(33);
+  const geometry: GemmGeometry = { kind: "texel", TM: 4, TN: 4, WG: 8 };
+  await g.prepare(geometry);
+  const base = { alpha: 1.25, beta: 0, pad: 0, offset: 0 };
+  for (const [transA, transB] of COMBOS) {
+    // Every packing variant: K = 36 (multiple of 4, k4 = 9 leaves a partial group of four texels) and
+    // M = 20, N = 12 (multiples of 4) take the vec4 loads; C at an offset and stride that are multiples of
+    // 4 takes vec4 stores (N = 12 is ragged for TN = 8 geometries, not for 4).
+    const vecC = { pads: [0, 0, 4], offsets: [0, 4, 8] } as const;
+    let vec = await check(ctx, g, rng, { ...base, M: 20, N: 12, K: 36, transA, transB, ...vecC }, geometry);
+    assert.deepEqual(vec, [true, true, true]);
+    vec = await check(ctx, g, rng, { ...base, M: 20, N: 12, K: 36, transA, transB, beta: 1, ...vecC }, TEXEL);
+    assert.deepEqual(vec, [true, true, true]);
+    // K % 4 tails (zero padding in the last texel): the k-contiguous operands drop to scalar loads, the
+    // transposed ones keep vec4 loads along M and N; then extents along the stored rows not multiples of 4.
+    vec = await check(
+      ctx,
+      g,
+      rng,
+      { ...base, M: 20, N: 12, K: 30, transA, transB, beta: -1, ...vecC },
+      geometry,
+    );
+    assert.deepEqual(vec, [transA, !transB, true]);
+    vec = await check(
+      ctx,
+      g,
+      rng,
+      { ...base, M: 21, N: 13, K: 5, transA, transB, offsets: [4, 8, 0] },
+      geometry,
+    );
+    assert.deepEqual(vec, [false, false, false]);
+    // One texture for both operands: C = A·Aᵀ (A stored (M, K)) or Aᵀ·A (A stored (K, M)).
+    if (transA !== transB) {
+      const gram = { ...base, M: 24, N: 24, K: 33, transA, transB, pads: [3, 3, 1] as const };
+      await check(ctx, g, rng, { ...gram, offsets: [5, 5, 2] }, geometry, true);
+      await check(ctx, g, rng, { ...gram, pads: [0, 0, 0], offsets: [8, 8, 0], beta: 0.5 }, TEXEL, true);
+    }
+  }
+  assert.equal(texelPackVec4(4, 8, 12), true);
+  assert.equal(texelPackVec4(2, 8, 12), false); // offset
+  assert.equal(texelPackVec4(4, 6, 12), false); // stride
+  assert.equal(texelPackVec4(4, 8, 13), false); // K, or the rows of a transposed operand
+  // Operand textures of 40 texels: products whose packed op(A) or op(B)ᵀ needs more are split along M,
+  // then N (K = 33: 9 texels per row, 4 rows per texture); K = 200 needs 50 texels per row: refused.
+  const small = await WebGpuGemm.create(ctx, { geometry: TEXEL, maxTexels: 40 });
+  try {
+    for (const [transA, transB] of COMBOS) {
+      await check(ctx, small, rng, {
+        M: 11,
+        N: 10,
+        K: 33,
+        transA,
+        transB,
+        alpha: 1,
+        beta: 0.5,
+        pad: 2,
+        offset: 3,
+      }, TEXEL);
+      await check(ctx, small, rng, { ...base, M: 3, N: 9, K: 36, transA, transB, offsets: [0, 0, 0] }, TEXEL);
+    }
+    const buf = createStorageBuffer(ctx, "x", 200 * 4 * 4), c = createStorageBuffer(ctx, "c", 16 * 4);
+    const enc = ctx.device.createCommandEncoder({ label: "split" });
+    const pass = enc.beginComputePass({ label: "split" });
+    assert.throws(
+      () =>
+        small.gemm(pass, {
+          a: { buffer: buf },
+          b: { buffer: buf },
+          c: { buffer: c },
+          M: 4,
+          N: 4,
+          K: 200,
+          geometry: TEXEL,
+        }),
+      { name: "RangeError", message: /K = 200 needs 50 texels per packed row, more than the 40/ },
+    );
+    pass.end();
+    enc.finish();
+    buf.destroy();
+    c.destroy();
+  } finally {
+    small.dispose();
+  }
+  assert.equal(await texelGemmSupported(ctx), true);
+});
+
+Deno.test("webgpu gemm: families on training shapes, a tall-skinny product, argument checks", async () => {
   const { ctx, g } = await setup();
   const rng = new Rng(9);
   await g.prepare(TILED, [[false, true], [true, false]]);
   // Forward y = x·Wᵀ and dW += dYᵀ·x shapes of the small model (T 37, in 64, out 172), on the tiled
-  // family and on the default geometry (direct 8 × 16 on a software adapter).
-  for (const geometry of [TILED, undefined]) {
+  // family, the default geometry (on llvmpipe these small products take the direct 8 × 8 fallback of the
+  // texel default; tiled on a GPU) and the texel default itself where the adapter has it.
+  const texelDefault = g.texels ? [COMPACT_TEXEL_GEMM_GEOMETRY] : [];
+  if (g.texels) await g.prepare(COMPACT_TEXEL_GEMM_GEOMETRY);
+  for (const geometry of [TILED, undefined, ...texelDefault]) {
     const base = { alpha: 1, pad: 0, offset: 0 };
     await check(
       ctx,
@@ -372,6 +483,11 @@ Deno.test("webgpu gemm: both families on training shapes, a tall-skinny product,
     () => g.gemm(pass, { ...base, c: { buffer: c }, geometry: { kind: "direct", TM: 2, TN: 2, WG: 8 } }),
     /is not compiled/,
   );
+  assert.throws(
+    () => g.gemm(pass, { ...base, c: { buffer: c }, geometry: { kind: "texel", TM: 2, TN: 2, WG: 8 } }),
+    /is not compiled/,
+  );
+  assert.throws(() => validateGemmGeometry(ctx, { kind: "texel", TM: 32, TN: 16, WG: 8 }), /registers/);
   assert.throws(() => validateGemmGeometry(ctx, { kind: "direct", TM: 32, TN: 16, WG: 8 }), /registers/);
   const tooMany = 2 * ctx.limits.maxComputeInvocationsPerWorkgroup;
   assert.throws(() => validateGemmGeometry(ctx, { kind: "direct", TM: 4, TN: 4, WG: tooMany }), /threads/);
@@ -388,10 +504,10 @@ Deno.test("webgpu gemm: both families on training shapes, a tall-skinny product,
 Deno.test("webgpu gemm tune times candidates and keeps the fastest for the shape class", async () => {
   const { g } = await setup();
   const shape = { M: 96, N: 80, K: 64, transB: true };
-  // Both families: the default (direct on a software adapter, tiled on a GPU) and one of the other.
-  const other: GemmGeometry = g.defaultGeometry.kind === "direct"
-    ? { kind: "tiled", BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 }
-    : { kind: "direct", TM: 4, TN: 4, WG: 64 };
+  // The default (texel or direct on a software adapter, tiled on a GPU) and another family.
+  const other: GemmGeometry = g.defaultGeometry.kind === "tiled"
+    ? { kind: "direct", TM: 4, TN: 4, WG: 64 }
+    : { kind: "tiled", BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 };
   const candidates: GemmGeometry[] = [g.defaultGeometry, other];
   const r = await g.tune(shape, { candidates, reps: 3, batchMs: 20 });
   assert.equal(r.shapeClass, gemmShapeClass(shape));
@@ -399,15 +515,37 @@ Deno.test("webgpu gemm tune times candidates and keeps the fastest for the shape
   const best = candidates.reduce((x, y) => (r.ms[geometryKey(y)] < r.ms[geometryKey(x)] ? y : x));
   assert.deepEqual(r.geometry, best);
   assert.deepEqual(g.geometryFor({ M: 100, N: 70, K: 60, transB: true }), best); // same class
-  assert.deepEqual(g.geometryFor({ M: 96, N: 80, K: 64 }), g.defaultGeometry); // another class
+  assert.deepEqual(g.geometryFor({ M: 1024, N: 1024, K: 64 }), g.defaultGeometry); // another class
   console.log(`gemm tune on ${gpu?.adapterDescription}: ${JSON.stringify(r.ms)}`);
 });
 
-Deno.test("webgpu gemm default geometry: direct on a software adapter, tiled on a GPU", async () => {
+Deno.test("webgpu gemm default: texel (else direct) on software adapters, tiled on GPUs", async () => {
   const { ctx, g } = await setup();
+  // Products too small to pay for the packing take the direct 8 × 8 fallback of a texel default.
+  assert.equal(texelPays({ M: 64, N: 64, K: 64 }), false);
+  assert.equal(texelPays({ M: 64, N: 64, K: 1024, transA: true }), false);
+  assert.equal(texelPays({ M: 1024, N: 64, K: 64, transB: true }), true);
+  assert.equal(texelPays({ M: 64, N: 4096, K: 512, transB: true }), true);
+  const texel = await WebGpuGemm.create(ctx, { geometry: { kind: "texel", TM: 4, TN: 4, WG: 8 } }).catch(() =>
+    null
+  );
+  if (texel) {
+    assert.deepEqual(texel.geometryFor({ M: 64, N: 64, K: 64 }), DIRECT_GEMM_8X8);
+    assert.deepEqual(texel.geometryFor({ M: 1024, N: 64, K: 64 }), texel.defaultGeometry);
+    // The fallback runs without prepare (compiled on first use).
+    const small = { M: 7, N: 13, K: 5, transA: false, transB: true, alpha: 2, beta: 0, pad: 1, offset: 3 };
+    await check(ctx, texel, new Rng(2), small);
+    texel.dispose();
+  } else {
+    assert.equal(g.texels, false);
+  }
   const software = ctx.isFallback ||
     /llvmpipe|lavapipe|softpipe|swiftshader|warp/i.test(ctx.adapterDescription);
   assert.equal(g.compact, software);
-  assert.equal(g.defaultGeometry.kind, software ? "direct" : "tiled");
+  assert.equal(g.texels, await texelGemmSupported(ctx));
+  assert.equal(g.defaultGeometry.kind, software ? (g.texels ? "texel" : "direct") : "tiled");
   if (!software) assert.deepEqual(g.defaultGeometry, GPU_GEMM_GEOMETRY);
+  if (/llvmpipe/i.test(ctx.adapterDescription)) {
+    assert.deepEqual(g.defaultGeometry, COMPACT_TEXEL_GEMM_GEOMETRY);
+  }
 });
