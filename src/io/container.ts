@@ -41,7 +41,8 @@ const HINT_VERSION = "Upgrade rabit to read it";
 // use 64-bit ints for small numbers.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** Whether `v` is a plain object (a MessagePack map), not an array, typed array or class instance. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;

@@ -41,6 +41,7 @@
 
 import {
   type ContainerKind,
+  isPlainObject,
   openContainer,
   PREAMBLE_BYTES,
   sealContainer,
@@ -165,12 +166,6 @@ const scaleKeys = (layer: string) => [`${layer}.g`, `${layer}.h`] as const;
 
 function shapeText(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== "object" || v === null) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }
 
 function describe(v: unknown): string {

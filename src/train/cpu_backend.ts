@@ -137,7 +137,7 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#studentOut.forEach((s, b) => {
       const seed = this.#seeds[b];
       backwardChunk(this.#student, s.acts, seed.dLogits, {
-        dHidden: gamma0(this.#options.gamma) ? undefined : seed.dHidden,
+        dHidden: this.#options.gamma === 0 ? undefined : seed.dHidden,
         grads: this.#studentGrads,
         linearGrads,
         trainable: (name) => trained.has(name),
@@ -247,8 +247,4 @@ export class CpuTrainingBackend implements TrainingBackend {
     for (const layer of this.#student.quantized.values()) layer.derive();
     for (const name of this.#layout.floats) this.#student.params.get(name).set(this.table.get(name));
   }
-}
-
-function gamma0(gamma: number): boolean {
-  return gamma === 0;
 }

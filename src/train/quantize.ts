@@ -23,7 +23,7 @@ import {
   type TrainMethod,
 } from "./trainable.ts";
 import { WebGpuTrainingBackend } from "./webgpu_backend.ts";
-import { requestGpu } from "../backend/webgpu/device.ts";
+import { isCpuAdapter, requestGpu } from "../backend/webgpu/device.ts";
 
 /** Every method {@link quantize} knows. */
 export type QuantizeMethodName = "rabit" | "standard" | "ptq" | "rtn2";
@@ -367,7 +367,7 @@ async function createTrainingBackend(
     return await WebGpuTrainingBackend.create(teacher, layout, options, ctx);
   }
   if (!ctx) return cpu(layout);
-  if (!ctx.isFallback && !SOFTWARE_ADAPTER.test(ctx.adapterDescription)) {
+  if (!isCpuAdapter(ctx)) {
     return await WebGpuTrainingBackend.create(teacher, layout, options, ctx);
   }
   const copy = (): TrainLayout => {
@@ -396,8 +396,6 @@ async function createTrainingBackend(
   }
   return ms[1] < ms[0] ? await WebGpuTrainingBackend.create(teacher, layout, options, ctx) : cpu(layout);
 }
-
-const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;

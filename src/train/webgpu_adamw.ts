@@ -6,7 +6,7 @@
 // Dimension legend: n = parameters in the updated range; p, g, m, v views are all (n).
 
 import { adamwCoefficients, type AdamWOptions } from "./adamw.ts";
-import { createUniformBuffer, type GpuContext } from "../backend/webgpu/device.ts";
+import { createUniformBuffer, type GpuContext, isCpuAdapter } from "../backend/webgpu/device.ts";
 import {
   type BoundView,
   checkInt,
@@ -19,8 +19,6 @@ import { KERNELS } from "../backend/webgpu/kernels.gen.ts";
 import { expandWgsl } from "../backend/webgpu/wgsl_template.ts";
 
 export type { GpuView } from "../backend/webgpu/dispatch.ts";
-
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 /**
  * The scalars of one optimizer step (learning rate, betas, bias corrections, …) in a caller-owned uniform,
@@ -128,7 +126,7 @@ export class WebGpuAdamW {
   private constructor(ctx: GpuContext, options: WebGpuAdamWOptions) {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuAdamW");
-    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.compact = options.compact ?? isCpuAdapter(ctx);
     this.threads = options.threads ?? (this.compact ? 64 : 256);
     if (![32, 64, 128, 256].includes(this.threads)) {
       throw new RangeError(`WebGpuAdamW: expected threads 32, 64, 128 or 256, found ${this.threads}`);

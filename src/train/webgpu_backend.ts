@@ -376,24 +376,6 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     this.#gemm.gemm(pass, { a: { buffer: x }, b: w, c: { buffer: y }, M: N, N: out, K: inF, transB: true });
   }
 
-  #shapeOf(kind: string): [number, number] {
-    const c = this.#config;
-    const kvD = kvDim(c);
-    switch (kind) {
-      case "wq":
-      case "wo":
-        return [c.dim, c.dim];
-      case "wk":
-      case "wv":
-        return [kvD, c.dim];
-      case "w1":
-      case "w3":
-        return [c.hiddenDim, c.dim];
-      default:
-        return [c.dim, c.hiddenDim];
-    }
-  }
-
   /** Embedding, every block, the final norm and the classifier, into `resid`, `blocks` and `logits`. */
   #forward(
     pass: GPUComputePassEncoder,
@@ -617,7 +599,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       dX: GPUBuffer,
       acc: boolean,
     ) => {
-      const [out, inF] = this.#shapeOf(kind);
+      const slot = this.#slots.get(`layers.${l}.${kind}`)!;
+      const { out, in: inF } = slot;
       this.#gemm.gemm(pass, {
         a: { buffer: dY },
         b: w.linear(l, kind),
@@ -627,7 +610,6 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         K: out,
         beta: acc ? 1 : 0,
       });
-      const slot = this.#slots.get(`layers.${l}.${kind}`)!;
       this.#gemm.gemm(pass, {
         a: { buffer: dY },
         b: { buffer: x },

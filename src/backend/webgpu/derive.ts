@@ -10,7 +10,7 @@
 //   W: coupled (out, in), standard (k·out, in);  g: (k, out);  h: (k, in);  What, dWhat: (out, in);
 //   planes: (k·out, wpr) u32, the layout of src/quant/bitpack.ts;  dW like W;  dg like g;  dh like h.
 
-import type { GpuContext } from "./device.ts";
+import { type GpuContext, isCpuAdapter } from "./device.ts";
 import {
   type BoundView,
   checkInt,
@@ -119,7 +119,6 @@ export interface DeriveBackwardArgs extends DeriveShape {
   scratch?: GpuView;
 }
 
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 const FLAG_ACCUMULATE = 1, FLAG_CLIP = 2, FLAG_CHAIN = 4, FLAG_DIRECT = 8;
 // coupled_backward_serial's flags: dh, dg written directly (one row block, one plane word).
 const FLAG_DIRECT_DH = 8, FLAG_DIRECT_DG = 16;
@@ -185,7 +184,7 @@ export class WebGpuDerive {
   private constructor(ctx: GpuContext, options: WebGpuDeriveOptions) {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuDerive");
-    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.compact = options.compact ?? isCpuAdapter(ctx);
     this.threads = options.threads ?? (this.compact ? 64 : 256);
     if (![32, 64, 128, 256].includes(this.threads)) {
       throw new RangeError(`WebGpuDerive: expected threads 32, 64, 128 or 256, found ${this.threads}`);

@@ -16,6 +16,16 @@ export interface GpuContext {
   lost?: string;
 }
 
+const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
+
+/**
+ * Whether the adapter is a CPU (fallback, or named llvmpipe, lavapipe, SwiftShader or WARP): there
+ * small workgroups and barrier-free kernels ("compact" geometry) compile far faster and run faster.
+ */
+export function isCpuAdapter(ctx: GpuContext): boolean {
+  return ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription);
+}
+
 /** Options for {@link requestGpu}. */
 export interface RequestGpuOptions {
   powerPreference?: GPUPowerPreference;

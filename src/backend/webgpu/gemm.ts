@@ -11,7 +11,13 @@
 // The training products: forward y (T, out) = x (T, in) · Wᵀ (transB); dX (T, in) += dY (T, out) · W
 // (beta 1); dW (out, in) += dYᵀ · x (transA, beta 1).
 
-import { createStorageBuffer, createUniformBuffer, getPipeline, type GpuContext } from "./device.ts";
+import {
+  createStorageBuffer,
+  createUniformBuffer,
+  getPipeline,
+  type GpuContext,
+  isCpuAdapter,
+} from "./device.ts";
 import {
   type BoundView,
   checkInt,
@@ -116,8 +122,6 @@ export const COMPACT_TILED_GEMM_GEOMETRY: TiledGemmGeometry = {
   TM: 4,
   TN: 4,
 };
-
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 /** One product's shape and transposes (what the tuner and the geometry choice look at). */
 export interface GemmShape {
@@ -442,7 +446,7 @@ export class WebGpuGemm {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuGemm");
     this.#binder = new TexelBinder(ctx);
-    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.compact = options.compact ?? isCpuAdapter(ctx);
     this.texels = texels;
     const compactDefault = texels ? COMPACT_TEXEL_GEMM_GEOMETRY : COMPACT_GEMM_GEOMETRY;
     this.defaultGeometry = options.geometry ?? (this.compact ? compactDefault : GPU_GEMM_GEOMETRY);

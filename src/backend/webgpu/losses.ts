@@ -6,7 +6,7 @@
 //
 // Dimension legend: rows = positions (tokens of a batch), V = vocabulary, D = hidden width.
 
-import type { GpuContext } from "./device.ts";
+import { type GpuContext, isCpuAdapter } from "./device.ts";
 import {
   type BoundView,
   checkInt,
@@ -20,8 +20,6 @@ import { KERNELS } from "./kernels.gen.ts";
 import { expandWgsl } from "./wgsl_template.ts";
 
 export type { GpuView } from "./dispatch.ts";
-
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 /**
  * The loss kernel family: "parallel" runs a workgroup per row with reductions in workgroup memory (GPUs);
@@ -144,7 +142,7 @@ export class WebGpuLosses {
   private constructor(ctx: GpuContext, options: WebGpuLossesOptions) {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuLosses");
-    this.compact = options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription));
+    this.compact = options.compact ?? isCpuAdapter(ctx);
     const kernel = options.kernel ?? (this.compact ? "serial" : "parallel");
     if (kernel !== "serial" && kernel !== "parallel") {
       throw new TypeError(`WebGpuLosses: expected kernel "serial" or "parallel", found ${String(kernel)}`);

@@ -3,11 +3,15 @@
 //
 // Dimension legend: n elements of the range.
 
-import { createStorageBuffer, createUniformBuffer, type GpuContext, readF32 } from "./device.ts";
+import {
+  createStorageBuffer,
+  createUniformBuffer,
+  type GpuContext,
+  isCpuAdapter,
+  readF32,
+} from "./device.ts";
 import { checkInt, Dispatcher, type GpuView, grid2d, offsetOf } from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
-
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
 
 /** Sum of squares and scaling of flat f32 ranges. */
 export class WebGpuReduce {
@@ -32,7 +36,7 @@ export class WebGpuReduce {
   static async create(ctx: GpuContext, options: { compact?: boolean } = {}): Promise<WebGpuReduce> {
     const r = new WebGpuReduce(
       ctx,
-      options.compact ?? (ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription)),
+      options.compact ?? isCpuAdapter(ctx),
     );
     await r.#d.compile("sum_squares", KERNELS.sum_squares, { WG: r.threads });
     await r.#d.compile("scale", KERNELS.scale, { WG: r.threads });

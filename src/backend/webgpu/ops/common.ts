@@ -18,15 +18,7 @@ export interface JobOptions {
 /** Threads of the elementwise kernels. */
 export const WG = 256;
 
-const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|warp/i;
-
-/**
- * Whether the adapter is a CPU (fallback, or named llvmpipe, lavapipe, SwiftShader or WARP): there
- * small workgroups and tiles ("compact" geometry) compile far faster and run no slower.
- */
-export function isCpuAdapter(ctx: GpuContext): boolean {
-  return ctx.isFallback || CPU_ADAPTER.test(ctx.adapterDescription);
-}
+export { isCpuAdapter } from "../device.ts";
 
 /**
  * Compiles `jobs` one at a time: device error scopes are a stack, so concurrent compiles could
