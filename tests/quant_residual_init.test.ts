@@ -234,3 +234,24 @@ Deno.test("fp16 rounding of scales: values are fp16-representable, error barely 
     message: /fp16 range/,
   });
 });
+
+Deno.test("residualInit fit meanAbs (init none): greedy sign + mean-absolute row scales, h = 1 up to balance", () => {
+  // W = [[1, -3], [2, 2]]: path 1 = sign(W) ⊙ rowmean|W| = [[2, -2], [2, 2]]; residual [[-1, -1], [0, 0]];
+  // path 2 = sign(res) ⊙ rowmean|res| = [[-1, -1], [0, 0]] (row 2: sign(0) = +1 with scale 0).
+  const w = new Float32Array([1, -3, 2, 2]);
+  const { layer } = residualInit(w, { out: 2, in: 2 }, { k: 2, rounds: 0, fit: "meanAbs", rebalance: false });
+  assert.deepEqual([...layer.g], [2, 2, 1, 0]);
+  assert.deepEqual([...layer.h], [1, 1, 1, 1]);
+  assert.deepEqual([...dequantize(layer)], [1, -3, 2, 2]);
+  // Preconditioned: scales are fitted on W' and mapped back, so h carries 1 / sIn^a.
+  const pre = residualInit(w, { out: 2, in: 2 }, {
+    k: 1,
+    fit: "meanAbs",
+    rebalance: false,
+    sIn: new Float32Array([4, 1]),
+    aIn: 0.5,
+    aOut: 0,
+  });
+  assert.deepEqual([...pre.layer.h], [0.5, 1]);
+  assert.throws(() => residualInit(w, { out: 2, in: 2 }, { fit: "magic" as "svid" }), /expected fit/);
+});

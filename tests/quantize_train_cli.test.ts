@@ -53,6 +53,34 @@ Deno.test("quantize --method rabit trains, reports every loss, and its .rabit ev
   assert.ok(h.tokens > 20000 && h.tokens < 30000, `${h.tokens} held-out tokens`);
 });
 
+Deno.test("every baseline trains a few steps into a valid .rabit that says its method", async () => {
+  await using tmp = await tempDir();
+  for (const [method, k] of [["freeze", 2], ["dbllm", 2], ["onebit", 1], ["standard", 2]] as const) {
+    const out = `${tmp.dir}/${method}.rabit`;
+    const extra = method === "standard" ? ["--init", "none", "--precondition", "0"] : [];
+    const q = await runCli([
+      "quantize",
+      "--out",
+      out,
+      "--method",
+      method,
+      "--backend",
+      "cpu",
+      ...extra,
+      ...TINY,
+    ]);
+    assert.equal(q.code, 0, q.stderr);
+    const s = lastJson(q.stdout);
+    assert.equal(s.method, method);
+    assert.equal(s.paths, k);
+    assert.equal(s.losses.length, 3);
+    const file = await readRabit(out);
+    assert.equal(file.method, method);
+    assert.ok([...file.model.quantized.values()].every((l) => l.k === k));
+    if (method === "standard") assert.equal(s.options.init, "none");
+  }
+});
+
 Deno.test("quantize --backend webgpu trains on the GPU and gives the CPU's losses", async () => {
   await using tmp = await tempDir();
   const runs: { backend: string; losses: number[] }[] = [];
@@ -89,6 +117,12 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--optimizer", "sgd"], /--optimizer/],
     [["--data", tiny, "--seq", "64"], /at least one window of 64 tokens/],
     [["--method", "ptq", "--steps", "5"], /--steps applies to the training methods/],
+    [["--method", "dbllm", "--paths", "3"], /dbllm is a 2-bit quantizer/],
+    [["--method", "onebit", "--paths", "2"], /onebit has one path/],
+    [["--method", "freeze", "--paths", "1"], /freeze trains the last of several paths/],
+    [["--method", "dbllm", "--init", "svid"], /init applies to the SVID-initialized methods/],
+    [["--method", "dbllm", "--precondition", "0.5"], /precondition must be 0/],
+    [["--init", "random"], /--init must be one of svid, greedy, none/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

@@ -36,15 +36,24 @@ function setup(method: TrainMethod, k = 2, gamma = 0.5, optimizer: "adamw" | "mu
   return { teacher, layout, backend, windows };
 }
 
+function range(
+  table: { entry(n: string): { offset: number; size: number } },
+  name: string,
+): [number, number] {
+  const e = table.entry(name);
+  return [e.offset, e.offset + e.size];
+}
+
 async function batchLoss(backend: CpuTrainingBackend, batch: Int32Array[]) {
   await backend.teacherForward(batch);
   await backend.studentForward(batch);
   return await backend.losses();
 }
 
-for (const method of ["rabit", "standard"] as const) {
+for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const) {
   Deno.test(`${method}: scale, latent and norm gradients of KL + γ·MSE match finite differences`, async () => {
-    const { backend, layout, windows } = setup(method);
+    const k = method === "onebit" ? 1 : 2;
+    const { backend, layout, windows } = setup(method, k);
     const batch = windows.batch(1, 0, 2);
     const base = await batchLoss(backend, batch);
     assert.ok(base.loss > 0 && base.kl > 0 && base.mse > 0, JSON.stringify(base));
@@ -55,12 +64,25 @@ for (const method of ["rabit", "standard"] as const) {
     // paths), and norm weights. Latents: the STE gradient is not a true derivative, so it is checked by
     // identity against dWhat in quant_coupled.test.ts instead.
     const probes: [string, number][] = [
-      ["layers.0.wq.g", 2 * config.dim - 1], // path 2, last row
-      ["layers.1.w2.h", 2 * config.hiddenDim - 3], // path 2
+      ["layers.0.wq.g", k * config.dim - 1], // last path, last row
       ["layers.0.attention_norm", 3],
       ["norm", 0],
       ["layers.1.ffn_norm", 7],
     ];
+    if (method === "dbllm") {
+      // dbllm's column scales stay 1: no gradient at all.
+      for (const name of layout.linears) {
+        assert.ok(g.subarray(...range(table, `${name}.h`)).every((x) => x === 0));
+      }
+    } else {
+      probes.push(["layers.1.w2.h", k * config.hiddenDim - 3]); // last path
+    }
+    if (method === "freeze") {
+      // The frozen first path's latent gets no gradient; the trained last path's does.
+      const e = table.entry("layers.0.w1.w"), half = e.size / 2;
+      assert.ok(g.subarray(e.offset, e.offset + half).every((x) => x === 0));
+      assert.ok(g.subarray(e.offset + half, e.offset + e.size).some((x) => x !== 0));
+    }
     for (const [name, i] of probes) {
       const e = table.entry(name);
       const at = e.offset + i;
@@ -131,6 +153,43 @@ Deno.test("resume continues exactly: 3 + 3 steps equal 6 steps, losses to the la
   const resumed = await runTraining(b.backend, b.windows, { ...opts, steps: 6, resume: ck });
   assert.deepEqual(resumed.log.losses, straight.log.losses);
   assert.deepEqual(resumed.log.lr, straight.log.lr);
+});
+
+Deno.test("freeze keeps its frozen path's signs bit-identical while the last path and the scales train", async () => {
+  const { backend, windows, layout } = setup("freeze", 2, 0.5, "muon");
+  const before = [...backend.student.quantized.values()].map((l) => l.signs.slice());
+  const g0 = layout.table.get("layers.0.wq.g").slice();
+  await runTraining(backend, windows, {
+    steps: 8,
+    batch: 2,
+    lr: 3e-2,
+    seed: 2,
+    identity: { teacher: { config, crc: 0 }, options: {} },
+  });
+  let flipped = 0;
+  [...backend.student.quantized.values()].forEach((l, i) => {
+    const n = l.out * l.in;
+    assert.deepEqual(l.signs.subarray(0, n), before[i].subarray(0, n), `${l.name}: path 1 moved`);
+    for (let j = n; j < 2 * n; j++) if (l.signs[j] !== before[i][j]) flipped++;
+  });
+  assert.ok(flipped > 0, "the last path never changed sign: it did not train");
+  assert.notDeepEqual(layout.table.get("layers.0.wq.g"), g0);
+});
+
+Deno.test("dbllm starts on a uniform 2-bit grid (g2 = g1/2, h = 1) and trains g with h held at 1", async () => {
+  const { backend, windows, layout } = setup("dbllm", 2, 0.5, "adamw");
+  const g = layout.table.get("layers.1.w3.g"), out = g.length / 2;
+  for (let r = 0; r < out; r++) assert.equal(g[out + r], g[r] / 2);
+  const g0 = g.slice();
+  await runTraining(backend, windows, {
+    steps: 4,
+    batch: 2,
+    lr: 1e-2,
+    seed: 2,
+    identity: { teacher: { config, crc: 0 }, options: {} },
+  });
+  for (const name of layout.linears) assert.ok(layout.table.get(`${name}.h`).every((x) => x === 1), name);
+  assert.notDeepEqual(layout.table.get("layers.1.w3.g"), g0);
 });
 
 Deno.test("rabit's optimizer state is about half of standard's at k = 2 (AdamW, allocated buffers)", () => {

@@ -27,15 +27,20 @@ const config = {
   ropeTheta: 10000,
 };
 
-async function pair(method: TrainMethod, optimizer: "adamw" | "muon") {
+async function pair(method: TrainMethod, optimizer: "adamw" | "muon", k = 2) {
   if (!ctx) throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough)");
   const teacher = randomTeacher(config, 3);
   const layout = () => {
-    const l = trainLayout(config, 2, method, "norms");
-    initializeTable(teacher, l, { method, k: 2, precondition: 0 });
+    const l = trainLayout(config, k, method, "norms");
+    initializeTable(teacher, l, {
+      method,
+      k,
+      precondition: 0,
+      init: method === "freeze" ? "greedy" : "svid",
+    });
     return l;
   };
-  const options = { method, k: 2, gamma: 0.5, optimizer };
+  const options = { method, k, gamma: 0.5, optimizer, ...(method === "dbllm" ? { steClip: 4 / 3 } : {}) };
   return {
     cpu: new CpuTrainingBackend(teacher, layout(), options) as TrainingBackend,
     gpu: await WebGpuTrainingBackend.create(teacher, layout(), options, ctx),
@@ -51,13 +56,21 @@ async function step(b: TrainingBackend, windows: Int32Array[], s: number) {
   return [l.loss, l.kl, l.mse, r.gradNorm];
 }
 
-for (const [method, optimizer] of [["rabit", "adamw"], ["rabit", "muon"], ["standard", "muon"]] as const) {
-  Deno.test(`webgpu training equals the CPU for 20 steps: ${method}, ${optimizer}`, async () => {
-    const { cpu, gpu } = await pair(method, optimizer);
+const cases = [
+  ["rabit", "adamw", 2, 20],
+  ["rabit", "muon", 2, 20],
+  ["standard", "muon", 2, 20],
+  ["freeze", "muon", 3, 8],
+  ["dbllm", "adamw", 2, 8],
+  ["onebit", "muon", 1, 8],
+] as const;
+for (const [method, optimizer, k, steps] of cases) {
+  Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, k = ${k}`, async () => {
+    const { cpu, gpu } = await pair(method, optimizer, k);
     try {
       const rng = new Rng(4);
       let worst = 0;
-      for (let s = 1; s <= 20; s++) {
+      for (let s = 1; s <= steps; s++) {
         const windows = Array.from({ length: 3 }, () => Int32Array.from({ length: 11 }, () => rng.int(37)));
         const a = await step(cpu, windows, s), b = await step(gpu, windows, s);
         for (let i = 0; i < 4; i++) {

@@ -1,12 +1,19 @@
 // `rabit quantize`: turn a full-precision model into a packed `.rabit` file, by post-training
-// quantization (ptq, rtn2) or quantization-aware training (rabit, standard). Calls the library's quantize().
+// quantization (ptq, rtn2) or quantization-aware training (rabit and the baselines standard, freeze, dbllm,
+// onebit). Calls the library's quantize().
 
 import { choiceOption, numberOption, parseCommand, printJson, UsageError } from "./args.ts";
 import { readTextOrThrow } from "./text.ts";
 import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import { writeRabit } from "../io/rabit_format.ts";
-import { quantize, QUANTIZE_DEFAULTS, type QuantizeMethodName } from "../train/quantize.ts";
+import {
+  quantize,
+  QUANTIZE_DEFAULTS,
+  QUANTIZE_METHODS,
+  type QuantizeMethodName,
+  TRAINED_METHODS,
+} from "../train/quantize.ts";
 import { Progress } from "../util/progress.ts";
 import { dirname, join } from "node:path";
 
@@ -15,7 +22,7 @@ const D = QUANTIZE_DEFAULTS;
 export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
-Usage: rabit quantize [--model M] --out F.rabit [--method rabit|standard|ptq|rtn2] [--paths K]
+Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
                       [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
@@ -25,6 +32,11 @@ Methods:
             per layer whose k paths are derived in sequence (coupled residual forward), distilled from
             the full-precision model (KL + γ·hidden-state MSE)
   standard  the same training with k independent latents, one per path (the "standard QAT" baseline)
+  freeze    path freezing (MBOK): greedy residual init, then only the last path's latent and all scales
+            train; earlier paths' signs stay fixed (k ≥ 2)
+  dbllm     dual binarization (DB-LLM): a per-row 2-bit uniform code split into two binary planes,
+            trained with the STE on the code (clipped to its range); k = 2, no SVID or preconditioning
+  onebit    OneBit: one path (k = 1) from SVID of W, then the same training
   ptq       the function-aware initialization alone (METHOD.md §3), no training
   rtn2      plain 2-bit symmetric round-to-nearest per row (the naive reference point), k = 2
 
@@ -32,8 +44,11 @@ Options:
   --model M            full-precision llama2.c checkpoint (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
   --tokenizer T        tokenizer (default: found next to the model); embedded in the output file
   --out F              output .rabit file (required); written atomically
-  --method NAME        rabit | standard | ptq | rtn2 (default rabit)
-  --paths K            binary paths per layer, 1..4 (default ${D.paths})
+  --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
+  --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
+  --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
+                       (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
+                       freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
   --data F             training and calibration text; repeat for several files (default:
                        tinystories_dev.txt next to the model). The last --holdout of each file is never
                        trained or calibrated on, so it can measure the result
@@ -50,9 +65,11 @@ Options:
   --backend NAME       auto | cpu | webgpu: where training runs (default auto)
   --seed N             seed of the window order (default ${D.seed})
   --ste-clip C         clipped straight-through estimator: no latent gradient where |W| exceeds C times the
-                       largest magnitude the paths can give (default: identity STE)
+                       largest magnitude the paths can give (default: identity STE; dbllm 4/3, the code's
+                       range)
   --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
-  --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables)
+  --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables;
+                       onebit 0; dbllm and rtn2 take none)
   --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens})
   --calib-text F       same as --data (kept for scripts written for ptq)
   --json               print one JSON object as the last line (method, backend, steps, losses, seconds, …)
@@ -66,6 +83,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     out: { type: "string" },
     method: { type: "string" },
     paths: { type: "string" },
+    init: { type: "string" },
     data: { type: "string", multiple: true },
     holdout: { type: "string" },
     steps: { type: "string" },
@@ -90,20 +108,21 @@ export async function runQuantize(argv: string[]): Promise<void> {
   if (!values.out) {
     throw new UsageError("quantize: --out F.rabit is required (where to write the packed model)");
   }
-  const method: QuantizeMethodName = choiceOption(
-    values,
-    "method",
-    ["rabit", "standard", "ptq", "rtn2"] as const,
-    "rabit",
-  );
-  const paths = numberOption(values, "paths", { integer: true, min: 1, max: 4 }) ?? D.paths;
-  if (method === "rtn2" && paths !== 2) {
-    throw new UsageError("quantize: rtn2 is a 2-bit quantizer: --paths must be 2");
+  const method: QuantizeMethodName = choiceOption(values, "method", QUANTIZE_METHODS, "rabit");
+  const paths = numberOption(values, "paths", { integer: true, min: 1, max: 4 });
+  if ((method === "rtn2" || method === "dbllm") && paths !== undefined && paths !== 2) {
+    throw new UsageError(`quantize: ${method} is a 2-bit quantizer: --paths must be 2`);
+  }
+  if (method === "onebit" && paths !== undefined && paths !== 1) {
+    throw new UsageError("quantize: onebit has one path: --paths must be 1");
   }
   const v = values as Record<string, unknown>;
   const options = {
     method,
     paths,
+    init: values.init === undefined
+      ? undefined
+      : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
     steps: numberOption(v, "steps", { integer: true, min: 1 }),
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
@@ -123,14 +142,14 @@ export async function runQuantize(argv: string[]): Promise<void> {
     checkpoint: values.checkpoint,
     resume: values.resume,
   };
-  const trains = method === "rabit" || method === "standard";
+  const trains = TRAINED_METHODS.includes(method);
   if (!trains) {
     for (
       const key of ["steps", "batch", "seq", "lr", "optimizer", "gamma", "checkpoint", "resume"] as const
     ) {
       if (values[key] !== undefined) {
         throw new UsageError(
-          `quantize: --${key} applies to the training methods (rabit, standard), not ${method}`,
+          `quantize: --${key} applies to the training methods (${TRAINED_METHODS.join(", ")}), not ${method}`,
         );
       }
     }
@@ -194,7 +213,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     out: values.out,
     method,
     backend: result.backend,
-    paths: method === "rtn2" ? 2 : paths,
+    paths: layers[0]?.k ?? null,
     steps: result.log.losses.length,
     losses: result.log.losses,
     finalLoss: result.log.losses.at(-1) ?? null,

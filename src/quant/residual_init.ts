@@ -40,6 +40,12 @@ export interface ResidualInitOptions {
   statFloor?: number;
   /** Rescale each (g_i, h_i) to equal norms after mapping back (default true; the product is unchanged). */
   rebalance?: boolean;
+  /**
+   * How one path is fitted to its target M (default "svid"): "svid" = sign(M) with the leading singular
+   * pair of |M|; "meanAbs" = sign(M), g[r] = mean_c |M[r,c]|, h = 1 — the ablation's "no SVID" start
+   * (METHOD.md §5, `--init none`). Both run in the preconditioned space, so a = 0.5 still shapes h.
+   */
+  fit?: "svid" | "meanAbs";
   /** Power-iteration settings for every SVID fit. */
   svid?: Omit<SvidOptions, "init">;
 }
@@ -187,6 +193,10 @@ export function residualInit(
   const v = new Float64Array(inF); // (in)
   const vNext = new Float64Array(inF); // (in)
   const svid = options.svid ?? {};
+  const fit = options.fit ?? "svid";
+  if (fit !== "svid" && fit !== "meanAbs") {
+    throw new TypeError(`residualInit: expected fit "svid" or "meanAbs", found ${JSON.stringify(fit)}`);
+  }
   let svidIterations = 0;
 
   let normW2 = 0; // ||W'||²
@@ -206,13 +216,22 @@ export function residualInit(
   // Fits path i to the target held in `res` (signs, then power iteration on |res|, warm-started from v),
   // and leaves res = target − path_i. Returns the squared norm of what is left.
   const fitPath = (i: number): number => {
-    const it = powerIterationAbs(res, shape, { u, v, vNext, ...svid });
-    svidIterations += it.iterations;
-    const root = Math.sqrt(it.sigma);
     const gi = g.subarray(i * out, (i + 1) * out);
     const hi = h.subarray(i * inF, (i + 1) * inF);
-    for (let r = 0; r < out; r++) gi[r] = it.sigma > 0 ? u[r] / root : 0;
-    for (let c = 0; c < inF; c++) hi[c] = v[c] * root;
+    if (fit === "svid") {
+      const it = powerIterationAbs(res, shape, { u, v, vNext, ...svid });
+      svidIterations += it.iterations;
+      const root = Math.sqrt(it.sigma);
+      for (let r = 0; r < out; r++) gi[r] = it.sigma > 0 ? u[r] / root : 0;
+      for (let c = 0; c < inF; c++) hi[c] = v[c] * root;
+    } else {
+      for (let r = 0; r < out; r++) {
+        let sum = 0;
+        for (let c = 0; c < inF; c++) sum += Math.abs(res[r * inF + c]);
+        gi[r] = sum / inF;
+      }
+      hi.fill(1);
+    }
     let left = 0;
     for (let r = 0; r < out; r++) {
       const base = r * inF;

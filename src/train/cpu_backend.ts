@@ -11,7 +11,7 @@ import { adamwStep } from "./adamw.ts";
 import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
 import { klDivergence, meanSquaredError } from "./losses.ts";
 import { muonStep } from "./muon.ts";
-import { TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
+import { latentSlabs, TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
 
 /** Optimizer of the 2-D latents (scales and float tensors always use AdamW). */
 export type LatentOptimizer = "muon" | "adamw";
@@ -150,6 +150,7 @@ export class CpuTrainingBackend implements TrainingBackend {
       const g = this.#grads.get(name), src = this.#studentGrads.get(name);
       for (let i = 0; i < g.length; i++) g[i] += src[i];
     }
+    for (const { offset, size } of this.#layout.frozen) this.#grads.data.fill(0, offset, offset + size);
     this.#studentOut = [];
     this.#teacherOut = [];
     this.#seeds = [];
@@ -177,9 +178,10 @@ export class CpuTrainingBackend implements TrainingBackend {
       for (const name of this.#layout.linears) {
         const e = this.table.entry(`${name}.w`);
         const [rows, cols] = e.shape;
-        const slabs = o.method === "standard" ? o.k : 1; // each stacked latent is its own matrix
+        const slabs = latentSlabs(o.method, o.k); // each stacked latent is its own matrix
         const r = rows / slabs;
         for (let s = 0; s < slabs; s++) {
+          if (o.method === "freeze" && s < slabs - 1) continue; // frozen paths: zero gradient, no update
           const a = e.offset + s * r * cols, b = a + r * cols;
           muonStep(p.subarray(a, b), g.subarray(a, b), this.#m.subarray(a, b), r, cols, {
             lr,

@@ -2,10 +2,15 @@
 // every binarized layer's scales and the starting latents, and the trained float tensors.
 //
 // Latents (our choices, METHOD.md §3 and §5):
-//   rabit     W = the original weight, so the first derivation gives B_1 = sign(W) as the init did.
-//   standard  W_i = B_i ⊙ |W − Σ_{j≠i} path_j|: the residual the init fitted path i to, with the init's
-//             signs, so the first derivation gives exactly the init's paths and each latent's magnitude
-//             says how far that sign is from flipping.
+//   coupled (rabit, dbllm, onebit)  W = the original weight, so the first derivation gives B_1 = sign(W)
+//             as the init did.
+//   standard, freeze  W_i = B_i ⊙ |W − Σ_{j≠i} path_j|: the residual the init fitted path i to, with the
+//             init's signs, so the first derivation gives exactly the init's paths and each latent's
+//             magnitude says how far that sign is from flipping.
+// Scales: dbllm starts from the uniform 2-bit grid (quant/rtn.ts dbllmInit: g = (Δ, Δ/2), h = 1); every
+// other method from residualInit with the chosen start (`init`): "svid" = greedy residual SVID plus T
+// Gauss–Seidel rounds, "greedy" = T = 0, "none" = sign and mean-absolute scales (no SVID), each on the
+// preconditioned matrix when a > 0.
 //
 // Dimension legend: out/in features of a linear layer, k paths.
 
@@ -13,13 +18,19 @@ import type { LlamaModel } from "../model/model.ts";
 import type { ChannelStats } from "../quant/calibrate.ts";
 import { unpackSigns, wordsPerRow } from "../quant/bitpack.ts";
 import { residualInit } from "../quant/residual_init.ts";
-import type { TrainLayout, TrainMethod } from "./trainable.ts";
+import { dbllmInit } from "../quant/rtn.ts";
+import { derivationOf, type TrainLayout, type TrainMethod } from "./trainable.ts";
+
+/** How the paths' signs and scales start (METHOD.md §3, the ablation's switches). */
+export type InitKind = "svid" | "greedy" | "none";
 
 /** Options of {@link initializeTable}. */
 export interface InitOptions {
   method: TrainMethod;
   k: number;
-  /** Gauss–Seidel rounds T (default 4). */
+  /** The start (default "svid"; ignored by dbllm, which starts from its 2-bit grid). */
+  init?: InitKind;
+  /** Gauss–Seidel rounds T of the "svid" start (default 4). */
   svidRounds?: number;
   /** Preconditioning exponent a_in = a_out (default 0.5; 0 disables, and stats are then not needed). */
   precondition?: number;
@@ -32,7 +43,12 @@ export interface InitOptions {
 /** Writes the initial latents, scales and float tensors of `layout.table` from `teacher`. */
 export function initializeTable(teacher: LlamaModel, layout: TrainLayout, options: InitOptions): void {
   const { table } = layout;
-  const a = options.precondition ?? 0.5;
+  const dbllm = options.method === "dbllm";
+  const a = dbllm ? 0 : options.precondition ?? 0.5;
+  const init = options.init ?? "svid";
+  if (!["svid", "greedy", "none"].includes(init)) {
+    throw new TypeError(`initializeTable: expected init svid, greedy or none, found ${JSON.stringify(init)}`);
+  }
   if (a > 0 && !options.stats) {
     throw new TypeError("initializeTable: preconditioning needs calibration statistics: pass stats, or 0");
   }
@@ -40,9 +56,10 @@ export function initializeTable(teacher: LlamaModel, layout: TrainLayout, option
     const [out, inF] = teacher.params.shape(name);
     const w = teacher.params.get(name); // (out, in)
     const s = options.stats?.get(name);
-    const { layer } = residualInit(w, { out, in: inF }, {
+    const { layer } = dbllm ? dbllmInit(w, { out, in: inF }) : residualInit(w, { out, in: inF }, {
       k: options.k,
-      rounds: options.svidRounds ?? 4,
+      rounds: init === "svid" ? options.svidRounds ?? 4 : 0,
+      fit: init === "none" ? "meanAbs" : "svid",
       sIn: a > 0 ? s?.sIn : undefined,
       sOut: a > 0 ? s?.sOut : undefined,
       aIn: a,
@@ -51,7 +68,7 @@ export function initializeTable(teacher: LlamaModel, layout: TrainLayout, option
     table.get(`${name}.g`).set(layer.g);
     table.get(`${name}.h`).set(layer.h);
     const latent = table.get(`${name}.w`);
-    if (options.method === "rabit") latent.set(w);
+    if (derivationOf(options.method) === "coupled") latent.set(w);
     else standardLatents(w, layer, latent);
     options.onLayer?.(name, index, layout.linears.length);
   });

@@ -1,5 +1,6 @@
 // `quantize(model, options)`: every way this library turns a full-precision model into a packed one —
-// post-training (`ptq`, `rtn2`) or quantization-aware training (`rabit`, `standard`) — as one function
+// post-training (`ptq`, `rtn2`) or quantization-aware training (`rabit` and the baselines `standard`,
+// `freeze`, `dbllm`, `onebit`) — as one function
 // the CLI calls. Data flows one way: calibrate → initialize → train → pack.
 
 import type { LlamaModel } from "../model/model.ts";
@@ -13,9 +14,10 @@ import type { TrainingBackend } from "./backend.ts";
 import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./checkpoint.ts";
 import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
 import { splitHoldout, WindowSet } from "./data.ts";
-import { initializeTable } from "./init.ts";
+import { initializeTable, type InitKind } from "./init.ts";
 import { runTraining, type StepInfo } from "./loop.ts";
 import {
+  TRAIN_METHODS,
   TrainableLinear,
   type TrainFloat,
   type TrainLayout,
@@ -26,10 +28,13 @@ import { WebGpuTrainingBackend } from "./webgpu_backend.ts";
 import { isCpuAdapter, requestGpu } from "../backend/webgpu/device.ts";
 
 /** Every method {@link quantize} knows. */
-export type QuantizeMethodName = "rabit" | "standard" | "ptq" | "rtn2";
+export type QuantizeMethodName = TrainMethod | "ptq" | "rtn2";
+
+/** Every method name, training ones first. */
+export const QUANTIZE_METHODS: readonly QuantizeMethodName[] = [...TRAIN_METHODS, "ptq", "rtn2"];
 
 /** The methods that train. */
-export const TRAINED_METHODS: readonly QuantizeMethodName[] = ["rabit", "standard"];
+export const TRAINED_METHODS: readonly QuantizeMethodName[] = TRAIN_METHODS;
 
 /** Where training runs. */
 export type TrainBackendName = "auto" | "cpu" | "webgpu";
@@ -41,8 +46,10 @@ export interface QuantizeOptions {
   tokenizer: Tokenizer;
   /** Training / calibration texts; each loses its held-out tail (see holdout). */
   data: { name: string; text: string }[];
-  /** Binary paths k (1..4; rtn2: 2). */
+  /** Binary paths k (1..4; rtn2 and dbllm: 2; onebit: 1). */
   paths?: number;
+  /** How the paths start: "svid" (default), "greedy" (T = 0) or "none" (sign and mean-absolute scales). */
+  init?: InitKind;
   steps?: number;
   batch?: number;
   seq?: number;
@@ -92,6 +99,21 @@ export const QUANTIZE_DEFAULTS = {
   seed: 1,
 };
 
+/**
+ * Per-method defaults over {@link QUANTIZE_DEFAULTS} (a user's explicit option wins): what defines each
+ * baseline (METHOD.md §5) besides its derivation.
+ */
+export const METHOD_DEFAULTS: Partial<Record<QuantizeMethodName, Partial<QuantizeOptions>>> = {
+  // MBOK starts from greedy residual fits; its later paths correct frozen earlier ones.
+  freeze: { init: "greedy" },
+  // DB-LLM's 2-bit grid needs no calibration; its STE passes gradients only inside the code's range
+  // |W| ≤ 2Δ = (4/3)·(Δ + Δ/2), the clip in coupled.ts's units.
+  dbllm: { precondition: 0, steClip: 4 / 3 },
+  // OneBit: one path from SVID of W (no preconditioning).
+  onebit: { paths: 1, precondition: 0 },
+  rtn2: { precondition: 0 },
+};
+
 /** What {@link quantize} returns. */
 export interface QuantizeResult {
   /** The packed model (scales rounded to fp16, as the file stores them). */
@@ -130,13 +152,18 @@ function checkOption(ok: boolean, message: string): void {
  */
 export async function quantize(model: LlamaModel, options: QuantizeOptions): Promise<QuantizeResult> {
   const start = performance.now();
-  const o = { ...QUANTIZE_DEFAULTS, ...stripUndefined(options) };
-  const method = o.method;
-  if (!["rabit", "standard", "ptq", "rtn2"].includes(method)) {
+  const method = options.method;
+  if (!QUANTIZE_METHODS.includes(method)) {
     throw new TypeError(
-      `quantize: expected method rabit, standard, ptq or rtn2, found ${JSON.stringify(method)}`,
+      `quantize: expected method ${QUANTIZE_METHODS.join(", ")}, found ${JSON.stringify(method)}`,
     );
   }
+  const o = {
+    ...QUANTIZE_DEFAULTS,
+    init: "svid" as InitKind,
+    ...METHOD_DEFAULTS[method],
+    ...stripUndefined(options),
+  };
   if (model.quantized.size > 0) {
     throw new RangeError("quantize: the model is already quantized; start from a full-precision model");
   }
@@ -144,7 +171,35 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     Number.isInteger(o.paths) && o.paths >= 1 && o.paths <= 4,
     `expected paths 1..4, found ${o.paths}`,
   );
-  if (method === "rtn2") checkOption(o.paths === 2, "rtn2 is a 2-bit quantizer: paths must be 2");
+  if (method === "rtn2" || method === "dbllm") {
+    checkOption(o.paths === 2, `${method} is a 2-bit quantizer: paths must be 2, found ${o.paths}`);
+  }
+  if (method === "onebit") {
+    checkOption(o.paths === 1, `onebit has one path: paths must be 1, found ${o.paths}`);
+  }
+  if (method === "freeze") {
+    checkOption(
+      o.paths >= 2,
+      `freeze trains the last of several paths: paths must be 2..4, found ${o.paths}`,
+    );
+  }
+  checkOption(
+    ["svid", "greedy", "none"].includes(o.init),
+    `expected init svid, greedy or none, found ${JSON.stringify(o.init)}`,
+  );
+  if (options.init !== undefined) {
+    checkOption(
+      method !== "dbllm" && method !== "rtn2",
+      `init applies to the SVID-initialized methods, not ${method} (it starts from its 2-bit grid)`,
+    );
+    checkOption(!(method === "ptq" && o.init === "none"), "ptq supports init svid or greedy, not none");
+  }
+  if (method === "dbllm" || method === "rtn2") {
+    checkOption(
+      !(o.precondition > 0),
+      `${method} starts from a 2-bit grid, not a preconditioned fit: precondition must be 0`,
+    );
+  }
   checkOption(Number.isInteger(o.steps) && o.steps >= 1, `expected steps ≥ 1, found ${o.steps}`);
   checkOption(Number.isInteger(o.batch) && o.batch >= 1, `expected batch ≥ 1, found ${o.batch}`);
   checkOption(
@@ -163,7 +218,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const encode = (t: string) => o.tokenizer.encode(t);
   // Training calibrates on windows as long as it trains on; ptq on windows of up to 512 tokens.
   const calibWindow = TRAINED_METHODS.includes(method) ? o.seq : Math.min(512, model.config.seqLen);
-  const needsCalibration = method !== "rtn2" && o.precondition > 0;
+  const needsCalibration = method !== "rtn2" && method !== "dbllm" && o.precondition > 0;
   let stats;
   let calibration: Record<string, unknown> = { used: false };
   if (needsCalibration) {
@@ -178,7 +233,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     const q = quantizeModel(model, {
       method,
       paths: o.paths,
-      svidRounds: o.svidRounds,
+      svidRounds: o.init === "greedy" ? 0 : o.svidRounds,
       precondition: o.precondition,
       stats,
       onLayer: (name, i, n) => o.onInitLayer?.(name, i, n),
@@ -190,7 +245,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       options: method === "ptq"
         ? {
           paths: o.paths,
-          svidRounds: o.svidRounds,
+          init: o.init,
+          svidRounds: o.init === "greedy" ? 0 : o.svidRounds,
           precondition: o.precondition,
           calibTokens: o.calibTokens,
         }
@@ -209,6 +265,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const runOptions = {
     method,
     paths: o.paths,
+    init: method === "dbllm" ? "dbllm-grid" : o.init,
     steps: o.steps,
     batch: o.batch,
     seq: o.seq,
@@ -239,6 +296,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     initializeTable(model, layout, {
       method: trainMethod,
       k: o.paths,
+      init: o.init,
       svidRounds: o.svidRounds,
       precondition: o.precondition,
       stats,

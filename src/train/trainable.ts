@@ -1,8 +1,9 @@
 // The flat trainable table of a binarization run and the trainable linear layers that read it.
 //
 // Table layout (one ParamTable; gradients, optimizer moments and checkpoints use the same layout):
-//   <layer>.w   latent W: (out, in) for `rabit` (one per layer), (k·out, in) = k stacked latents for
-//               `standard`; 2-D, trained by Muon (each stacked latent on its own) or AdamW
+//   <layer>.w   latent W: (out, in) for the coupled methods (`rabit`, `dbllm`, `onebit`: one per layer),
+//               (k·out, in) = k stacked latents for `standard` and `freeze`; 2-D, trained by Muon (each
+//               stacked latent on its own) or AdamW
 //   <layer>.g   (k, out) row scales        <layer>.h   (k, in) column scales      — AdamW
 //   <norm>      (D) RMSNorm weights when trainFloat = "norms"                     — AdamW
 // Latents come first so that a Muon run's AdamW second moments cover only the tail of the table.
@@ -23,8 +24,34 @@ import {
 } from "../quant/coupled.ts";
 import { PackedLinear } from "../quant/residual_binary.ts";
 
-/** How paths are derived from latents (METHOD.md §2 and §5). */
-export type TrainMethod = "rabit" | "standard";
+/**
+ * The trained methods (METHOD.md §2 and §5):
+ *   rabit     coupled derivation of k paths from one latent, function-aware init
+ *   standard  k independent latents, B_i = sign(W_i), the same STE gradient to each
+ *   freeze    MBOK path freezing: standard's k latents from a greedy start; paths 1..k−1 never train
+ *             (their latent gradient is zeroed, so their signs stay bit-identical), path k and all scales do
+ *   dbllm     DB-LLM dual binarization: one latent on a uniform 2-bit grid split into two planes
+ *             (g = (Δ, Δ/2), h = 1, see quant/rtn.ts); the coupled derivation of that grid is exactly
+ *             rounding to the 2-bit code, the STE is clipped to the code's range, h stays 1
+ *   onebit    OneBit: k = 1, SVID start, QAT
+ */
+export type TrainMethod = "rabit" | "standard" | "freeze" | "dbllm" | "onebit";
+
+/** Every {@link TrainMethod}. */
+export const TRAIN_METHODS: readonly TrainMethod[] = ["rabit", "standard", "freeze", "dbllm", "onebit"];
+
+/** How a method derives its paths: coupled (one latent per layer) or standard (k stacked latents). */
+export type Derivation = "coupled" | "standard";
+
+/** The derivation of `method`. */
+export function derivationOf(method: TrainMethod): Derivation {
+  return method === "standard" || method === "freeze" ? "standard" : "coupled";
+}
+
+/** Number of (out, in) latents a layer keeps: k for the standard derivation, else 1. */
+export function latentSlabs(method: TrainMethod, k: number): number {
+  return derivationOf(method) === "standard" ? k : 1;
+}
 
 /** Which float tensors train besides the binarized layers. */
 export type TrainFloat = "norms" | "none";
@@ -39,6 +66,11 @@ export interface TrainLayout {
   floats: string[];
   /** Index into table.data where the AdamW-only part (scales, floats) starts. */
   latentEnd: number;
+  /**
+   * Ranges of the table that never train: their gradient is zeroed before clipping and the optimizer, so
+   * they keep their initial values exactly (`freeze`'s first k−1 latents, `dbllm`'s column scales).
+   */
+  frozen: { offset: number; size: number }[];
 }
 
 /** Builds the table layout for every block linear of `config` with k paths. */
@@ -53,7 +85,7 @@ export function trainLayout(
   const specs: [string, number[]][] = [];
   for (const name of linears) {
     const [out, inF] = shapes.get(name)!;
-    specs.push([`${name}.w`, method === "rabit" ? [out, inF] : [k * out, inF]]);
+    specs.push([`${name}.w`, [latentSlabs(method, k) * out, inF]]);
   }
   for (const name of linears) {
     const [out, inF] = shapes.get(name)!;
@@ -66,7 +98,18 @@ export function trainLayout(
     ? table.entry(`${linears[linears.length - 1]}.w`).offset +
       table.entry(`${linears[linears.length - 1]}.w`).size
     : 0;
-  return { table, linears, floats, latentEnd } satisfies TrainLayout;
+  const frozen: TrainLayout["frozen"] = [];
+  for (const name of linears) {
+    if (method === "freeze" && k > 1) {
+      const [out, inF] = shapes.get(name)!;
+      frozen.push({ offset: table.entry(`${name}.w`).offset, size: (k - 1) * out * inF });
+    }
+    if (method === "dbllm") {
+      const e = table.entry(`${name}.h`);
+      frozen.push({ offset: e.offset, size: e.size });
+    }
+  }
+  return { table, linears, floats, latentEnd, frozen } satisfies TrainLayout;
 }
 
 /**
@@ -106,7 +149,7 @@ export class TrainableLinear implements LinearLayer {
   /** Re-derives signs and What from the current latent and scales (call after every optimizer step). */
   derive(): void {
     const w = this.#table.get(`${this.name}.w`);
-    const r = this.method === "rabit"
+    const r = derivationOf(this.method) === "coupled"
       ? coupledForward(w, this.#scales())
       : standardForward(w, this.#scales());
     this.#wHat = r.wHat;
@@ -138,7 +181,7 @@ export class TrainableLinear implements LinearLayer {
   accumulate(dWHat: Float32Array, grads: ParamTable): void {
     const saved = { ...this.#scales(), signs: this.signs };
     const w = this.#table.get(`${this.name}.w`);
-    const r = this.method === "rabit"
+    const r = derivationOf(this.method) === "coupled"
       ? coupledBackward(dWHat, saved, this.clip === undefined ? {} : { clip: this.clip, w })
       : standardBackward(dWHat, saved, this.clip === undefined ? {} : { clip: this.clip, ws: w });
     addInto(grads.get(`${this.name}.w`), r.dW);

@@ -33,7 +33,7 @@ import { EmbeddingOps } from "../backend/webgpu/ops/embedding.ts";
 import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
 import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
 import type { BackendOptions } from "./cpu_backend.ts";
-import type { TrainLayout } from "./trainable.ts";
+import { derivationOf, latentSlabs, type TrainLayout } from "./trainable.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
 
 /** Where one binarized linear lives in the flat buffers. */
@@ -522,7 +522,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const { k, method } = this.#options;
     for (const s of this.#slots.values()) {
       this.#derive.forward(pass, {
-        method: method === "rabit" ? "coupled" : "standard",
+        method: derivationOf(method),
         out: s.out,
         in: s.in,
         k,
@@ -724,7 +724,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const { k, method, steClip } = this.#options;
     for (const s of this.#slots.values()) {
       this.#derive.backward(pass, {
-        method: method === "rabit" ? "coupled" : "standard",
+        method: derivationOf(method),
         out: s.out,
         in: s.in,
         k,
@@ -739,6 +739,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       });
     }
     pass.end();
+    // Frozen ranges (freeze's earlier latents, dbllm's h) get no gradient: they keep their initial values.
+    for (const { offset, size } of this.#layout.frozen) encoder.clearBuffer(this.#g, offset * 4, size * 4);
     this.ctx.device.queue.submit([encoder.finish()]);
     this.#studentRan = false;
     return Promise.resolve();
@@ -786,8 +788,9 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         return;
       }
       for (const s of this.#slots.values()) {
-        const slabs = o.method === "standard" ? o.k : 1;
+        const slabs = latentSlabs(o.method, o.k);
         for (let i = 0; i < slabs; i++) {
+          if (o.method === "freeze" && i < slabs - 1) continue; // frozen paths: zero gradient, no update
           const at = s.w + i * s.out * s.in;
           this.#muon.step(pass, {
             w: { buffer: this.#p, offset: at },
