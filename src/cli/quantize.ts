@@ -53,6 +53,8 @@ Options:
                        tinystories_dev.txt next to the model). The last --holdout of each file is never
                        trained or calibrated on, so it can measure the result
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
+  --teacher-tokens N   also train on N tokens of stories sampled from the full-precision model itself
+                       (temperature 1, seeded by --seed; default ${D.teacherTokens})
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --seq S              tokens per window (default ${D.seq})
@@ -86,6 +88,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     init: { type: "string" },
     data: { type: "string", multiple: true },
     holdout: { type: "string" },
+    "teacher-tokens": { type: "string" },
     steps: { type: "string" },
     batch: { type: "string" },
     seq: { type: "string" },
@@ -124,6 +127,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
+    teacherTokens: numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
     steps: numberOption(v, "steps", { integer: true, min: 1 }),
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
@@ -171,6 +175,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
   const log = (line: string) => values.json ? console.error(line) : console.log(line);
 
   let calibBar: Progress | undefined, initBar: Progress | undefined, trainBar: Progress | undefined;
+  let sampleBar: Progress | undefined, sampled = 0;
   const result = await quantize(opened.model, {
     ...options,
     tokenizer,
@@ -179,6 +184,12 @@ export async function runQuantize(argv: string[]): Promise<void> {
       calibBar ??= new Progress("calibrate", total, "win");
       calibBar.tick();
       if (done === total) calibBar.finish();
+    },
+    onTeacherText: (done, total) => {
+      sampleBar ??= new Progress("teacher text", total, "tok");
+      sampleBar.tick(done - sampled);
+      sampled = done;
+      if (done === total) sampleBar.finish();
     },
     onInitLayer: (_name, i, n) => {
       initBar ??= new Progress("initialize", n, "layer");

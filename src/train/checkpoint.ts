@@ -2,9 +2,15 @@
 // in the shared file container (io/container.ts) with magic "RABITCK\0", written atomically. A resumed
 // run checks that the checkpoint belongs to the same teacher, table layout and options.
 
-import { type ContainerKind, openContainer, sealContainer, writeFileAtomic } from "../io/container.ts";
+import {
+  type ContainerKind,
+  isPlainObject,
+  openContainer,
+  sealContainer,
+  writeFileAtomic,
+} from "../io/container.ts";
 import { FormatError, readFileOrThrow } from "../io/errors.ts";
-import type { LlamaConfig } from "../model/config.ts";
+import { type LlamaConfig, validateConfig } from "../model/config.ts";
 import type { ParamTable } from "../model/params.ts";
 import { crc32 } from "../util/crc32.ts";
 import type { TrainState } from "./backend.ts";
@@ -75,41 +81,161 @@ export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<voi
   await writeFileAtomic(path, sealContainer(CHECKPOINT_CONTAINER, body, "writeCheckpoint"));
 }
 
-/** Reads and validates a checkpoint file. */
+/** Reads and validates a checkpoint file (see {@link parseCheckpoint}). */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
-  const bytes = await readFileOrThrow(path, "Checkpoint");
+  return parseCheckpoint(await readFileOrThrow(path, "Checkpoint"), path);
+}
+
+const LOG_KEYS: readonly (keyof TrainLog)[] = ["losses", "kl", "mse", "lr", "gradNorm"];
+/** Most dimensions a layout entry may have (the table holds vectors and matrices). */
+const MAX_RANK = 8;
+
+/**
+ * Parses and validates checkpoint bytes: the container (magic, version, length, checksum), then every
+ * field's type, the layout's sizes against the file's length before anything is allocated, and the
+ * state arrays against the layout. `path` only names the file in errors, which are FormatErrors.
+ *
+ * @example
+ * ```ts
+ * import { parseCheckpoint } from "./checkpoint.ts";
+ * try {
+ *   parseCheckpoint(new Uint8Array(8), "ck.bin");
+ * } catch (e) {
+ *   (e as Error).message; // "ck.bin: not a checkpoint file: expected the magic bytes 52 41 42 …"
+ * }
+ * ```
+ */
+export function parseCheckpoint(bytes: Uint8Array, path = "checkpoint"): Checkpoint {
   const { body } = openContainer(CHECKPOINT_CONTAINER, bytes, path);
   const fail = (problem: string): never => {
     throw new FormatError(path, problem, "Expected a checkpoint written by this version of rabit");
   };
+  /** A short description of a decoded value (never its whole contents: it may be megabytes). */
+  const text = (v: unknown): string => {
+    if (v === null || v === undefined) return v === null ? "nil" : "nothing";
+    if (v instanceof Uint8Array) return `${v.byteLength} bytes of binary`;
+    if (Array.isArray(v)) return `an array of ${v.length}`;
+    if (isPlainObject(v)) return "a map";
+    if (typeof v === "string") return JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v);
+    if (typeof v === "object") return `a ${v.constructor?.name ?? "object"}`;
+    return `${typeof v} ${String(v)}`;
+  };
+  if (!isPlainObject(body)) fail(`expected the body to be a MessagePack map, found ${text(body)}`);
   const b = body as Record<string, unknown>;
-  if (typeof b !== "object" || b === null || b.kind !== "rabit-training-checkpoint") {
-    fail(`expected a body of kind "rabit-training-checkpoint", found ${JSON.stringify(b?.kind)}`);
+  if (b.kind !== "rabit-training-checkpoint") {
+    fail(`expected a body of kind "rabit-training-checkpoint", found ${text(b.kind)}`);
   }
-  const layout = b.layout as [string, number[]][];
-  if (!Array.isArray(layout)) fail("expected a layout array");
-  const total = layout.reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
-  const floats = (key: string, want?: number): Float32Array => {
-    const v = b[key];
-    if (!(v instanceof Uint8Array) || v.byteLength % 4 !== 0) fail(`expected "${key}" as binary f32 data`);
-    const data = v as Uint8Array;
-    const out = new Float32Array(data.byteLength / 4);
-    new Uint8Array(out.buffer).set(data);
-    if (want !== undefined && out.length !== want) {
-      fail(`expected "${key}" to hold ${want} values (the layout's size), found ${out.length}`);
+  const map = (v: unknown, what: string): Record<string, unknown> => {
+    if (!isPlainObject(v)) fail(`expected ${what} to be a map, found ${text(v)}`);
+    return v as Record<string, unknown>;
+  };
+  const int = (v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) {
+      fail(`expected ${what} to be an integer in 0..${max}, found ${text(v)}`);
     }
+    return v as number;
+  };
+
+  // teacher: what a resume compares with the model it is given
+  const teacher = map(b.teacher, "teacher");
+  const tc = map(teacher.config, "teacher.config");
+  for (const key of ["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "vocabSize", "seqLen"] as const) {
+    int(tc[key], `teacher.config.${key}`);
+  }
+  for (const key of ["normEps", "ropeTheta"] as const) {
+    if (typeof tc[key] !== "number" || !Number.isFinite(tc[key])) {
+      fail(`expected teacher.config.${key} to be a finite number, found ${text(tc[key])}`);
+    }
+  }
+  if (typeof tc.sharedClassifier !== "boolean") {
+    fail(`expected teacher.config.sharedClassifier to be a boolean, found ${text(tc.sharedClassifier)}`);
+  }
+  try {
+    validateConfig(tc as unknown as LlamaConfig);
+  } catch (e) {
+    fail(`bad teacher.config: ${(e as Error).message}`);
+  }
+  int(teacher.crc, "teacher.crc", 0xffffffff);
+  const options = map(b.options, "options");
+  if (b.backend !== undefined && b.backend !== null && typeof b.backend !== "string") {
+    fail(`expected backend to be a string or nil, found ${text(b.backend)}`);
+  }
+  const step = int(b.step, "step");
+  if (typeof b.seconds !== "number" || !(b.seconds >= 0) || b.seconds === Infinity) {
+    fail(`expected seconds to be a finite number >= 0, found ${text(b.seconds)}`);
+  }
+
+  // layout: its size is checked against the file's length before any array is allocated
+  const layout = b.layout;
+  if (!Array.isArray(layout)) fail(`expected layout to be an array of [name, shape], found ${text(layout)}`);
+  let total = 0;
+  const names = new Set<string>();
+  (layout as unknown[]).forEach((entry, i) => {
+    const what = `layout[${i}]`;
+    if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string") {
+      fail(`expected ${what} to be [name, shape], found ${text(entry)}`);
+    }
+    const [name, shape] = entry as [string, unknown];
+    if (names.has(name)) fail(`${what} repeats the name "${name}"`);
+    names.add(name);
+    if (!Array.isArray(shape) || shape.length > MAX_RANK) {
+      fail(
+        `expected the shape of ${what} ("${name}") to be an array of at most ${MAX_RANK} sizes, found ${
+          text(shape)
+        }`,
+      );
+    }
+    let size = 1;
+    (shape as unknown[]).forEach((d, j) => size *= int(d, `${what} ("${name}") dimension ${j}`, 1 << 30));
+    total += size;
+  });
+  // params and m hold `total` f32 values each; v at most as many.
+  if (8 * total > bytes.byteLength) {
+    fail(
+      `the layout holds ${total} values, so params and m need ${8 * total} bytes, but the file is ` +
+        `${bytes.byteLength} bytes`,
+    );
+  }
+  const floats = (key: string, want: number, exact: boolean): Float32Array => {
+    const data = b[key];
+    if (!(data instanceof Uint8Array) || data.byteLength % 4 !== 0) {
+      fail(`expected "${key}" as binary f32 data (a multiple of 4 bytes), found ${text(data)}`);
+    }
+    const n = (data as Uint8Array).byteLength / 4;
+    if (exact ? n !== want : n > want) {
+      fail(
+        `expected "${key}" to hold ${exact ? "" : "at most "}${want} values (the layout's size), found ${n}`,
+      );
+    }
+    const out = new Float32Array(n);
+    new Uint8Array(out.buffer).set(data as Uint8Array);
     return out;
   };
-  const step = b.step as number;
-  if (!Number.isInteger(step) || step < 0) fail(`expected a step count, found ${JSON.stringify(step)}`);
+  // v: AdamW's second moments over the whole table, or (Muon) only its tail.
+  const state = {
+    params: floats("params", total, true),
+    m: floats("m", total, true),
+    v: floats("v", total, false),
+  };
+  const bad = state.params.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) fail(`params hold a non-finite value ${state.params[bad]} at index ${bad}`);
+
+  // log: a resumed run keeps its first `step` records
+  const logMap = map(b.log, "log");
+  for (const key of LOG_KEYS) {
+    const a = logMap[key];
+    if (!Array.isArray(a) || a.length < step || !a.every((x) => typeof x === "number")) {
+      fail(`expected log.${key} to be an array of at least ${step} numbers (one per step), found ${text(a)}`);
+    }
+  }
   return {
-    teacher: b.teacher as Checkpoint["teacher"],
-    options: b.options as Record<string, unknown>,
+    teacher: teacher as Checkpoint["teacher"],
+    options,
     backend: typeof b.backend === "string" ? b.backend : undefined,
     step,
-    layout,
-    state: { params: floats("params", total), m: floats("m", total), v: floats("v") },
-    log: b.log as TrainLog,
-    seconds: Number(b.seconds) || 0,
+    layout: layout as [string, number[]][],
+    state,
+    log: logMap as unknown as TrainLog,
+    seconds: b.seconds as number,
   };
 }

@@ -49,25 +49,36 @@ export class WindowSet {
    * dropping each text's remainder. Throws when no text yields a whole window.
    */
   static fromTexts(texts: { name: string; text: string }[], encode: (t: string) => number[], seq: number) {
+    return WindowSet.fromStreams(texts.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] })), seq);
+  }
+
+  /**
+   * Cuts token streams (each already starting with BOS, e.g. text sampled from the teacher) into windows
+   * of `seq` tokens, dropping each stream's remainder. Throws when no stream yields a whole window.
+   */
+  static fromStreams(streams: { name: string; ids: ArrayLike<number> }[], seq: number): WindowSet {
     if (!Number.isInteger(seq) || seq < 2) {
       throw new RangeError(`WindowSet: expected a window length ≥ 2, found ${seq}`);
     }
-    const parts: number[][] = [];
     const short: string[] = [];
-    for (const { name, text } of texts) {
-      const ids = [BOS, ...encode(text)];
+    let count = 0;
+    for (const { name, ids } of streams) {
       const n = Math.floor(ids.length / seq);
       if (n === 0) short.push(`${name} (${ids.length} tokens)`);
-      for (let w = 0; w < n; w++) parts.push(ids.slice(w * seq, (w + 1) * seq));
+      count += n;
     }
-    if (parts.length === 0) {
+    if (count === 0) {
       throw new RangeError(
         `Training data: expected at least one window of ${seq} tokens, found only ${short.join(", ")}; ` +
           `give more text (--data) or a shorter --seq`,
       );
     }
-    const tokens = new Int32Array(parts.length * seq);
-    parts.forEach((p, i) => tokens.set(p, i * seq));
+    const tokens = new Int32Array(count * seq); // (count, S)
+    let at = 0;
+    for (const { ids } of streams) {
+      const n = Math.floor(ids.length / seq);
+      for (let i = 0; i < n * seq; i++) tokens[at++] = ids[i];
+    }
     return new WindowSet(tokens, seq);
   }
 

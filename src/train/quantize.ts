@@ -15,6 +15,8 @@ import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./che
 import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
 import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable, type InitKind } from "./init.ts";
+import { sampleTeacherTokens } from "./teacher_text.ts";
+import { BOS } from "../io/tokenizer.ts";
 import { runTraining, type StepInfo } from "./loop.ts";
 import {
   TRAIN_METHODS,
@@ -58,6 +60,13 @@ export interface QuantizeOptions {
   gamma?: number;
   /** Fraction of each data text (its end) never trained or calibrated on (default 0.1). */
   holdout?: number;
+  /**
+   * Tokens of text sampled from the full-precision teacher (temperature 1, seeded by `seed`) added to the
+   * training windows (default 0; never used for calibration). See teacher_text.ts.
+   */
+  teacherTokens?: number;
+  /** Progress of the teacher sampling. */
+  onTeacherText?: (done: number, total: number) => void;
   svidRounds?: number;
   precondition?: number;
   calibTokens?: number;
@@ -89,6 +98,7 @@ export const QUANTIZE_DEFAULTS = {
   optimizer: "muon" as LatentOptimizer,
   gamma: 0.1,
   holdout: 0.1,
+  teacherTokens: 0,
   svidRounds: 4,
   precondition: 0.5,
   calibTokens: 4096,
@@ -213,6 +223,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     `expected optimizer muon or adamw, found ${o.optimizer}`,
   );
   checkOption(o.data.length > 0, "expected at least one data text");
+  checkOption(
+    Number.isInteger(o.teacherTokens) && o.teacherTokens >= 0 && o.teacherTokens <= 1e8,
+    `expected teacherTokens an integer in [0, 1e8], found ${o.teacherTokens}`,
+  );
 
   const split = o.data.map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
   const encode = (t: string) => o.tokenizer.encode(t);
@@ -261,7 +275,16 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
 
   // Quantization-aware training.
   const trainMethod = method as TrainMethod;
-  const windows = WindowSet.fromTexts(split, encode, o.seq);
+  const streams = split.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] }));
+  if (o.teacherTokens > 0) {
+    const ids = sampleTeacherTokens(model, {
+      tokens: o.teacherTokens,
+      seed: o.seed,
+      onProgress: o.onTeacherText,
+    });
+    streams.push({ name: "teacher samples", ids: Array.from(ids) });
+  }
+  const windows = WindowSet.fromStreams(streams, o.seq);
   const runOptions = {
     method,
     paths: o.paths,
@@ -273,6 +296,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     optimizer: o.optimizer,
     gamma: o.gamma,
     holdout: o.holdout,
+    teacherTokens: o.teacherTokens,
     svidRounds: o.svidRounds,
     precondition: o.precondition,
     calibTokens: o.calibTokens,

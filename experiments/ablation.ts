@@ -1,0 +1,362 @@
+// The paper's evidence on stories260K (issue #9, METHOD.md §5–§6): the fair tuning of every trained
+// method, then the ablation table, each row one `cli.ts quantize` command with the same data, steps and
+// seed. Every command it runs is recorded next to its result, so any row can be rerun by hand.
+//
+//   deno run -A experiments/ablation.ts tune      [--steps 100] [--methods rabit,standard,...]
+//   deno run -A experiments/ablation.ts run       [--steps 250] [--rows rabit,standard,...] [--seeds 1,2]
+//   deno run -A experiments/ablation.ts diagnose  (adds path correlation / residual alignment columns)
+//   deno run -A experiments/ablation.ts table     (rewrites experiments/ablation.md from the JSON)
+//
+// Data protocol (docs/evaluation.md):
+//   tinystories_dev.txt = [ train 80 % | dev 10 % | test 10 % ], split at paragraph boundaries.
+//   tune: trains on `train`, scores on `dev`; the chosen lr and γ become each method's defaults
+//         (experiments/tuning.json, read by `run`).
+//   run:  trains on `train + dev` (quantize --holdout 0.1), scores on `test` (eval --holdout 0.1), which
+//         neither tuning nor training ever saw, and on WikiText-2 (never used for any choice).
+// Results are written after every row (experiments/*.json), and rows already there are skipped, so an
+// interrupted run continues where it stopped.
+
+import { parseArgs } from "node:util";
+import { splitHoldout } from "../src/train/data.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const DATA = `${ROOT}../shared/data`;
+const TEXT = `${DATA}/tinystories_dev.txt`;
+const WIKI = `${DATA}/wikitext2_test.raw`;
+const WORK = `${ROOT}.tmp/ablation`;
+const TUNING = `${ROOT}experiments/tuning.json`;
+const RESULTS = `${ROOT}experiments/ablation.json`;
+const TABLE = `${ROOT}experiments/ablation.md`;
+const WIKI_WINDOWS = 40;
+
+/** The tuning grid: coordinate search, γ first at the middle lr, then lr at the best γ. */
+const GAMMAS = [0.1, 1];
+const LRS = [1e-3, 2e-3, 4e-3];
+const MID_LR = 2e-3;
+
+/** One ablation row: a name, the method whose tuned lr/γ it uses, and its quantize arguments. */
+interface Row {
+  name: string;
+  tuned?: string;
+  args: string[];
+  /** Rows that decide the ordering run every seed; the rest run the first. */
+  decides?: boolean;
+}
+
+const ROWS: Row[] = [
+  { name: "rtn2", args: ["--method", "rtn2"] },
+  { name: "ptq", args: ["--method", "ptq"] },
+  { name: "standard", tuned: "standard", decides: true, args: s("standard", "none", 0) },
+  { name: "standard + svid", tuned: "standard", args: s("standard", "svid", 0) },
+  { name: "standard + precond", tuned: "standard", args: s("standard", "none", 0.5) },
+  { name: "standard + both", tuned: "standard", decides: true, args: s("standard", "svid", 0.5) },
+  { name: "coupled", tuned: "rabit", decides: true, args: s("rabit", "none", 0) },
+  { name: "coupled + svid", tuned: "rabit", args: s("rabit", "svid", 0) },
+  { name: "coupled + precond", tuned: "rabit", args: s("rabit", "none", 0.5) },
+  { name: "rabit", tuned: "rabit", decides: true, args: ["--method", "rabit"] },
+  { name: "freeze", tuned: "freeze", decides: true, args: ["--method", "freeze"] },
+  { name: "dbllm", tuned: "dbllm", decides: true, args: ["--method", "dbllm"] },
+  { name: "onebit", tuned: "onebit", args: ["--method", "onebit"] },
+  { name: "rabit k=3", tuned: "rabit", args: ["--method", "rabit", "--paths", "3"] },
+  { name: "rabit k=4", tuned: "rabit", args: ["--method", "rabit", "--paths", "4"] },
+];
+
+function s(method: string, init: string, precondition: number): string[] {
+  return ["--method", method, "--init", init, "--precondition", String(precondition)];
+}
+
+const TUNED_METHODS = ["rabit", "standard", "freeze", "dbllm", "onebit"];
+
+// ------------------------------------------------------------------------------------------------
+
+interface Json {
+  [key: string]: unknown;
+}
+
+async function cli(args: string[]): Promise<Json> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}cli.ts`, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  });
+  const r = await cmd.output();
+  const out = new TextDecoder().decode(r.stdout).trim().split("\n").at(-1) ?? "";
+  if (r.code !== 0) throw new Error(`cli.ts ${args.join(" ")} exited with ${r.code}`);
+  return JSON.parse(out);
+}
+
+const show = (args: string[]) => `deno run -A cli.ts ${args.join(" ").replaceAll(ROOT, "")}`;
+
+async function readJson(path: string): Promise<Json> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return {};
+    throw e;
+  }
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
+  await Deno.rename(`${path}.tmp`, path);
+}
+
+/** Writes the part of the text that training may see in a phase (train+dev for run, train for tune). */
+async function prepareTexts(): Promise<{ trainDev: string; train: string; test: string }> {
+  await Deno.mkdir(WORK, { recursive: true });
+  const whole = await Deno.readTextFile(TEXT);
+  const { train: trainDev, heldOut: test } = splitHoldout(whole, 0.1);
+  const trainPath = `${WORK}/train.txt`, testPath = `${WORK}/test.txt`;
+  await Deno.writeTextFile(trainPath, trainDev); // tune splits its last 1/9 off as dev
+  await Deno.writeTextFile(testPath, test);
+  return { trainDev: TEXT, train: trainPath, test: testPath };
+}
+
+/** dev = the last 1/9 of train+dev = 10 % of the whole text. */
+const DEV_FRACTION = 1 / 9;
+
+async function tune(steps: number, methods: string[]): Promise<void> {
+  const texts = await prepareTexts();
+  const state = await readJson(TUNING) as Json & { runs?: Json[]; chosen?: Json };
+  const runs = (state.runs ?? []) as Json[];
+  const chosen = (state.chosen ?? {}) as Record<string, { lr: number; gamma: number; devPpl: number }>;
+  const trial = async (method: string, lr: number, gamma: number) => {
+    const key = `${method} lr=${lr} gamma=${gamma} steps=${steps}`;
+    const done = runs.find((r) => r.key === key);
+    if (done) return done.devPpl as number;
+    const out = `${WORK}/tune-${method}-${lr}-${gamma}.rabit`;
+    const q = [
+      "quantize",
+      "--method",
+      method,
+      "--data",
+      texts.train,
+      "--holdout",
+      String(DEV_FRACTION),
+      "--steps",
+      String(steps),
+      "--lr",
+      String(lr),
+      "--gamma",
+      String(gamma),
+      "--backend",
+      "webgpu",
+      "--out",
+      out,
+      "--json",
+    ];
+    const e = ["eval", "--model", out, "--text", texts.train, "--holdout", String(DEV_FRACTION), "--json"];
+    const qr = await cli(q);
+    const er = await cli(e);
+    const row = {
+      key,
+      method,
+      lr,
+      gamma,
+      steps,
+      devPpl: er.ppl,
+      trainSeconds: qr.seconds,
+      commands: [show(q), show(e)],
+    };
+    runs.push(row);
+    await writeJson(TUNING, { ...state, runs, chosen });
+    console.log(`tune ${key}: dev ppl ${(er.ppl as number).toFixed(4)}`);
+    return er.ppl as number;
+  };
+  for (const method of methods) {
+    let best = { lr: MID_LR, gamma: GAMMAS[0], devPpl: Infinity };
+    for (const gamma of GAMMAS) {
+      const p = await trial(method, MID_LR, gamma);
+      if (p < best.devPpl) best = { lr: MID_LR, gamma, devPpl: p };
+    }
+    for (const lr of LRS.filter((x) => x !== MID_LR)) {
+      const p = await trial(method, lr, best.gamma);
+      if (p < best.devPpl) best = { lr, gamma: best.gamma, devPpl: p };
+    }
+    chosen[method] = best;
+    await writeJson(TUNING, {
+      protocol: `coordinate search per method on dev (last 1/9 of the first 90 % of tinystories_dev.txt), ` +
+        `${steps} steps, batch 2 × 512, seed 1, WebGPU: γ ∈ {${GAMMAS}} at lr ${MID_LR}, then lr ∈ {${LRS}} ` +
+        `at the best γ`,
+      ...state,
+      runs,
+      chosen,
+    });
+    console.log(`tune ${method}: chose lr ${best.lr}, γ ${best.gamma} (dev ppl ${best.devPpl.toFixed(4)})`);
+  }
+}
+
+async function run(steps: number, rowNames: string[] | undefined, seeds: number[]): Promise<void> {
+  const texts = await prepareTexts();
+  const tuning = await readJson(TUNING) as { chosen?: Record<string, { lr: number; gamma: number }> };
+  const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json };
+  const rows = (state.rows ?? []) as Json[];
+  const save = () => writeJson(RESULTS, { steps, ...state, rows });
+  if (!state.reference) {
+    const ref = await evaluate(`${DATA}/stories260K.bin`, texts.trainDev);
+    state.reference = { name: "fp32", ...ref };
+    await save();
+  }
+  for (const row of ROWS.filter((r) => !rowNames || rowNames.includes(r.name))) {
+    for (const seed of row.decides ? seeds : seeds.slice(0, 1)) {
+      const trains = row.tuned !== undefined;
+      if (!trains && seed !== seeds[0]) continue;
+      const key = `${row.name} seed=${seed}`;
+      if (rows.some((r) => r.key === key)) continue;
+      const tuned = row.tuned ? tuning.chosen?.[row.tuned] : undefined;
+      if (row.tuned && !tuned) throw new Error(`no tuned lr/γ for ${row.tuned}: run the tune phase first`);
+      const out = `${WORK}/${row.name.replaceAll(/[^a-z0-9=]+/g, "_")}-s${seed}.rabit`;
+      const q = [
+        "quantize",
+        ...row.args,
+        "--data",
+        texts.trainDev,
+        "--holdout",
+        "0.1",
+        ...(trains
+          ? [
+            "--steps",
+            String(steps),
+            "--lr",
+            String(tuned!.lr),
+            "--gamma",
+            String(tuned!.gamma),
+            "--seed",
+            String(seed),
+            "--backend",
+            "webgpu",
+          ]
+          : []),
+        "--out",
+        out,
+        "--json",
+      ];
+      const qr = await cli(q);
+      const ev = await evaluate(out, texts.trainDev);
+      rows.push({
+        key,
+        name: row.name,
+        seed,
+        file: out.replace(ROOT, ""),
+        bitsPerWeight: qr.bitsPerWeight,
+        trainSeconds: trains ? qr.seconds : 0,
+        finalLoss: qr.finalLoss,
+        lr: tuned?.lr ?? null,
+        gamma: tuned?.gamma ?? null,
+        ...ev,
+        commands: [show(q), ...(ev.commands as string[])],
+      });
+      await save();
+      await writeTable();
+      console.log(
+        `row ${key}: test ppl ${(ev.testPpl as number).toFixed(4)}, wiki ${
+          (ev.wikiPpl as number).toFixed(3)
+        }`,
+      );
+    }
+  }
+}
+
+async function evaluate(model: string, text: string): Promise<Json> {
+  const t = ["eval", "--model", model, "--text", text, "--holdout", "0.1", "--json"];
+  const w = ["eval", "--model", model, "--text", WIKI, "--max-windows", String(WIKI_WINDOWS), "--json"];
+  const tr = await cli(t), wr = await cli(w);
+  return {
+    testPpl: tr.ppl,
+    testTokens: tr.tokens,
+    wikiPpl: wr.ppl,
+    wikiTokens: wr.tokens,
+    commands: [show(t), show(w)],
+  };
+}
+
+/** Path correlation and residual alignment of every row's model on the test text (METHOD.md §6). */
+async function diagnose(): Promise<void> {
+  const texts = await prepareTexts();
+  const state = await readJson(RESULTS) as Json & { rows?: Json[] };
+  for (const row of state.rows ?? []) {
+    if (row.pathCorrelation !== undefined) continue;
+    const args = ["inspect", `${ROOT}${row.file}`, "--diagnose", "--text", texts.test, "--json"];
+    const d = (await cli(args)).diagnostics as Json;
+    row.pathCorrelation = d.meanPathCorrelation ?? null;
+    row.residualAlignment = d.meanResidualAlignment ?? null;
+    row.diagnostics = d;
+    (row.commands as string[]).push(show(args));
+    await writeJson(RESULTS, state);
+    console.log(`diagnose ${row.key}: corr ${row.pathCorrelation}, alignment ${row.residualAlignment}`);
+  }
+  await writeTable();
+}
+
+async function writeTable(): Promise<void> {
+  const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json; steps?: number };
+  const rows = state.rows ?? [];
+  const names = [...new Set(rows.map((r) => r.name as string))];
+  const fmt = (xs: number[], digits: number) => {
+    if (xs.length === 0 || xs.some((x) => typeof x !== "number")) return "–";
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    if (xs.length === 1) return mean.toFixed(digits);
+    const spread = (Math.max(...xs) - Math.min(...xs)) / 2;
+    return `${mean.toFixed(digits)} ± ${spread.toFixed(digits)}`;
+  };
+  const ref = state.reference as Json | undefined;
+  const lines = [
+    `# Ablation on stories260K (${state.steps} steps × 2 × 512 tokens, Muon, per-method tuned lr and γ)`,
+    "",
+    "Written by `deno run -A experiments/ablation.ts`; every row's exact commands are in ablation.json.",
+    "test = the last 10 % of tinystories_dev.txt (never trained or tuned on); WikiText-2 = first " +
+    `${WIKI_WINDOWS} windows of 512. ± is half the range over seeds (rows with several).`,
+    "",
+    "| method | seeds | TinyStories test ppl | WikiText-2 ppl | path corr | residual align | bits/weight | train s |",
+    "|---|---|---|---|---|---|---|---|",
+    ...(ref
+      ? [
+        `| fp32 (teacher) | – | ${(ref.testPpl as number).toFixed(4)} | ${
+          (ref.wikiPpl as number).toFixed(3)
+        } | – | – | 32 | – |`,
+      ]
+      : []),
+    ...names.map((name) => {
+      const rs = rows.filter((r) => r.name === name);
+      const col = (k: string) => rs.map((r) => r[k] as number);
+      return `| ${name} | ${rs.map((r) => r.seed).join(",")} | ${fmt(col("testPpl"), 4)} | ${
+        fmt(col("wikiPpl"), 3)
+      } | ${fmt(col("pathCorrelation"), 3)} | ${fmt(col("residualAlignment"), 3)} | ${
+        fmt(col("bitsPerWeight"), 3)
+      } | ${fmt(col("trainSeconds"), 0)} |`;
+    }),
+    "",
+  ];
+  await Deno.writeTextFile(TABLE, lines.join("\n"));
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      steps: { type: "string" },
+      methods: { type: "string" },
+      rows: { type: "string" },
+      seeds: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const phase = positionals[0];
+  if (values.help || !["tune", "run", "diagnose", "table"].includes(phase)) {
+    console.log(
+      "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] [--methods a,b] " +
+        "[--rows a,b] [--seeds 1,2]",
+    );
+    if (!values.help) Deno.exit(2);
+  } else if (phase === "tune") {
+    await tune(Number(values.steps ?? 100), values.methods?.split(",") ?? TUNED_METHODS);
+  } else if (phase === "run") {
+    const seeds = (values.seeds ?? "1,2").split(",").map(Number);
+    await run(Number(values.steps ?? 250), values.rows?.split(","), seeds);
+  } else if (phase === "diagnose") {
+    await diagnose();
+  } else {
+    await writeTable();
+  }
+}
