@@ -6,10 +6,13 @@ import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
 import { Progress } from "../util/progress.ts";
 import { splitHoldout } from "../train/data.ts";
+import { DIAGNOSTICS_TOKENS, pathDiagnostics } from "../eval/diagnostics.ts";
+import { openTeacher, printDiagnostics, requirePacked } from "./diagnose.ts";
 
 export const EVAL_HELP = `rabit eval — perplexity of a model on a text file (METHOD.md §7)
 
 Usage: rabit eval [--model M] [--tokenizer T] --text F [--context N] [--holdout P] [--json]
+       rabit eval --model M.rabit --text F --teacher M.bin [--diag-tokens N] [--json]
 
 Options:
   --model M        llama2.c .bin or .rabit file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
@@ -20,6 +23,11 @@ Options:
   --holdout P      score only the held-out end of the text: the part quantize --holdout P never trains or
                    calibrates on (the same paragraph-boundary split)
   --backend B      auto | webgpu | cpu (default auto)
+  --teacher M      .rabit models: also run the inter-path diagnostics (METHOD.md §6) against this
+                   full-precision llama2.c .bin (same config) on the scored text; prints the means,
+                   and --json adds "diagnostics" with every layer (inspect --diagnose prints the table)
+  --diagnose       the same with the default teacher ($RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --diag-tokens N  diagnostics run on at most the first N scored tokens (default ${DIAGNOSTICS_TOKENS})
   --json           print one JSON object as the last line: ppl, nll, tokens, windows, context, ...
   -h, --help       show this help`;
 
@@ -33,6 +41,9 @@ export async function runEval(argv: string[]): Promise<void> {
     "max-windows": { type: "string" },
     holdout: { type: "string" },
     backend: { type: "string" },
+    teacher: { type: "string" },
+    diagnose: { type: "boolean" },
+    "diag-tokens": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return console.log(EVAL_HELP);
@@ -40,10 +51,18 @@ export async function runEval(argv: string[]): Promise<void> {
   const context = numberOption(values, "context", { integer: true, min: 2 });
   const maxWindows = numberOption(values, "max-windows", { integer: true, min: 1 });
   const holdout = numberOption(values, "holdout", { min: 1e-9, max: 0.9 });
+  const diagnose = values.diagnose === true || values.teacher !== undefined;
+  const diagTokens = numberOption(values, "diag-tokens", { integer: true, min: 1 });
+  if (diagTokens !== undefined && !diagnose) {
+    throw new UsageError("eval: --diag-tokens applies only with --teacher M or --diagnose");
+  }
   const whole = await readTextOrThrow(values.text);
   const text = holdout === undefined ? whole : splitHoldout(whole, holdout).heldOut;
   const { session, tokenizer, opened } = await openSession(values);
   try {
+    if (diagnose) requirePacked(`eval ${values.teacher !== undefined ? "--teacher" : "--diagnose"}`, opened);
+    // Loaded before scoring so that a teacher that does not fit fails at once.
+    const teacher = diagnose ? await openTeacher(values.teacher, opened) : undefined;
     const ids = perplexityTokens((t) => tokenizer.encode(t), text);
     const windowsTotal = Math.min(
       Math.floor(ids.length / (context ?? session.config.seqLen)),
@@ -52,12 +71,19 @@ export async function runEval(argv: string[]): Promise<void> {
     const bar = new Progress("eval", windowsTotal, "win");
     const r = await perplexity(session, ids, { context, maxWindows, onWindow: () => bar.tick() });
     bar.finish();
+    // The CPU reference forward of the same packed model on the start of the tokens just scored
+    // (never more than were scored, so --max-windows keeps a quick check quick).
+    const maxTokens = Math.min(diagTokens ?? DIAGNOSTICS_TOKENS, r.windows * r.context);
+    const diagnostics = teacher
+      ? pathDiagnostics({ student: opened.model, teacher }, ids, { context: r.context, maxTokens })
+      : undefined;
     const result = {
       model: opened.path,
       text: values.text,
       holdout: holdout ?? null,
       backend: session.backend,
       ...r,
+      ...(diagnostics ? { diagnostics } : {}),
     };
     if (values.json) return printJson(result);
     console.log(`model      ${opened.path} (${opened.format}, ${session.backend}: ${session.device})`);
@@ -65,6 +91,7 @@ export async function runEval(argv: string[]): Promise<void> {
     console.log(`text       ${values.text}${part}: ${r.tokens} tokens, ${r.windows} windows of ${r.context}`);
     console.log(`perplexity ${r.ppl.toFixed(4)}   mean NLL ${r.nll.toFixed(5)}`);
     console.log(`speed      ${r.tokensPerSecond.toFixed(0)} tokens/s (${r.seconds.toFixed(1)} s)`);
+    if (diagnostics) printDiagnostics(diagnostics, false);
   } finally {
     session.dispose();
   }

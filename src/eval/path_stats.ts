@@ -1,0 +1,154 @@
+// Streaming statistics of one binarized layer's paths against its teacher (METHOD.md §6): Pearson
+// correlations over all T×out output elements, accumulated in float64 sums so any number of chunks adds up.
+//
+// Dimension legend: T tokens in a chunk, in/out features of the layer, k paths.
+// Path i's output is y_i = g_i ⊙ (B_i (h_i ⊙ x)); the teacher's is y_t = W_t x; both (T, out).
+
+import { checkInput, type LinearLayer } from "../model/linear.ts";
+import {
+  type ResidualBinaryLinear,
+  residualBinaryMatmul,
+  validateResidualBinary,
+} from "../quant/residual_binary.ts";
+import { wordsPerRow } from "../quant/bitpack.ts";
+
+/** Running sums Σa, Σb, Σa², Σb², Σab of paired samples, for their Pearson correlation. */
+export class PearsonSums {
+  /** Pairs added. */
+  n = 0;
+  /** Σa */
+  sa = 0;
+  /** Σb */
+  sb = 0;
+  /** Σa² */
+  saa = 0;
+  /** Σb² */
+  sbb = 0;
+  /** Σab */
+  sab = 0;
+
+  /** Adds the pairs (a[e], b[e]) for every e (the arrays are of equal length). */
+  addArrays(a: ArrayLike<number>, b: ArrayLike<number>): void {
+    // Local sums keep the hot loop in registers; one update of the fields per call.
+    let sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    for (let e = 0; e < a.length; e++) {
+      const x = a[e], y = b[e];
+      sa += x, sb += y, saa += x * x, sbb += y * y, sab += x * y;
+    }
+    this.n += a.length;
+    this.sa += sa, this.sb += sb, this.saa += saa, this.sbb += sbb, this.sab += sab;
+  }
+
+  /**
+   * corr(a, b), or null when it is undefined (fewer than two samples, or a constant side). Clamped to
+   * [-1, 1]: for exactly (anti)proportional samples rounding can land a hair outside.
+   */
+  value(): number | null {
+    const { n } = this;
+    if (n < 2) return null;
+    const cov = n * this.sab - this.sa * this.sb;
+    const va = n * this.saa - this.sa * this.sa;
+    const vb = n * this.sbb - this.sb * this.sb;
+    // Variances below float64 rounding of the sums are zero in truth: a constant side has no correlation.
+    const tiny = (s2: number) => 1e-12 * n * s2;
+    if (!(va > tiny(this.saa)) || !(vb > tiny(this.sbb))) return null;
+    return Math.max(-1, Math.min(1, cov / Math.sqrt(va * vb)));
+  }
+}
+
+/** The §6 diagnostics of one layer. Correlations are null where undefined (k = 1, or a constant output). */
+export interface LayerPathDiagnostics {
+  /** Parameter name, e.g. "layers.0.wq". */
+  name: string;
+  /** Paths k. */
+  k: number;
+  /** corr(y_1, y_2): negative when path 2 corrects path 1 (co-adaptation). */
+  pathCorrelation: number | null;
+  /** corr(y_t − y_1, y_2): positive when path 2 fits what path 1 left of the teacher. */
+  residualAlignment: number | null;
+  /** corr(y_t − Σ_{j<i} y_j, y_i) for i = 2..k (the first is residualAlignment); empty for k = 1. */
+  pathAlignments: (number | null)[];
+}
+
+/**
+ * Accumulates the §6 statistics of one packed layer on the inputs it is given. Each path's output comes
+ * straight from its packed bits (the add/subtract product of residual_binary.ts on a one-plane view),
+ * so no dense What is ever formed.
+ *
+ * @example
+ * ```ts
+ * import { LayerPathStats } from "./path_stats.ts";
+ * import { DenseLinear } from "../model/linear.ts";
+ * // Two paths with B_1 = [+1 +1], B_2 = [-1 -1] and unit scales: y_2 = -y_1 exactly.
+ * const layer = { out: 1, in: 2, k: 2, planes: new Uint32Array([3, 0]), g: new Float32Array([1, 1]),
+ *   h: new Float32Array([1, 1, 1, 1]) };
+ * const stats = new LayerPathStats(layer, new DenseLinear(new Float32Array([1, 0]), 1, 2), "demo");
+ * stats.add(new Float32Array([1, 2, 3, 5, -1, 0]), 3);
+ * stats.result().pathCorrelation; // -1
+ * ```
+ */
+export class LayerPathStats {
+  /** The layer's name in results and errors. */
+  readonly name: string;
+  readonly #layer: ResidualBinaryLinear;
+  readonly #teacher: LinearLayer;
+  /** corr(y_1, y_2). */
+  readonly #pair = new PearsonSums();
+  /** [i − 1] = corr(y_t − Σ_{j<i} y_j, y_i) for i = 1..k−1 (0-based path i). */
+  readonly #align: PearsonSums[];
+  /** One-plane views of the layer, for per-path products. */
+  readonly #planes: ResidualBinaryLinear[];
+
+  /** `teacher` computes y_t for the same x; its shape must be the layer's. */
+  constructor(layer: ResidualBinaryLinear, teacher: LinearLayer, name = "layer") {
+    validateResidualBinary(layer, name);
+    if (teacher.out !== layer.out || teacher.in !== layer.in) {
+      throw new RangeError(
+        `${name}: expected a teacher layer of shape ${layer.out}x${layer.in}, found ${teacher.out}x${teacher.in}`,
+      );
+    }
+    this.name = name;
+    this.#layer = layer;
+    this.#teacher = teacher;
+    this.#align = Array.from({ length: layer.k - 1 }, () => new PearsonSums());
+    const { out, in: inF } = layer;
+    const words = out * wordsPerRow(inF);
+    this.#planes = Array.from({ length: layer.k }, (_, p) => ({
+      out,
+      in: inF,
+      k: 1,
+      planes: layer.planes.subarray(p * words, (p + 1) * words),
+      g: layer.g.subarray(p * out, (p + 1) * out),
+      h: layer.h.subarray(p * inF, (p + 1) * inF),
+    }));
+  }
+
+  /** Adds the outputs of every path and of the teacher on x (T, in). */
+  add(x: Float32Array, T: number): void {
+    checkInput(`LayerPathStats ${this.name}`, x, T, this.#layer.in);
+    const k = this.#layer.k;
+    if (k < 2) return; // one path has no partner: nothing to correlate
+    const ys = this.#planes.map((plane) => residualBinaryMatmul(plane, x, T)); // k × (T, out)
+    const yt = this.#teacher.forward(x, T); // (T, out)
+    this.#pair.addArrays(ys[0], ys[1]);
+    // What the teacher output still lacks after paths 0..i−1, in float64 so long sums do not drift.
+    const rest = Float64Array.from(yt);
+    for (let i = 1; i < k; i++) {
+      const prev = ys[i - 1];
+      for (let e = 0; e < rest.length; e++) rest[e] -= prev[e];
+      this.#align[i - 1].addArrays(rest, ys[i]);
+    }
+  }
+
+  /** The correlations over everything added so far. */
+  result(): LayerPathDiagnostics {
+    const pathAlignments = this.#align.map((s) => s.value());
+    return {
+      name: this.name,
+      k: this.#layer.k,
+      pathCorrelation: this.#layer.k >= 2 ? this.#pair.value() : null,
+      residualAlignment: pathAlignments[0] ?? null,
+      pathAlignments,
+    };
+  }
+}

@@ -1,0 +1,359 @@
+// Inter-path diagnostics (METHOD.md §6): closed-form cases, a dense float64 reference, the student's own
+// layer inputs, and `inspect --diagnose` / `eval --teacher` on the real stories260K with a PTQ model.
+
+import assert from "node:assert/strict";
+import { LayerPathStats } from "../src/eval/path_stats.ts";
+import { pathDiagnostics } from "../src/eval/diagnostics.ts";
+import { DenseLinear } from "../src/model/linear.ts";
+import { createKvCache, forwardChunk } from "../src/model/forward.ts";
+import type { LlamaModel } from "../src/model/model.ts";
+import { linearNames } from "../src/model/params.ts";
+import { packSigns, unpackSigns } from "../src/quant/bitpack.ts";
+import { calibrate, calibrationWindows } from "../src/quant/calibrate.ts";
+import { quantizeModel } from "../src/quant/quantize_model.ts";
+import { dequantize, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
+import { loadLlama2c, serializeLlama2cLegacy } from "../src/io/llama2c.ts";
+import { writeRabit } from "../src/io/rabit_format.ts";
+import { BOS, Tokenizer } from "../src/io/tokenizer.ts";
+import { Rng } from "../src/util/rng.ts";
+import { runCli, tempDir } from "./_cli.ts";
+import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
+
+const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
+
+/** Values that float32 sums hold exactly (multiples of 1/8 in [-2, 2]), so every product order agrees. */
+function dyadic(rng: Rng, n: number, positive = false): Float32Array {
+  return Float32Array.from({ length: n }, () => {
+    const v = (1 + rng.int(16)) / 8;
+    return positive || rng.next() < 0.5 ? v : -v;
+  });
+}
+
+/** A k-path layer with random signs and the given value generator for scales. */
+function randomLayer(
+  rng: Rng,
+  out: number,
+  inF: number,
+  k: number,
+  values: (n: number) => Float32Array,
+): ResidualBinaryLinear {
+  const planes = Array.from({ length: k }, () => packSigns(rng.normals(out * inF), out, inF));
+  const all = new Uint32Array(planes.reduce((a, p) => a + p.length, 0));
+  planes.forEach((p, i) => all.set(p, i * p.length));
+  return { out, in: inF, k, planes: all, g: values(k * out), h: values(k * inF) };
+}
+
+/** y_i (T, out) of every path, densely in float64: g_i ⊙ B_i ⊙ h_i times x. */
+function densePathOutputs(layer: ResidualBinaryLinear, x: Float32Array, T: number): Float64Array[] {
+  const { out, in: inF, k } = layer;
+  const words = layer.planes.length / k;
+  return Array.from({ length: k }, (_, p) => {
+    const b = unpackSigns(layer.planes.subarray(p * words, (p + 1) * words), out, inF);
+    const y = new Float64Array(T * out);
+    for (let t = 0; t < T; t++) {
+      for (let r = 0; r < out; r++) {
+        let s = 0;
+        for (let c = 0; c < inF; c++) {
+          s += layer.g[p * out + r] * b[r * inF + c] * layer.h[p * inF + c] * x[t * inF + c];
+        }
+        y[t * out + r] = s;
+      }
+    }
+    return y;
+  });
+}
+
+/** Two-pass Pearson correlation in float64. */
+function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = a.length;
+  let ma = 0, mb = 0;
+  for (let i = 0; i < n; i++) ma += a[i] / n, mb += b[i] / n;
+  let cov = 0, va = 0, vb = 0;
+  for (let i = 0; i < n; i++) {
+    cov += (a[i] - ma) * (b[i] - mb);
+    va += (a[i] - ma) ** 2;
+    vb += (b[i] - mb) ** 2;
+  }
+  return cov / Math.sqrt(va * vb);
+}
+
+/** y (T, out) = x · Wᵀ in float64. */
+function denseMatmul(w: Float32Array, x: Float32Array, T: number, out: number, inF: number): Float64Array {
+  const y = new Float64Array(T * out);
+  for (let t = 0; t < T; t++) {
+    for (let r = 0; r < out; r++) {
+      let s = 0;
+      for (let c = 0; c < inF; c++) s += w[r * inF + c] * x[t * inF + c];
+      y[t * out + r] = s;
+    }
+  }
+  return y;
+}
+
+/** Dense float64 reference of every §6 statistic over chunks of x. */
+function referenceStats(layer: ResidualBinaryLinear, w: Float32Array, chunks: [Float32Array, number][]) {
+  const ys: number[][] = Array.from({ length: layer.k }, () => []);
+  const yt: number[] = [];
+  for (const [x, T] of chunks) {
+    densePathOutputs(layer, x, T).forEach((y, i) => ys[i].push(...y));
+    yt.push(...denseMatmul(w, x, T, layer.out, layer.in));
+  }
+  const aligns: number[] = [];
+  const rest = yt.slice();
+  for (let i = 1; i < layer.k; i++) {
+    for (let e = 0; e < rest.length; e++) rest[e] -= ys[i - 1][e];
+    aligns.push(pearson(rest, ys[i]));
+  }
+  return { pathCorrelation: pearson(ys[0], ys[1]), pathAlignments: aligns };
+}
+
+Deno.test("path correlation is exactly −1 when path 2 is −c times path 1", () => {
+  const rng = new Rng(5);
+  const out = 7, inF = 40, T = 9;
+  const one = randomLayer(rng, out, inF, 1, (n) => rng.normals(n).map(Math.abs));
+  const words = one.planes.length;
+  // B_2 = −B_1 (every bit flipped, padding kept 0), h_2 = h_1, g_2 = 0.5 g_1: y_2 = −0.5 y_1.
+  const planes = new Uint32Array(2 * words);
+  planes.set(one.planes);
+  const flipped = packSigns(unpackSigns(one.planes, out, inF).map((v) => -v), out, inF);
+  planes.set(flipped, words);
+  const g = Float32Array.from([...one.g, ...one.g.map((v) => 0.5 * v)]);
+  const h = Float32Array.from([...one.h, ...one.h]);
+  const layer = { out, in: inF, k: 2, planes, g, h };
+  const stats = new LayerPathStats(layer, new DenseLinear(rng.normals(out * inF), out, inF));
+  stats.add(rng.normals(T * inF), T);
+  const r = stats.result();
+  assert.ok(Math.abs(r.pathCorrelation! + 1) < 1e-9, `corr ${r.pathCorrelation}`);
+  assert.equal(r.k, 2);
+  assert.equal(r.pathAlignments.length, 1);
+  assert.equal(r.residualAlignment, r.pathAlignments[0]);
+});
+
+Deno.test("residual alignment is exactly +1 when the teacher is the sum of the paths", () => {
+  const rng = new Rng(6);
+  for (const k of [2, 3]) {
+    const out = 6, inF = 33, T = 11;
+    const layer = randomLayer(rng, out, inF, k, (n) => dyadic(rng, n, true));
+    // Teacher W = What, in dyadic values: y_t − Σ_{j<k} y_j = y_k with no rounding anywhere.
+    const stats = new LayerPathStats(layer, new DenseLinear(dequantize(layer), out, inF), `k${k}`);
+    stats.add(dyadic(rng, T * inF), T);
+    const r = stats.result();
+    assert.equal(r.pathAlignments.length, k - 1);
+    assert.equal(r.pathAlignments.at(-1), 1, `k = ${k}: ${r.pathAlignments}`);
+    if (k === 2) assert.equal(r.residualAlignment, 1);
+  }
+});
+
+Deno.test("LayerPathStats matches a dense float64 computation over several chunks", () => {
+  const rng = new Rng(7);
+  for (const [k, out, inF] of [[2, 5, 37], [3, 9, 64], [4, 3, 70]]) {
+    const chunks: [Float32Array, number][] = [[dyadic(rng, 4 * inF), 4], [dyadic(rng, 13 * inF), 13]];
+    // Exactly representable values: the packed (add/subtract) and dense products agree to the bit, so the
+    // comparison isolates the statistics.
+    const layer = randomLayer(rng, out, inF, k, (n) => dyadic(rng, n));
+    const w = dyadic(rng, out * inF);
+    const stats = new LayerPathStats(layer, new DenseLinear(w, out, inF));
+    for (const [x, T] of chunks) stats.add(x, T);
+    const got = stats.result(), want = referenceStats(layer, w, chunks);
+    const close = (a: number | null, b: number, what: string) =>
+      assert.ok(a !== null && Math.abs(a - b) < 1e-9, `k=${k} ${what}: ${a} vs ${b}`);
+    close(got.pathCorrelation, want.pathCorrelation, "path correlation");
+    want.pathAlignments.forEach((v, i) => close(got.pathAlignments[i], v, `alignment ${i + 2}`));
+    close(got.residualAlignment, want.pathAlignments[0], "residual alignment");
+    // General float values: the same up to float32 rounding of the products.
+    const fl = randomLayer(rng, out, inF, k, (n) => rng.normals(n));
+    const wf = rng.normals(out * inF), xf = rng.normals(6 * inF);
+    const sf = new LayerPathStats(fl, new DenseLinear(wf, out, inF));
+    sf.add(xf, 6);
+    const rf = referenceStats(fl, wf, [[xf, 6]]);
+    assert.ok(Math.abs(sf.result().pathCorrelation! - rf.pathCorrelation) < 1e-5);
+  }
+});
+
+Deno.test("one path: no correlation to report", () => {
+  const rng = new Rng(8);
+  const layer = randomLayer(rng, 4, 8, 1, (n) => rng.normals(n));
+  const stats = new LayerPathStats(layer, new DenseLinear(rng.normals(32), 4, 8));
+  stats.add(rng.normals(16), 2);
+  assert.deepEqual(stats.result(), {
+    name: "layer",
+    k: 1,
+    pathCorrelation: null,
+    residualAlignment: null,
+    pathAlignments: [],
+  });
+  assert.throws(
+    () => new LayerPathStats(layer, new DenseLinear(rng.normals(36), 4, 9), "layers.0.wq"),
+    /layers\.0\.wq: expected a teacher layer of shape 4x8, found 4x9/,
+  );
+});
+
+Deno.test("pathDiagnostics sees each layer's input from the student's own forward", () => {
+  const config = tinyConfig();
+  const teacher = randomModel(config, 3);
+  const student = quantizeModel(teacher, { method: "ptq", paths: 3, precondition: 0, svidRounds: 1 }).model;
+  const rng = new Rng(9);
+  const ids = Array.from({ length: 40 }, () => rng.int(config.vocabSize));
+  const d = pathDiagnostics({ student, teacher }, ids, { maxTokens: 20, context: 10 });
+  assert.deepEqual([d.tokens, d.windows, d.context], [20, 2, 10]);
+  assert.deepEqual(d.layers.map((l) => l.name), linearNames(config));
+
+  // The same statistics from the inputs the student's forward keeps for its backward.
+  const inputOf = {
+    wq: "xnAtt",
+    wk: "xnAtt",
+    wv: "xnAtt",
+    wo: "attOut",
+    w1: "xnFfn",
+    w3: "xnFfn",
+    w2: "hAct",
+  };
+  const stats = new Map(
+    linearNames(config).map((n) => {
+      const [out, inF] = teacher.params.shape(n);
+      return [
+        n,
+        new LayerPathStats(student.quantized.get(n)!, new DenseLinear(teacher.params.get(n), out, inF), n),
+      ];
+    }),
+  );
+  for (const win of [ids.slice(0, 10), ids.slice(10, 20)]) {
+    const acts = forwardChunk(student, win, 0, createKvCache(student, 10), { keepActivations: true })
+      .activations!;
+    for (const [name, s] of stats) {
+      const [, l, w] = name.split(".");
+      const block = acts.blocks[Number(l)];
+      s.add(block[inputOf[w as keyof typeof inputOf] as "xnAtt"], win.length);
+    }
+  }
+  for (const got of d.layers) assert.deepEqual(got, stats.get(got.name)!.result());
+  const corrs = d.layers.map((l) => l.pathCorrelation!);
+  assert.ok(Math.abs(d.meanPathCorrelation! - corrs.reduce((a, v) => a + v) / corrs.length) < 1e-12);
+  const coAdapted = d.layers.filter((l) => l.residualAlignment! > 0.4 && l.pathCorrelation! < 0).length;
+  assert.equal(d.coAdaptedFraction, coAdapted / d.layers.length);
+
+  // Short texts give one shorter window; a teacher of another shape is refused.
+  assert.deepEqual(
+    [
+      pathDiagnostics({ student, teacher }, ids.slice(0, 7)).tokens,
+      pathDiagnostics({ student, teacher }, ids).tokens,
+    ],
+    [7, 32],
+  );
+  const other = randomModel(tinyConfig({ hiddenDim: 32 }));
+  assert.throws(
+    () => pathDiagnostics({ student, teacher: other }, ids),
+    /expected a teacher with the student's config, found \(student vs teacher\) hiddenDim 24 vs 32/,
+  );
+  assert.throws(() => pathDiagnostics({ student: teacher, teacher }, ids), /binarized layers, found none/);
+});
+
+/** PTQ k = 2 of stories260K (calibrated on 1024 tokens from the end of the dev text) as a .rabit file. */
+async function writePtqRabit(path: string): Promise<void> {
+  const { config, params } = await loadLlama2c(MODEL_PATH);
+  const fp: LlamaModel = { config, params, quantized: new Map() };
+  const tok = await Tokenizer.load(TOKENIZER_PATH, config.vocabSize);
+  const text = await Deno.readTextFile(DEV_TEXT_PATH);
+  const ids = [BOS, ...tok.encode(text.slice(-20000))];
+  const stats = calibrate(fp, calibrationWindows(ids, 1024, 512));
+  const q = quantizeModel(fp, { method: "ptq", paths: 2, stats });
+  await writeRabit(path, {
+    model: q.model,
+    tokenizerBytes: tok.bytes,
+    method: "ptq",
+    options: {},
+    metadata: {},
+  });
+}
+
+Deno.test("inspect --diagnose and eval --teacher on a PTQ stories260K", async (t) => {
+  await using tmp = await tempDir();
+  const rabit = `${tmp.dir}/ptq.rabit`;
+  await writePtqRabit(rabit);
+  const inRange = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= -1 && v <= 1;
+
+  await t.step("inspect --diagnose --json", async () => {
+    const args = ["inspect", rabit, "--diagnose", "--text", DEV_TEXT_PATH, "--teacher", MODEL_PATH];
+    const r = await runCli([...args, "--tokens", "1024", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const d = lastJson(r.stdout).diagnostics;
+    assert.deepEqual([d.tokens, d.windows, d.context], [1024, 2, 512]);
+    assert.equal(d.layers.length, 35);
+    assert.equal(d.layers[1].name, "layers.0.wk");
+    for (const l of d.layers) {
+      assert.equal(l.k, 2);
+      assert.ok(inRange(l.pathCorrelation) && inRange(l.residualAlignment), JSON.stringify(l));
+      assert.deepEqual(l.pathAlignments, [l.residualAlignment]);
+    }
+    assert.ok(inRange(d.meanPathCorrelation) && inRange(d.meanResidualAlignment));
+    assert.ok(d.coAdaptedFraction >= 0 && d.coAdaptedFraction <= 1);
+    // Greedy residual fitting: path 2 is fitted to what path 1 left, so it aligns with the residual.
+    assert.ok(d.meanResidualAlignment > 0.5, `${d.meanResidualAlignment}`);
+
+    const text = await runCli([...args, "--tokens", "512"]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /layers\.0\.wq +-?\d\.\d{4} +-?\d\.\d{4}\n/);
+    assert.match(text.stdout, /mean path correlation +-?\d\.\d{4}/);
+    assert.match(text.stdout, /mean residual alignment +-?\d\.\d{4}/);
+  });
+
+  await t.step("eval --teacher adds diagnostics on the scored tokens", async () => {
+    const args = [
+      "eval",
+      "--model",
+      rabit,
+      "--text",
+      DEV_TEXT_PATH,
+      "--max-windows",
+      "1",
+      "--backend",
+      "cpu",
+    ];
+    const r = await runCli([...args, "--teacher", MODEL_PATH, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = lastJson(r.stdout);
+    assert.ok(out.ppl > 1);
+    assert.equal(out.diagnostics.tokens, 512);
+    assert.ok(inRange(out.diagnostics.meanPathCorrelation));
+    const text = await runCli([...args, "--diagnose", "--diag-tokens", "256"], { RABIT_MODEL: MODEL_PATH });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /on 256 tokens/);
+    assert.match(text.stdout, /mean residual alignment +-?\d\.\d{4}/);
+    assert.equal(lastJson((await runCli([...args, "--json"])).stdout).diagnostics, undefined);
+  });
+
+  await t.step("usage errors", async () => {
+    const tiny = `${tmp.dir}/tiny.bin`;
+    const small = randomModel(tinyConfig());
+    await Deno.writeFile(tiny, serializeLlama2cLegacy(small.config, small.params));
+    const cases: [string[], RegExp][] = [
+      [["inspect", rabit, "--diagnose"], /--diagnose needs --text F/],
+      [["inspect", rabit, "--text", DEV_TEXT_PATH], /--text applies only with --diagnose/],
+      [
+        ["inspect", MODEL_PATH, "--diagnose", "--text", DEV_TEXT_PATH],
+        /inspect --diagnose: expected a \.rabit file with binarized layers, found .*stories260K\.bin \(format llama2c-legacy/,
+      ],
+      [
+        ["inspect", rabit, "--diagnose", "--text", DEV_TEXT_PATH, "--teacher", tiny],
+        /--teacher .*tiny\.bin: expected the config of .*ptq\.rabit, found a different one \(model vs teacher: dim 64 vs 16, /,
+      ],
+      [
+        ["inspect", rabit, "--diagnose", "--text", DEV_TEXT_PATH, "--teacher", rabit],
+        /expected a full-precision model \(a llama2\.c \.bin\), found a quantized \.rabit file/,
+      ],
+      [
+        ["eval", "--model", MODEL_PATH, "--text", DEV_TEXT_PATH, "--teacher", MODEL_PATH],
+        /eval --teacher: expected a \.rabit file with binarized layers/,
+      ],
+      [
+        ["eval", "--model", rabit, "--text", DEV_TEXT_PATH, "--diag-tokens", "9"],
+        /--diag-tokens applies only/,
+      ],
+    ];
+    for (const [argv, pattern] of cases) {
+      const r = await runCli(argv);
+      assert.equal(r.code, 2, `${argv.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+});
