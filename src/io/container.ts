@@ -126,9 +126,15 @@ export function openContainer(kind: ContainerKind, bytes: Uint8Array, path: stri
   }
   if (n < PREAMBLE_BYTES) truncated(`at least ${PREAMBLE_BYTES}`);
   const storedCrc = view.getUint32(12, true);
-  const bodyLength = Number(view.getBigUint64(16, true));
+  const bodyLength64 = view.getBigUint64(16, true); // exact in messages; a Number beyond 2^53 is rounded
+  const bodyLength = Number(bodyLength64);
   const expected = PREAMBLE_BYTES + bodyLength;
-  if (n < expected) truncated(`${expected}`, ` (${PREAMBLE_BYTES}-byte preamble + ${bodyLength}-byte body)`);
+  if (n < expected) {
+    truncated(
+      `${BigInt(PREAMBLE_BYTES) + bodyLength64}`,
+      ` (${PREAMBLE_BYTES}-byte preamble + ${bodyLength64}-byte body)`,
+    );
+  }
   if (n > expected) {
     fail(
       `${n - expected} unexpected bytes after the end: expected ${expected} bytes ` +
@@ -145,11 +151,33 @@ export function openContainer(kind: ContainerKind, bytes: Uint8Array, path: stri
       HINT_CORRUPT,
     );
   }
+  // One MessagePack value must fill the body. unpackMultiple stops after the first value, so trailing
+  // bytes are found here (plain unpack would JSON-print the whole value, tensors and all, to say so).
   let body: unknown;
+  let end = -1;
   try {
-    body = packr.unpack(bodyBytes);
+    packr.unpackMultiple(bodyBytes, (value: unknown, _start?: number, stop?: number) => {
+      body = value;
+      end = stop ?? -1;
+      return false;
+    });
   } catch (e) {
-    fail(`corrupt: the body is not valid MessagePack (${(e as Error).message})`, HINT_CORRUPT);
+    // msgpackr's own errors say what is wrong; an engine error from inside it (it decodes recursively and
+    // reads some values without a bounds check) only says that the bytes are malformed.
+    const engine = e instanceof RangeError || e instanceof TypeError;
+    const why = !engine
+      ? (e as Error).message
+      : /call stack/i.test(e.message)
+      ? "values nested too deeply"
+      : "a value is malformed or cut off by the end of the body";
+    fail(`corrupt: the body is not valid MessagePack (${why})`, HINT_CORRUPT);
+  }
+  if (end !== bodyBytes.byteLength) {
+    fail(
+      `corrupt: the body's MessagePack value ends at byte ${end} of ${bodyBytes.byteLength}; ` +
+        `expected it to fill the body`,
+      HINT_CORRUPT,
+    );
   }
   return { body, version };
 }

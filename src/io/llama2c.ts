@@ -8,9 +8,10 @@
 // 256 bytes; then f32 attention_norm (all layers), ffn_norm, norm, tok_embeddings, wq, wk, wv, wo, w1, w2,
 // w3, and output when not shared.
 
-import { headSize, type LlamaConfig, validateConfig } from "../model/config.ts";
-import { llamaParamSpecs, ParamTable } from "../model/params.ts";
+import { headSize, type LlamaConfig } from "../model/config.ts";
+import { llamaParamCount, llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
+import { configProblem } from "./limits.ts";
 
 const V1_MAGIC = 0x616b3432;
 const V1_HEADER_BYTES = 256;
@@ -88,24 +89,24 @@ export function parseLlama2c(bytes: Uint8Array, path = "checkpoint"): LoadedChec
     config = configFromInts(ints, ints[5] > 0);
     headerBytes = LEGACY_HEADER_BYTES;
   }
-  try {
-    validateConfig(config);
-  } catch (e) {
-    throw new FormatError(path, `bad header: ${(e as Error).message}`, hint);
-  }
-  const params = ParamTable.fromSpecs(llamaParamSpecs(config));
+  const problem = configProblem(config);
+  if (problem) throw new FormatError(path, `bad header: ${problem}`, hint);
+  // The size the header implies, computed before anything is allocated: a header claiming a million
+  // layers is refused by the file's length, not by a failed multi-gigabyte allocation.
+  const count = llamaParamCount(config);
   const freqFloats = isV1 ? 0 : config.seqLen * headSize(config); // real + imag halves
-  const expected = headerBytes + 4 * (params.count + freqFloats);
+  const expected = headerBytes + 4 * (count + freqFloats);
   if (bytes.byteLength !== expected) {
     const what = bytes.byteLength < expected ? "truncated" : "too long";
     throw new FormatError(
       path,
-      `${what}: the header (${
-        isV1 ? "v1" : "legacy"
-      }, dim ${config.dim}, ${config.nLayers} layers, vocab ${config.vocabSize}) implies ${expected} bytes, found ${bytes.byteLength}`,
+      `${what}: the header (${isV1 ? "v1" : "legacy"}, dim ${config.dim}, hidden ${config.hiddenDim}, ` +
+        `${config.nLayers} layers, vocab ${config.vocabSize}${isV1 ? "" : `, seq_len ${config.seqLen}`}) ` +
+        `implies ${expected} bytes, found ${bytes.byteLength}`,
       hint,
     );
   }
+  const params = ParamTable.fromSpecs(llamaParamSpecs(config));
   // Copy into an aligned buffer: the file's bytes may start at any offset.
   const floats = new Float32Array(bytes.slice(headerBytes).buffer);
   if (isV1) {

@@ -34,7 +34,9 @@
 // Readers ignore body keys they do not know; any change an old reader would misread bumps the version.
 // Loading checks, in order and each with its own message: the magic ("not a .rabit file"), the version
 // ("unsupported .rabit format version"), the length ("truncated" / "unexpected bytes after the end"),
-// the checksum ("corrupt"), then every field against the config. Default storage: fp tensors f32, scales
+// the checksum ("corrupt"), then the config (limits of io/limits.ts), the fewest bytes it implies against
+// the file's length (before any table is built or allocated), every binary's byte range (inside the body,
+// disjoint), then every field against the config. Default storage: fp tensors f32, scales
 // f16 (METHOD.md §8); both are chosen per tensor with `RabitFile.dtypes`.
 //
 // Dimension legend: out = rows of a linear layer, in = its columns, k = binary paths (1..4).
@@ -47,8 +49,8 @@ import {
   sealContainer,
   writeFileAtomic,
 } from "./container.ts";
-import { type LlamaConfig, validateConfig } from "../model/config.ts";
-import { llamaParamSpecs, ParamTable } from "../model/params.ts";
+import { kvDim, type LlamaConfig, validateConfig } from "../model/config.ts";
+import { llamaParamCount, llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
 import {
   PackedLinear,
@@ -57,6 +59,7 @@ import {
   validateResidualBinary,
 } from "../quant/residual_binary.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
+import { configProblem } from "./limits.ts";
 import {
   decodeFloatsInto,
   decodeU32,
@@ -439,6 +442,72 @@ export async function writeRabit(path: string, file: RabitFile): Promise<void> {
 // ---------------------------------------------------------------------------------------------------
 // Reading.
 
+/** (out, in) of each kind of block linear under config `c`. */
+function linearShapes(c: LlamaConfig): Map<string, [number, number]> {
+  const kv = kvDim(c);
+  return new Map<string, [number, number]>([
+    ["wq", [c.dim, c.dim]],
+    ["wk", [kv, c.dim]],
+    ["wv", [kv, c.dim]],
+    ["wo", [c.dim, c.dim]],
+    ["w1", [c.hiddenDim, c.dim]],
+    ["w2", [c.dim, c.hiddenDim]],
+    ["w3", [c.hiddenDim, c.dim]],
+  ]);
+}
+
+/**
+ * The fewest tensor bytes a file of config `c` can hold, from arithmetic alone: 2 bytes (f16) per stored
+ * value, and per binarized layer its planes and scales at k = 1. `binarized`: kind → layers binarized.
+ */
+function minimumTensorBytes(
+  c: LlamaConfig,
+  shapes: Map<string, [number, number]>,
+  binarized: Map<string, number>,
+): number {
+  let stored = llamaParamCount(c);
+  let packed = 0;
+  for (const [kind, layers] of binarized) {
+    const [out, inF] = shapes.get(kind)!;
+    stored -= layers * out * inF;
+    packed += layers * (4 * out * wordsPerRow(inF) + 2 * (out + inF));
+  }
+  return 2 * stored + packed;
+}
+
+/**
+ * Checks that every binary inside `roots` (searched three maps deep) lies inside the body of `file` and
+ * that no two overlap. MessagePack framing makes them so; a loader that copies from them checks it.
+ */
+function checkBinRanges(
+  roots: [string, unknown][],
+  file: Uint8Array,
+  fail: (problem: string) => never,
+): void {
+  const ranges: [number, number, string][] = [];
+  const visit = (v: unknown, where: string, depth: number) => {
+    if (v instanceof Uint8Array) {
+      if (v.byteLength === 0 || v.buffer !== file.buffer) return; // a decoder that copies: nothing to compare
+      const start = v.byteOffset - file.byteOffset;
+      const end = start + v.byteLength;
+      if (start < PREAMBLE_BYTES || end > file.byteLength) {
+        fail(
+          `${where} lies at bytes ${start}..${end}, outside the body (${PREAMBLE_BYTES}..${file.byteLength})`,
+        );
+      }
+      ranges.push([start, end, where]);
+    } else if (depth < 3 && isPlainObject(v)) {
+      for (const [key, x] of Object.entries(v)) visit(x, `${where}.${key}`, depth + 1);
+    }
+  };
+  for (const [where, v] of roots) visit(v, where, 0);
+  ranges.sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < ranges.length; i++) {
+    const [s, e, what] = ranges[i], [ps, pe, prev] = ranges[i - 1];
+    if (s < pe) fail(`${what} (bytes ${s}..${e}) overlaps ${prev} (bytes ${ps}..${pe})`);
+  }
+}
+
 /**
  * Parses and validates the bytes of a .rabit file into a model ready to run (fp tensors in one ParamTable,
  * binarized layers with f32 scales). `path` only names the file in errors, which are FormatErrors saying
@@ -459,13 +528,13 @@ export function parseRabit(bytes: Uint8Array, path = "packed model"): LoadedRabi
     throw new FormatError(path, problem, hint);
   };
   const { body } = openContainer(RABIT_CONTAINER, bytes, path);
-  return readBody(body, path, bytes.byteLength, fail);
+  return readBody(body, path, bytes, fail);
 }
 
 function readBody(
   body: unknown,
   path: string,
-  fileBytes: number,
+  file: Uint8Array,
   fail: (problem: string, hint?: string) => never,
 ): LoadedRabit {
   if (!isPlainObject(body)) fail(`expected the body to be a MessagePack map, found ${describe(body)}`);
@@ -510,14 +579,39 @@ function readBody(
     normEps: num("normEps"),
     ropeTheta: num("ropeTheta"),
   };
-  try {
-    validateConfig(config);
-  } catch (e) {
-    fail(`bad config: ${(e as Error).message}`);
-  }
+  const problem = configProblem(config);
+  if (problem) fail(`bad config: ${problem}`);
   if (!(config.normEps > 0) || !(config.ropeTheta > 0)) {
     fail(`bad config: expected normEps and ropeTheta > 0, found ${config.normEps} and ${config.ropeTheta}`);
   }
+
+  // What the config implies, checked against the file before any table is built or allocated (a config
+  // claiming a million layers is refused here, not by a failed allocation).
+  const tm = map(field(b, "tensors", "the body"), "tensors");
+  const qm = map(field(b, "quantized", "the body"), "quantized");
+  const linearShape = linearShapes(config);
+  const binarizedOf = new Map<string, number>(); // kind (wq …) → layers binarized
+  for (const name of Object.keys(qm)) {
+    const m = /^layers\.(0|[1-9]\d{0,8})\.(w[qkvo123])$/.exec(name);
+    if (!m || Number(m[1]) >= config.nLayers) {
+      fail(
+        `quantized layer "${name}" is not a linear layer of this config ` +
+          `(expected layers.L.{wq,wk,wv,wo,w1,w2,w3} with L < ${config.nLayers})`,
+      );
+    }
+    const kind = (m as RegExpExecArray)[2];
+    binarizedOf.set(kind, (binarizedOf.get(kind) ?? 0) + 1);
+  }
+  const need = minimumTensorBytes(config, linearShape, binarizedOf);
+  if (need > file.byteLength) {
+    fail(
+      `the config (dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, vocab ` +
+        `${config.vocabSize}) with ${Object.keys(qm).length} binarized layers needs at least ${need} bytes ` +
+        `of tensors (2 per stored value; k = 1 planes and scales per binarized layer), the file is ` +
+        `${file.byteLength} bytes`,
+    );
+  }
+  checkBinRanges([["the tokenizer", b.tokenizer], ["tensors", tm], ["quantized", qm]], file, fail);
 
   // tokenizer
   const tok = field(b, "tokenizer", "the body");
@@ -581,16 +675,8 @@ function readBody(
     return values;
   };
 
-  const tm = map(field(b, "tensors", "the body"), "tensors");
-  const qm = map(field(b, "quantized", "the body"), "quantized");
   const layout = layoutOf(config, (name) => Object.hasOwn(qm, name));
   for (const name of Object.keys(qm)) {
-    if (!layout.linears.has(name)) {
-      fail(
-        `quantized layer "${name}" is not a linear layer of this config ` +
-          `(expected layers.L.{wq,wk,wv,wo,w1,w2,w3} with L < ${config.nLayers})`,
-      );
-    }
     if (Object.hasOwn(tm, name)) fail(`"${name}" is stored both as a tensor and as a quantized layer`);
   }
   const expectedFp = new Set(layout.fp.map(([name]) => name));
@@ -679,7 +765,7 @@ function readBody(
     metadata,
     dtypes,
     created: created as RabitCreated,
-    fileBytes,
+    fileBytes: file.byteLength,
   };
 }
 

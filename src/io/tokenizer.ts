@@ -5,6 +5,7 @@
 // tokenizer.bin: int32 max_token_length, then per token: f32 score, int32 length, `length` bytes.
 
 import { FormatError, readFileOrThrow } from "./errors.ts";
+import { MAX_TOKEN_LENGTH } from "./limits.ts";
 
 /** Token ids with special meaning in llama2.c vocabularies. */
 export const BOS = 1;
@@ -48,29 +49,58 @@ export class Tokenizer {
   /** Parses tokenizer.bin bytes for a vocabulary of `vocabSize` tokens (the model's). */
   static parse(bytes: Uint8Array, vocabSize: number, path = "tokenizer"): Tokenizer {
     const hint = "Expected a llama2.c tokenizer.bin matching the model (e.g. tok512.bin for stories260K)";
+    if (!Number.isInteger(vocabSize) || vocabSize < 1) {
+      throw new RangeError(
+        `Tokenizer.parse: expected vocabSize to be a positive integer, found ${vocabSize}`,
+      );
+    }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (bytes.byteLength < 4) {
       throw new FormatError(path, `file is ${bytes.byteLength} bytes, too short`, hint);
     }
     const maxTokenLength = view.getInt32(0, true);
-    if (maxTokenLength <= 0 || maxTokenLength > 1024) {
-      throw new FormatError(path, `bad max_token_length ${maxTokenLength}`, hint);
+    if (maxTokenLength <= 0 || maxTokenLength > MAX_TOKEN_LENGTH) {
+      throw new FormatError(
+        path,
+        `bad max_token_length ${maxTokenLength} (expected 1..${MAX_TOKEN_LENGTH})`,
+        hint,
+      );
     }
+    // Every record is read against the file's end before anything is taken from it; the file's length
+    // bounds the number of tokens (8 bytes each at least).
     const pieces: Uint8Array[] = [];
     const scores: number[] = [];
     let at = 4;
     while (at < bytes.byteLength) {
       if (at + 8 > bytes.byteLength) {
-        throw new FormatError(path, `truncated inside the record of token ${pieces.length}`, hint);
+        throw new FormatError(
+          path,
+          `truncated inside the record of token ${pieces.length}: its 8-byte score and length start at ` +
+            `byte ${at}, the file ends at ${bytes.byteLength}`,
+          hint,
+        );
       }
       const score = view.getFloat32(at, true);
       const len = view.getInt32(at + 4, true);
       at += 8;
       if (len < 0 || len > maxTokenLength) {
-        throw new FormatError(path, `token ${pieces.length} has bad length ${len} at byte ${at - 4}`, hint);
+        throw new FormatError(
+          path,
+          `token ${pieces.length} has bad length ${len} at byte ${at - 4} (expected 0..${maxTokenLength}, ` +
+            `the file's max_token_length)`,
+          hint,
+        );
+      }
+      if (Number.isNaN(score)) {
+        throw new FormatError(path, `token ${pieces.length} has score NaN at byte ${at - 8}`, hint);
       }
       if (at + len > bytes.byteLength) {
-        throw new FormatError(path, `truncated inside the record of token ${pieces.length}`, hint);
+        throw new FormatError(
+          path,
+          `truncated inside the record of token ${pieces.length}: ${len} bytes of text from byte ${at}, ` +
+            `the file ends at ${bytes.byteLength}`,
+          hint,
+        );
       }
       pieces.push(bytes.slice(at, at + len));
       scores.push(score);

@@ -111,6 +111,26 @@ export function llamaParamSpecs(c: LlamaConfig): [string, number[]][] {
   return specs;
 }
 
+/**
+ * Scalars of a Llama model with config `c`, computed without building the table (loaders compare it with
+ * a file's size before allocating anything). Exact while below 2^53; beyond that it is still larger than
+ * any file.
+ *
+ * @example
+ * ```ts
+ * import { llamaParamCount } from "./params.ts";
+ * const c = { dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, seqLen: 4,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * llamaParamCount(c); // 80 + 8 + 64 + 32 + 32 + 64 + 8 + 3 * 96 + 8 = 584
+ * ```
+ */
+export function llamaParamCount(c: LlamaConfig): number {
+  const kv = kvDim(c);
+  // (layer) attention_norm, ffn_norm (dim each); wq, wo (dim, dim); wk, wv (kvDim, dim); w1, w2, w3
+  const perLayer = 2 * c.dim + 2 * c.dim * c.dim + 2 * kv * c.dim + 3 * c.hiddenDim * c.dim;
+  return c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2) + c.nLayers * perLayer + c.dim;
+}
+
 /** Names of every binarizable linear layer, block by block: layers.L.{wq,wk,wv,wo,w1,w2,w3}. */
 export function linearNames(c: LlamaConfig): string[] {
   const out: string[] = [];

@@ -1,7 +1,6 @@
 // What the per-op launcher files share: the compile-job type, the software-adapter test behind the
 // "compact" geometry, the shape of the position uniform, and the elementwise workgroup size.
 
-import type { GpuContext } from "../device.ts";
 import type { Dispatcher } from "../dispatch.ts";
 
 /** A pipeline to compile: cache key (kernel name and everything baked in), WGSL, override constants. */
