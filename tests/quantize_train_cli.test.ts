@@ -57,7 +57,11 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
   await using tmp = await tempDir();
   for (const [method, k] of [["freeze", 2], ["dbllm", 2], ["onebit", 1], ["standard", 2]] as const) {
     const out = `${tmp.dir}/${method}.rabit`;
-    const extra = method === "standard" ? ["--init", "none", "--precondition", "0"] : [];
+    const extra = method === "standard"
+      ? ["--init", "none", "--precondition", "0"]
+      : method === "onebit"
+      ? ["--preset", "quality"]
+      : [];
     const q = await runCli([
       "quantize",
       "--out",
@@ -78,6 +82,7 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
     assert.equal(file.method, method);
     assert.ok([...file.model.quantized.values()].every((l) => l.k === k));
     if (method === "standard") assert.equal(s.options.init, "none");
+    if (method === "onebit") assert.equal(s.options.preset, "quality"); // explicit --steps 3 still wins
   }
 });
 
@@ -123,6 +128,8 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "dbllm", "--init", "svid"], /init applies to the SVID-initialized methods/],
     [["--method", "dbllm", "--precondition", "0.5"], /precondition must be 0/],
     [["--init", "random"], /--init must be one of svid, greedy, none/],
+    [["--preset", "fast"], /--preset must be one of default, quality/],
+    [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

@@ -11,6 +11,7 @@ import {
   quantize,
   QUANTIZE_DEFAULTS,
   QUANTIZE_METHODS,
+  QUANTIZE_PRESETS,
   type QuantizeMethodName,
   TRAINED_METHODS,
 } from "../train/quantize.ts";
@@ -23,7 +24,7 @@ export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
-                      [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
+                      [--preset default|quality] [--teacher-tokens N] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -46,6 +47,9 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 20 minutes
+                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps, about an hour); options
+                       given explicitly win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
@@ -86,6 +90,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     method: { type: "string" },
     paths: { type: "string" },
     init: { type: "string" },
+    preset: { type: "string" },
     data: { type: "string", multiple: true },
     holdout: { type: "string" },
     "teacher-tokens": { type: "string" },
@@ -123,6 +128,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
   const options = {
     method,
     paths,
+    preset: values.preset === undefined
+      ? undefined
+      : choiceOption(values, "preset", ["default", "quality"] as const, "default"),
     init: values.init === undefined
       ? undefined
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
@@ -148,9 +156,19 @@ export async function runQuantize(argv: string[]): Promise<void> {
   };
   const trains = TRAINED_METHODS.includes(method);
   if (!trains) {
-    for (
-      const key of ["steps", "batch", "seq", "lr", "optimizer", "gamma", "checkpoint", "resume"] as const
-    ) {
+    const trainingOnly = [
+      "steps",
+      "batch",
+      "seq",
+      "lr",
+      "optimizer",
+      "gamma",
+      "checkpoint",
+      "resume",
+      "teacher-tokens",
+      "preset",
+    ] as const;
+    for (const key of trainingOnly) {
       if (values[key] !== undefined) {
         throw new UsageError(
           `quantize: --${key} applies to the training methods (${TRAINED_METHODS.join(", ")}), not ${method}`,
