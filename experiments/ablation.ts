@@ -29,10 +29,14 @@ const RESULTS = `${ROOT}experiments/ablation.json`;
 const TABLE = `${ROOT}experiments/ablation.md`;
 const WIKI_WINDOWS = 40;
 
-/** The tuning grid: coordinate search, γ first at the middle lr, then lr at the best γ. */
+/**
+ * The tuning grid: coordinate search, γ first at the middle lr, then the latent lr at the best γ, then the
+ * scales' lr multiplier (--scale-lr) at the best of both.
+ */
 const GAMMAS = [0.1, 1];
 const LRS = [1e-3, 2e-3, 4e-3];
 const MID_LR = 2e-3;
+const SCALE_LRS = [0.3, 1, 3];
 
 /** One ablation row: a name, the method whose tuned lr/γ it uses, and its quantize arguments. */
 interface Row {
@@ -119,12 +123,17 @@ async function tune(steps: number, methods: string[]): Promise<void> {
   const texts = await prepareTexts();
   const state = await readJson(TUNING) as Json & { runs?: Json[]; chosen?: Json };
   const runs = (state.runs ?? []) as Json[];
-  const chosen = (state.chosen ?? {}) as Record<string, { lr: number; gamma: number; devPpl: number }>;
-  const trial = async (method: string, lr: number, gamma: number) => {
-    const key = `${method} lr=${lr} gamma=${gamma} steps=${steps}`;
+  const chosen = (state.chosen ?? {}) as Record<
+    string,
+    { lr: number; gamma: number; scaleLr: number; devPpl: number }
+  >;
+  const trial = async (method: string, lr: number, gamma: number, scaleLr = 1) => {
+    const key = `${method} lr=${lr} gamma=${gamma}${
+      scaleLr === 1 ? "" : ` scaleLr=${scaleLr}`
+    } steps=${steps}`;
     const done = runs.find((r) => r.key === key);
     if (done) return done.devPpl as number;
-    const out = `${WORK}/tune-${method}-${lr}-${gamma}.rabit`;
+    const out = `${WORK}/tune-${method}-${lr}-${gamma}-${scaleLr}.rabit`;
     const q = [
       "quantize",
       "--method",
@@ -139,6 +148,8 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       String(lr),
       "--gamma",
       String(gamma),
+      "--scale-lr",
+      String(scaleLr),
       "--backend",
       "webgpu",
       "--out",
@@ -153,6 +164,7 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       method,
       lr,
       gamma,
+      scaleLr,
       steps,
       devPpl: er.ppl,
       trainSeconds: qr.seconds,
@@ -164,31 +176,40 @@ async function tune(steps: number, methods: string[]): Promise<void> {
     return er.ppl as number;
   };
   for (const method of methods) {
-    let best = { lr: MID_LR, gamma: GAMMAS[0], devPpl: Infinity };
+    let best = { lr: MID_LR, gamma: GAMMAS[0], scaleLr: 1, devPpl: Infinity };
     for (const gamma of GAMMAS) {
       const p = await trial(method, MID_LR, gamma);
-      if (p < best.devPpl) best = { lr: MID_LR, gamma, devPpl: p };
+      if (p < best.devPpl) best = { ...best, gamma, devPpl: p };
     }
     for (const lr of LRS.filter((x) => x !== MID_LR)) {
       const p = await trial(method, lr, best.gamma);
-      if (p < best.devPpl) best = { lr, gamma: best.gamma, devPpl: p };
+      if (p < best.devPpl) best = { ...best, lr, devPpl: p };
+    }
+    for (const scaleLr of SCALE_LRS.filter((x) => x !== 1)) {
+      const p = await trial(method, best.lr, best.gamma, scaleLr);
+      if (p < best.devPpl) best = { ...best, scaleLr, devPpl: p };
     }
     chosen[method] = best;
     await writeJson(TUNING, {
       protocol: `coordinate search per method on dev (last 1/9 of the first 90 % of tinystories_dev.txt), ` +
         `${steps} steps, batch 2 × 512, seed 1, WebGPU: γ ∈ {${GAMMAS}} at lr ${MID_LR}, then lr ∈ {${LRS}} ` +
-        `at the best γ`,
+        `at the best γ, then the scales' lr multiplier ∈ {${SCALE_LRS}} at the best of both`,
       ...state,
       runs,
       chosen,
     });
-    console.log(`tune ${method}: chose lr ${best.lr}, γ ${best.gamma} (dev ppl ${best.devPpl.toFixed(4)})`);
+    console.log(
+      `tune ${method}: chose lr ${best.lr}, γ ${best.gamma}, scale lr ×${best.scaleLr} ` +
+        `(dev ppl ${best.devPpl.toFixed(4)})`,
+    );
   }
 }
 
 async function run(steps: number, rowNames: string[] | undefined, seeds: number[]): Promise<void> {
   const texts = await prepareTexts();
-  const tuning = await readJson(TUNING) as { chosen?: Record<string, { lr: number; gamma: number }> };
+  const tuning = await readJson(TUNING) as {
+    chosen?: Record<string, { lr: number; gamma: number; scaleLr?: number }>;
+  };
   const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json };
   const rows = (state.rows ?? []) as Json[];
   const save = () => writeJson(RESULTS, { steps, ...state, rows });
@@ -221,6 +242,8 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
             String(tuned!.lr),
             "--gamma",
             String(tuned!.gamma),
+            "--scale-lr",
+            String(tuned!.scaleLr ?? 1),
             "--seed",
             String(seed),
             "--backend",
@@ -243,6 +266,7 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
         finalLoss: qr.finalLoss,
         lr: tuned?.lr ?? null,
         gamma: tuned?.gamma ?? null,
+        scaleLr: tuned?.scaleLr ?? null,
         ...ev,
         commands: [show(q), ...(ev.commands as string[])],
       });

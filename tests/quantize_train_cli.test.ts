@@ -129,6 +129,7 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "dbllm", "--precondition", "0.5"], /precondition must be 0/],
     [["--init", "random"], /--init must be one of svid, greedy, none/],
     [["--preset", "fast"], /--preset must be one of default, quality/],
+    [["--scale-lr", "0"], /--scale-lr/],
     [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {

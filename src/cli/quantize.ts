@@ -64,6 +64,7 @@ Options:
   --seq S              tokens per window (default ${D.seq})
   --lr X               peak learning rate, warmup then cosine decay (default ${D.lr})
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
+  --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier})
   --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma})
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
   --checkpoint-every N (default 50)
@@ -99,6 +100,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     seq: { type: "string" },
     lr: { type: "string" },
     optimizer: { type: "string" },
+    "scale-lr": { type: "string" },
     gamma: { type: "string" },
     checkpoint: { type: "string" },
     "checkpoint-every": { type: "string" },
@@ -144,6 +146,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
     gamma: numberOption(v, "gamma", { min: 0, max: 1e6 }),
+    scaleLrMultiplier: numberOption(v, "scale-lr", { min: 1e-6, max: 1e6 }),
     checkpointEvery: numberOption(v, "checkpoint-every", { integer: true, min: 1 }) ?? 50,
     seed: numberOption(v, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
     calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
@@ -167,6 +170,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "resume",
       "teacher-tokens",
       "preset",
+      "scale-lr",
     ] as const;
     for (const key of trainingOnly) {
       if (values[key] !== undefined) {
