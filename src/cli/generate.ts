@@ -9,8 +9,9 @@ export const GENERATE_HELP = `rabit generate — generate text from a prompt, st
 Usage: rabit generate [--model M] [--tokenizer T] [--prompt S] [--steps N] [--temperature X] [--top-p P] [--seed N]
 
 Options:
-  --model M          llama2.c .bin or .rabit file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
-  --tokenizer T      llama2.c tokenizer.bin (default: embedded in .rabit, or found next to the model)
+  --model M          llama2.c .bin, GGUF (F32/F16/BF16) or .rabit file (default: $RABIT_MODEL, then
+                     ../shared/data/stories260K.bin)
+  --tokenizer T      llama2.c tokenizer.bin (default: embedded in .rabit or GGUF, or found next to the model)
   --prompt S         text to continue (default: empty, start from BOS)
   --steps N          new tokens at most (default 256; stops at BOS/EOS or the model's seq_len)
   --temperature X    0 = greedy (default 0); higher samples more freely

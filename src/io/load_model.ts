@@ -1,7 +1,8 @@
-// Opens any supported model file (llama2.c checkpoint; `.rabit` packed file) with its tokenizer.
+// Opens any supported model file (llama2.c checkpoint; GGUF; `.rabit` packed file) with its tokenizer.
 
 import type { PackedModel } from "../quant/residual_binary.ts";
 import { readFileOrThrow } from "./errors.ts";
+import { isGguf, parseGgufModel } from "./gguf.ts";
 import { parseLlama2c } from "./llama2c.ts";
 import { findTokenizerNear } from "./model_paths.ts";
 import { type LoadedRabit, parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
@@ -11,7 +12,7 @@ import { Tokenizer } from "./tokenizer.ts";
 export interface OpenedModel {
   model: PackedModel;
   tokenizer?: Tokenizer;
-  /** "llama2c-legacy", "llama2c-v1" or "rabit". */
+  /** "llama2c-legacy", "llama2c-v1", "gguf" or "rabit". */
   format: string;
   path: string;
   /** The whole packed file (method, options, metadata) when the format is rabit. */
@@ -34,9 +35,19 @@ function isRabit(bytes: Uint8Array): boolean {
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
   const bytes = await readFileOrThrow(path, "Model file");
   let opened: OpenedModel;
+  let noTokenizer = ":"; // or why the file's own vocabulary cannot be used
   if (isRabit(bytes)) {
     const rabit = parseRabit(bytes, path);
     opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path, rabit };
+  } else if (isGguf(bytes)) {
+    const g = parseGgufModel(bytes, path);
+    opened = {
+      model: { config: g.config, params: g.params, quantized: new Map() },
+      tokenizer: g.tokenizer,
+      format: "gguf",
+      path,
+    };
+    if (g.tokenizerProblem) noTokenizer = `: ${g.tokenizerProblem};`;
   } else {
     const ck = parseLlama2c(bytes, path);
     opened = {
@@ -50,7 +61,7 @@ export async function openModel(path: string, options: OpenModelOptions = {}): P
   if (tokPath) opened.tokenizer = await Tokenizer.load(tokPath, vocab);
   if (!opened.tokenizer && options.requireTokenizer) {
     throw new Deno.errors.NotFound(
-      `No tokenizer for ${path}: pass --tokenizer FILE (llama2.c tokenizer.bin with ${vocab} tokens)`,
+      `No tokenizer for ${path}${noTokenizer} pass --tokenizer FILE (llama2.c tokenizer.bin with ${vocab} tokens)`,
     );
   }
   return opened;

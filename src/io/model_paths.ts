@@ -28,7 +28,7 @@ export function resolveModelPath(explicit?: string): string {
   const found = defaultModelCandidates().find(exists);
   if (found) return found;
   throw new Deno.errors.NotFound(
-    "No model given: pass --model FILE (a llama2.c .bin or a .rabit file) or set RABIT_MODEL. " +
+    "No model given: pass --model FILE (a llama2.c .bin, a GGUF or a .rabit file) or set RABIT_MODEL. " +
       "stories260K is in the public tinyllamas release (see README).",
   );
 }
