@@ -187,16 +187,28 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       const p = await trial(method, lr, best.gamma);
       if (p < best.devPpl) best = { ...best, lr, devPpl: p };
     }
+    // An optimum on the grid's edge is followed outwards (×2 or ÷2) until it stops improving, for every
+    // method alike, so no method is held back by where the grid happened to end.
+    for (const dir of [2, 0.5]) {
+      const edge = dir > 1 ? Math.max(...LRS) : Math.min(...LRS);
+      let lr = edge;
+      while (best.lr === lr && lr * dir <= 0.05 && lr * dir >= 1e-5) {
+        lr *= dir;
+        const p = await trial(method, lr, best.gamma);
+        if (p < best.devPpl) best = { ...best, lr, devPpl: p };
+      }
+    }
     for (const scaleLr of SCALE_LRS.filter((x) => x !== 1)) {
       const p = await trial(method, best.lr, best.gamma, scaleLr);
       if (p < best.devPpl) best = { ...best, scaleLr, devPpl: p };
     }
     chosen[method] = best;
     await writeJson(TUNING, {
+      ...state,
       protocol: `coordinate search per method on dev (last 1/9 of the first 90 % of tinystories_dev.txt), ` +
         `${steps} steps, batch 2 × 512, seed 1, WebGPU: γ ∈ {${GAMMAS}} at lr ${MID_LR}, then lr ∈ {${LRS}} ` +
-        `at the best γ, then the scales' lr multiplier ∈ {${SCALE_LRS}} at the best of both`,
-      ...state,
+        `at the best γ (followed outwards ×2/÷2 while an edge wins), then the scales' lr multiplier ∈ ` +
+        `{${SCALE_LRS}} at the best of both`,
       runs,
       chosen,
     });
