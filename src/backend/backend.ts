@@ -11,10 +11,11 @@ export interface RunOptions {
 
 /** One model loaded on one backend, with its KV cache. */
 export interface InferenceSession {
-  /** "cpu" or "webgpu". */
+  /** "cpu", "wasm" or "webgpu". */
   readonly backend: string;
   /** A one-line description (adapter name for WebGPU). */
   readonly device: string;
+  /** The model's hyper-parameters. */
   readonly config: LlamaConfig;
   /**
    * Runs tokens at positions pos0..pos0+T−1 (the cache must hold 0..pos0−1) and returns logits:
@@ -25,8 +26,11 @@ export interface InferenceSession {
   dispose(): void;
 }
 
-/** Which backend a command should use. */
-export type BackendName = "auto" | "cpu" | "webgpu";
+/**
+ * Which backend a command should use: "auto" (WebGPU on a hardware adapter, else WebAssembly SIMD, else the
+ * TypeScript reference), "webgpu", "wasm" (WebAssembly SIMD kernels on the CPU) or "cpu" (the reference).
+ */
+export type BackendName = "auto" | "cpu" | "wasm" | "webgpu";
 
 /** The backend names accepted by `--backend`. */
-export const BACKEND_NAMES: readonly BackendName[] = ["auto", "cpu", "webgpu"];
+export const BACKEND_NAMES: readonly BackendName[] = ["auto", "webgpu", "wasm", "cpu"];

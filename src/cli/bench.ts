@@ -1,6 +1,13 @@
 // `rabit bench`: GEMV and end-to-end decode speed of fp32, fp16-storage and packed k = 2 on this device.
 
-import { numberOption, parseCommand, printJson, UsageError } from "./args.ts";
+import { choiceOption, numberOption, parseCommand, printJson, UsageError } from "./args.ts";
+import { CpuSession } from "../backend/cpu/session.ts";
+import { WasmSession } from "../backend/wasm/session.ts";
+import { measureSessionDecode } from "../bench/cpu_decode.ts";
+import { measureWasmGemv, type WasmGemvResult } from "../bench/wasm_gemv.ts";
+import { openModel } from "../io/load_model.ts";
+import { resolveModelPath } from "../io/model_paths.ts";
+import { quantizeModel } from "../quant/quantize_model.ts";
 import { requestGpu } from "../backend/webgpu/device.ts";
 import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv } from "../bench/gemv.ts";
 import { type DecodeVariant, measureDecode } from "../bench/decode.ts";
@@ -12,6 +19,7 @@ export const BENCH_HELP =
 
 Usage: rabit bench [--shapes 4096x4096,...] [--iters N] [--no-tfjs] [--decode-layers N] [--decode-steps N]
                    [--no-decode] [--fp32-decode] [--json]
+       rabit bench --backend wasm [--shapes 4096x4096,...] [--model M] [--no-decode] [--json]
        rabit bench --train [--train-steps N] [--json]
 
 Measures, in one process on one adapter:
@@ -25,7 +33,16 @@ Measures, in one process on one adapter:
         (batch 4 × 128 tokens) and a random model of dim 512, 8 layers, vocab 4096 (batch 1 × 64 tokens);
         train_speedup = CPU ms / WebGPU ms
 
+  wasm (with --backend wasm, instead of the above) the WebAssembly SIMD CPU kernels: GEMV ms of fp32,
+        fp16-storage, packed k = 2 with the default tables (packed2), and with int8, int16 and f32 tables
+        (packed2_i8, packed2_i16, packed2_f32lut), at 4096x4096 unless --shapes, on one thread and (gemv_threads)
+        on all; then decode tokens/s of the real model (--model, default stories260K) after a 128-token
+        prompt: wasm fp32, fp16-storage, packed k = 2 (a PTQ copy; default and int8 tables) and the TypeScript
+        reference (cpu_f32, cpu_packed2), interleaved
+
 Options:
+  --backend B         webgpu (default) or wasm
+  --model M           the model of the wasm decode measurement (default $RABIT_MODEL, then stories260K)
   --train             measure training steps (above)
   --train-steps N     timed steps per backend and model after one warm-up; the median counts (default 3)
   --shapes LIST       comma-separated OUTxIN (default: 4096x4096,11008x4096,4096x11008,2048x2048,5632x2048)
@@ -58,9 +75,21 @@ export async function runBench(argv: string[]): Promise<void> {
     "fp32-decode": { type: "boolean" },
     train: { type: "boolean" },
     "train-steps": { type: "string" },
+    backend: { type: "string" },
+    model: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return console.log(BENCH_HELP);
+  const backend = choiceOption(values, "backend", ["webgpu", "wasm"] as const, "webgpu");
+  if (backend === "wasm") {
+    if (values.train) throw new UsageError("bench: --train measures WebGPU training; drop --backend wasm");
+    return await runWasmBench({
+      shapes: values.shapes ? parseShapes(values.shapes) : [{ out: 4096, in: 4096 }],
+      model: values.model,
+      decode: !values["no-decode"],
+      json: values.json === true,
+    });
+  }
   if (values.train) {
     return await runTrainBench(
       values.json === true,
@@ -149,4 +178,62 @@ async function runTrainBench(json: boolean, steps: number): Promise<void> {
     models[spec.name] = r;
   }
   if (json) printJson({ adapter: ctx.adapterDescription, train: models });
+}
+
+/** `bench --backend wasm`: the WebAssembly SIMD kernels' GEMVs, then decode on a real model vs the reference. */
+async function runWasmBench(
+  opts: { shapes: GemvShape[]; model?: string; decode: boolean; json: boolean },
+): Promise<void> {
+  const log = (line: string) => opts.json ? console.error(line) : console.log(line);
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  const device = `CPU (WebAssembly SIMD, ${cores} hardware threads)`;
+  log(`device: ${device}`);
+  log("GEMV ms             fp32    fp16  packed2  (i8      i16   f32lut)   fp32 / packed2, fp32 / i8");
+  const onShape = (r: WasmGemvResult) => {
+    const f = (v: number) => v.toFixed(3).padStart(7);
+    const m = r.ms;
+    const cells = [m.f32, m.f16, m.packed2, m.packed2_i8, m.packed2_i16, m.packed2_f32lut].map(f).join(" ");
+    log(
+      `${`${r.shape} ×${r.threads}`.padEnd(15)} ${cells}   ${(m.f32 / m.packed2).toFixed(2)}x, ${
+        (m.f32 / m.packed2_i8).toFixed(2)
+      }x`,
+    );
+  };
+  const byShape = (rs: WasmGemvResult[]) =>
+    Object.fromEntries(rs.map((r) => [r.shape, { ...r.ms, weightBytes: r.weightBytes }]));
+  // gemv: one thread (the kernels themselves); gemv_threads: the same with worker threads over rows.
+  const gemv = await measureWasmGemv(opts.shapes, { onShape });
+  const out: Record<string, unknown> = { backend: "wasm", device, gemv: byShape(gemv) };
+  if (cores > 1) {
+    const threaded = await measureWasmGemv(opts.shapes, { onShape, threads: cores });
+    out.gemv_threads = { threads: threaded[0]?.threads ?? 1, ...byShape(threaded) };
+  }
+  if (opts.decode) {
+    const path = resolveModelPath(opts.model);
+    const model = (await openModel(path)).model;
+    const packed = quantizeModel(model, { method: "ptq", paths: 2, precondition: 0 }).model;
+    log(`decode: ${path}, after a 128-token prompt (packed2: a PTQ k = 2 copy)`);
+    const tps = await measureSessionDecode({
+      f32: new WasmSession(model),
+      f16: new WasmSession(model, { denseStorage: "f16" }),
+      packed2: new WasmSession(packed),
+      packed2_i8: new WasmSession(packed, { packedTables: "i8" }),
+      cpu_f32: new CpuSession(model),
+      cpu_packed2: new CpuSession(packed),
+    }, { rounds: 15, stepsPerRound: 32 });
+    for (const [k, v] of Object.entries(tps)) log(`  ${k.padEnd(15)} ${v.toFixed(1)} tokens/s`);
+    log(
+      `  packed k=2 vs fp16-storage: ${(tps.packed2 / tps.f16).toFixed(2)}x; wasm vs cpu: fp32 ${
+        (tps.f32 / tps.cpu_f32).toFixed(2)
+      }x, packed k=2 ${(tps.packed2 / tps.cpu_packed2).toFixed(2)}x`,
+    );
+    out.decode = {
+      model: path,
+      layers: model.config.nLayers,
+      tokensPerSecond: tps,
+      speedup_vs_fp16: tps.packed2 / tps.f16,
+      speedup_vs_cpu: { f32: tps.f32 / tps.cpu_f32, packed2: tps.packed2 / tps.cpu_packed2 },
+    };
+  }
+  if (opts.json) printJson(out);
 }

@@ -2,8 +2,9 @@
 // quantize it to 2-bit residual-binary paths twice (post-training, and a short RaBiT training run) and
 // show the three side by side.
 
+import type { BackendName } from "../backend/backend.ts";
 import { numberOption, parseCommand } from "./args.ts";
-import { openSession } from "./session.ts";
+import { BACKEND_HELP, openSession } from "./session.ts";
 import { generate } from "../eval/generate.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
@@ -31,7 +32,7 @@ Options:
                  to the model)
   --steps N      training steps of the RaBiT run (default 150: a few minutes on two CPU cores)
   --windows N    held-out windows of seq_len tokens to score (default: all)
-  --backend B    auto | webgpu | cpu for inference (default auto)
+  --backend B    ${BACKEND_HELP}
   -h, --help     show this help`;
 
 async function greedy(session: InferenceSession, tokenizer: Tokenizer): Promise<string> {
@@ -100,7 +101,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   for (const [label, run] of runs) {
     console.log(`\n# ${label}`);
     const r = await run();
-    const packed = await createSession(r.model, { backend: session.backend as "cpu" | "webgpu" });
+    const packed = await createSession(r.model, { backend: session.backend as BackendName });
     try {
       const ppl = await score(packed, ids, windows, label);
       rows.push({ label, ppl, text: await greedy(packed, tokenizer), seconds: r.seconds });

@@ -1,7 +1,7 @@
 // `rabit eval`: perplexity of a model on a text file by the protocol of METHOD.md §7.
 
 import { numberOption, parseCommand, printJson, UsageError } from "./args.ts";
-import { openSession } from "./session.ts";
+import { BACKEND_HELP, openSession } from "./session.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
 import { Progress } from "../util/progress.ts";
@@ -22,7 +22,7 @@ Options:
   --max-windows N  score only the first N windows (quick checks)
   --holdout P      score only the held-out end of the text: the part quantize --holdout P never trains or
                    calibrates on (the same paragraph-boundary split)
-  --backend B      auto | webgpu | cpu (default auto)
+  --backend B      ${BACKEND_HELP}
   --teacher M      .rabit models: also run the inter-path diagnostics (METHOD.md §6) against this
                    full-precision llama2.c .bin (same config) on the scored text; prints the means,
                    and --json adds "diagnostics" with every layer (inspect --diagnose prints the table)

@@ -1,7 +1,7 @@
 // `rabit generate`: continue a prompt, streaming text as it is produced.
 
 import { numberOption, parseCommand, printJson } from "./args.ts";
-import { openSession } from "./session.ts";
+import { BACKEND_HELP, openSession } from "./session.ts";
 import { generate } from "../eval/generate.ts";
 
 export const GENERATE_HELP = `rabit generate — generate text from a prompt, streaming tokens as they come
@@ -17,7 +17,7 @@ Options:
   --temperature X    0 = greedy (default 0); higher samples more freely
   --top-p P          nucleus sampling threshold in (0, 1] (default 0.9; only with temperature > 0)
   --seed N           random seed for sampling (default: time-based)
-  --backend B        auto | webgpu | cpu (default auto)
+  --backend B        ${BACKEND_HELP}
   --json             print one JSON object as the last line (ids, text, tokens/s)
   -h, --help         show this help`;
 

@@ -7,6 +7,10 @@ import { type OpenedModel, openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 
+/** The one-line help of `--backend` for the commands that run a model (eval, generate, demo). */
+export const BACKEND_HELP =
+  "auto | webgpu | wasm | cpu (default auto: WebGPU on a hardware adapter, else wasm, else cpu)";
+
 /** A session, the tokenizer, and what was opened. */
 export interface CliSession {
   session: InferenceSession;

@@ -18,17 +18,35 @@ export interface GenerateOptions extends SamplingOptions {
 export interface GenerateResult {
   /** Prompt ids (BOS first) followed by the generated ids. */
   ids: number[];
+  /** Length of the prompt in tokens, BOS included. */
   promptTokens: number;
+  /** The new ids only. */
   generated: number[];
+  /** Text of the new ids. */
   text: string;
-  /** Seconds for the prompt prefill and for the decode steps. */
+  /** Seconds for the prompt prefill. */
   prefillSeconds: number;
+  /** Seconds for the decode steps. */
   decodeSeconds: number;
   /** Generated tokens per second over the decode steps. */
   tokensPerSecond: number;
 }
 
-/** Generates text from a prompt with the given session and tokenizer. */
+/**
+ * Generates text from a prompt with the given session and tokenizer: the prompt in one chunk, then one
+ * token per step until `steps` tokens, BOS/EOS, or the model's seq_len.
+ *
+ * @example
+ * ```ts
+ * import { generate } from "./generate.ts";
+ * import { CpuSession } from "../backend/cpu/session.ts";
+ * import { openModel } from "../io/load_model.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const r = await generate(new CpuSession(model), tokenizer!, { prompt: "Once upon a time", steps: 12 });
+ * r.generated.length; // 12 (greedy: temperature 0 by default)
+ * console.log(`Once upon a time${r.text}`);
+ * ```
+ */
 export async function generate(
   session: InferenceSession,
   tokenizer: Tokenizer,

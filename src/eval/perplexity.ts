@@ -18,27 +18,57 @@ export interface PerplexityOptions {
 
 /** What {@link perplexity} measured. */
 export interface PerplexityResult {
+  /** exp(nll). */
   ppl: number;
   /** Mean negative log-likelihood per predicted token (nats). */
   nll: number;
   /** Tokens of the text including the one BOS. */
   tokens: number;
+  /** Windows evaluated. */
   windows: number;
+  /** Tokens per window. */
   context: number;
   /** Tokens predicted: windows × (context − 1). */
   predicted: number;
+  /** Wall time of the forward passes. */
   seconds: number;
   /** Evaluated tokens (windows × context) per second. */
   tokensPerSecond: number;
 }
 
-/** Token ids of a text for perplexity: one BOS, then the text's tokens. */
+/**
+ * Token ids of a text for perplexity: one BOS, then the text's tokens.
+ *
+ * @example
+ * ```ts
+ * import { perplexityTokens } from "./perplexity.ts";
+ * import { Tokenizer } from "../io/tokenizer.ts";
+ * const tok = await Tokenizer.load("../shared/data/tok512.bin", 512);
+ * perplexityTokens((t) => tok.encode(t), "Once upon a time"); // [1, …the text's ids]
+ * ```
+ */
 export function perplexityTokens(encode: (text: string) => number[], text: string): number[] {
   if (text.length === 0) throw new RangeError("Evaluation text is empty: expected some text to score");
   return [BOS, ...encode(text)];
 }
 
-/** Perplexity of `ids` (BOS already prepended) under the session's model. */
+/**
+ * Perplexity of `ids` (BOS already prepended) under the session's model: non-overlapping windows of
+ * `context` tokens, each from an empty cache (the protocol at the top of this file).
+ *
+ * @example
+ * ```ts
+ * import { perplexity, perplexityTokens } from "./perplexity.ts";
+ * import { CpuSession } from "../backend/cpu/session.ts";
+ * import { openModel } from "../io/load_model.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const text = (await Deno.readTextFile("../shared/data/tinystories_dev.txt")).slice(0, 4000);
+ * const ids = perplexityTokens((t) => tokenizer!.encode(t), text);
+ * const r = await perplexity(new CpuSession(model), ids, { context: 128, maxWindows: 2 });
+ * r.windows; // 2
+ * r.ppl; // ≈ 4.1: stories260K predicts TinyStories well
+ * ```
+ */
 export async function perplexity(
   session: InferenceSession,
   ids: number[],

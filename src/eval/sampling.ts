@@ -4,25 +4,51 @@ import { Rng } from "../util/rng.ts";
 
 /** How to pick tokens. temperature 0 means greedy (argmax). */
 export interface SamplingOptions {
+  /** Softmax temperature ≥ 0 (default 0: greedy). */
   temperature?: number;
   /** Nucleus sampling threshold in (0, 1]; 1 disables it. */
   topP?: number;
+  /** Seed of the sampler's RNG (default the current time). */
   seed?: number;
 }
 
-/** Index of the largest value (the first one on ties). */
+/**
+ * Index of the largest value (the first one on ties).
+ *
+ * @example
+ * ```ts
+ * import { argmax } from "./sampling.ts";
+ * argmax(new Float32Array([0.1, 3, -2, 3])); // 1
+ * ```
+ */
 export function argmax(v: Float32Array): number {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
   return best;
 }
 
-/** Picks token ids from logits according to the options; keeps its own seeded RNG. */
+/**
+ * Picks token ids from logits according to the options; keeps its own seeded RNG, so the same seed
+ * gives the same tokens.
+ *
+ * @example
+ * ```ts
+ * import { Sampler } from "./sampling.ts";
+ * const logits = new Float32Array([2, 1, 0.5]);
+ * new Sampler().sample(logits); // 0: greedy by default
+ * const a = new Sampler({ temperature: 1, topP: 0.9, seed: 7 });
+ * const b = new Sampler({ temperature: 1, topP: 0.9, seed: 7 });
+ * a.sample(logits) === b.sample(logits); // true
+ * ```
+ */
 export class Sampler {
+  /** Softmax temperature (0: greedy). */
   readonly temperature: number;
+  /** Nucleus threshold (1: off). */
   readonly topP: number;
   readonly #rng: Rng;
 
+  /** Throws a RangeError for a negative or non-finite temperature or a top-p outside (0, 1]. */
   constructor(options: SamplingOptions = {}) {
     this.temperature = options.temperature ?? 0;
     this.topP = options.topP ?? 1;

@@ -1,7 +1,19 @@
 // Error types for file formats: what was expected, what was found, and how to fix it.
 
-/** A file that cannot be used: bad header, wrong size, corrupt content. The message names the file. */
+/**
+ * A file that cannot be used: bad header, wrong size, corrupt content. The message names the file, says
+ * what was found and, with a hint, what was expected.
+ *
+ * @example
+ * ```ts
+ * import { FormatError } from "./errors.ts";
+ * const e = new FormatError("model.bin", "file is 3 bytes, too short", "Expected a llama2.c checkpoint");
+ * e.message; // "model.bin: file is 3 bytes, too short. Expected a llama2.c checkpoint"
+ * e instanceof SyntaxError; // true
+ * ```
+ */
 export class FormatError extends SyntaxError {
+  /** "`path`: `problem`. `hint`". */
   constructor(path: string, problem: string, hint?: string) {
     super(`${path}: ${problem}${hint ? `. ${hint}` : ""}`);
     this.name = "FormatError";

@@ -19,8 +19,11 @@ const LEGACY_HEADER_BYTES = 28;
 
 /** A model's config and its parameters. */
 export interface LoadedCheckpoint {
+  /** Hyper-parameters from the header. */
   config: LlamaConfig;
+  /** Every tensor of `llamaParamSpecs(config)`. */
   params: ParamTable;
+  /** Which llama2.c layout the file used. */
   format: "llama2c-legacy" | "llama2c-v1";
 }
 
@@ -53,7 +56,23 @@ function v1Order(c: LlamaConfig): string[] {
   return names;
 }
 
-/** Parses a llama2.c checkpoint from bytes; `path` only names the file in errors. */
+/**
+ * Parses a llama2.c checkpoint from bytes (legacy or version 1, told apart by the magic); `path` only
+ * names the file in errors, which are FormatErrors.
+ *
+ * @example
+ * ```ts
+ * import { parseLlama2c } from "./llama2c.ts";
+ * const ck = parseLlama2c(await Deno.readFile("../shared/data/stories260K.bin"), "stories260K.bin");
+ * ck.format; // "llama2c-legacy"
+ * ck.config.dim; // 64
+ * try {
+ *   parseLlama2c(new Uint8Array(8), "tiny.bin");
+ * } catch (e) {
+ *   (e as Error).message; // "tiny.bin: file is 8 bytes, shorter than any llama2.c header. Expected …"
+ * }
+ * ```
+ */
 export function parseLlama2c(bytes: Uint8Array, path = "checkpoint"): LoadedCheckpoint {
   const hint = "Expected a llama2.c checkpoint (legacy or version 1 from export.py)";
   if (bytes.byteLength < LEGACY_HEADER_BYTES) {
@@ -133,12 +152,33 @@ export function parseLlama2c(bytes: Uint8Array, path = "checkpoint"): LoadedChec
   return { config, params, format: isV1 ? "llama2c-v1" : "llama2c-legacy" };
 }
 
-/** Loads a llama2.c checkpoint from disk. */
+/**
+ * Loads a llama2.c checkpoint from disk (see {@link parseLlama2c}).
+ *
+ * @example
+ * ```ts
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * config.nLayers; // 5
+ * params.count; // 260032
+ * ```
+ */
 export async function loadLlama2c(path: string): Promise<LoadedCheckpoint> {
   return parseLlama2c(await readFileOrThrow(path, "Model checkpoint"), path);
 }
 
-/** Serializes a model in the llama2.c version-1 layout (for interop and tests). */
+/**
+ * Serializes a model in the llama2.c version-1 layout (for interop and tests).
+ *
+ * @example
+ * ```ts
+ * import { loadLlama2c, parseLlama2c, serializeLlama2cV1 } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const back = parseLlama2c(serializeLlama2cV1(config, params));
+ * back.format; // "llama2c-v1"
+ * back.params.data.every((x, i) => x === params.data[i]); // true
+ * ```
+ */
 export function serializeLlama2cV1(config: LlamaConfig, params: ParamTable): Uint8Array {
   const out = new Uint8Array(V1_HEADER_BYTES + 4 * params.count);
   const view = new DataView(out.buffer);
@@ -164,7 +204,19 @@ export function serializeLlama2cV1(config: LlamaConfig, params: ParamTable): Uin
   return out;
 }
 
-/** Serializes a model in the llama2.c legacy layout (freq_cis tables written as zeros; they are unused). */
+/**
+ * Serializes a model in the llama2.c legacy layout (freq_cis tables written as zeros; they are unused).
+ *
+ * @example
+ * ```ts
+ * import { loadLlama2c, serializeLlama2cLegacy } from "./llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(`${dir}/copy.bin`, serializeLlama2cLegacy(config, params));
+ * (await loadLlama2c(`${dir}/copy.bin`)).config.vocabSize; // 512
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export function serializeLlama2cLegacy(config: LlamaConfig, params: ParamTable): Uint8Array {
   const freqFloats = config.seqLen * headSize(config);
   const out = new Uint8Array(LEGACY_HEADER_BYTES + 4 * (params.count + freqFloats));

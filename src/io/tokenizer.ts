@@ -7,25 +7,57 @@
 import { FormatError, readFileOrThrow } from "./errors.ts";
 import { MAX_TOKEN_LENGTH } from "./limits.ts";
 
-/** Token ids with special meaning in llama2.c vocabularies. */
+/**
+ * Beginning of sequence: the token every llama2.c sequence starts with (id 1).
+ *
+ * @example
+ * ```ts
+ * import { BOS, Tokenizer } from "./tokenizer.ts";
+ * const tok = await Tokenizer.load("../shared/data/tok512.bin", 512);
+ * tok.encode("Hi", { bos: true })[0] === BOS; // true
+ * ```
+ */
 export const BOS = 1;
+/**
+ * End of sequence (id 2): generation stops when the model picks it (or BOS).
+ *
+ * @example
+ * ```ts
+ * import { EOS, Tokenizer } from "./tokenizer.ts";
+ * const tok = await Tokenizer.load("../shared/data/tok512.bin", 512);
+ * tok.encode("Hi", { eos: true }).at(-1) === EOS; // true
+ * ```
+ */
 export const EOS = 2;
 /** Byte-fallback tokens <0x00>..<0xFF> start at this id. */
 const BYTE_OFFSET = 3;
 
 const utf8 = new TextEncoder();
 
-/** A llama2.c vocabulary with scores. */
+/**
+ * A llama2.c vocabulary with scores: encodes text exactly as llama2.c does and decodes ids back.
+ *
+ * @example
+ * ```ts
+ * import { Tokenizer } from "./tokenizer.ts";
+ * const tok = await Tokenizer.load("../shared/data/tok512.bin", 512);
+ * const ids = tok.encode("Once upon a time", { bos: true }); // [1, …]
+ * tok.decode(ids); // "Once upon a time"
+ * ```
+ */
 export class Tokenizer {
   /** Raw bytes of each token, by id. */
   readonly pieces: Uint8Array[];
+  /** Merge score of each token, by id (higher merges first). */
   readonly scores: Float32Array;
+  /** The longest token in bytes, as the file's header states it. */
   readonly maxTokenLength: number;
   /** The file's bytes, kept so a packed model file can embed the tokenizer unchanged. */
   readonly bytes: Uint8Array;
   readonly #ids = new Map<string, number>();
   readonly #byteValue: Int16Array; // per id: the byte a <0xXX> token stands for, or -1
 
+  /** A vocabulary from parsed parts; use {@link Tokenizer.parse} or {@link Tokenizer.load} to read a file. */
   constructor(bytes: Uint8Array, pieces: Uint8Array[], scores: Float32Array, maxTokenLength: number) {
     this.bytes = bytes;
     this.pieces = pieces;
@@ -42,6 +74,7 @@ export class Tokenizer {
     }
   }
 
+  /** Number of tokens. */
   get vocabSize(): number {
     return this.pieces.length;
   }

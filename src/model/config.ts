@@ -24,17 +24,54 @@ export interface LlamaConfig {
   ropeTheta: number;
 }
 
-/** Size of one attention head. */
+/**
+ * Size of one attention head: dim / nHeads.
+ *
+ * @example
+ * ```ts
+ * import { headSize } from "./config.ts";
+ * const c = { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * headSize(c); // 8
+ * ```
+ */
 export function headSize(c: LlamaConfig): number {
   return c.dim / c.nHeads;
 }
 
-/** Width of the key/value projections. */
+/**
+ * Width of the key/value projections: nKvHeads heads of {@link headSize} (smaller than dim under
+ * grouped-query attention).
+ *
+ * @example
+ * ```ts
+ * import { kvDim } from "./config.ts";
+ * const c = { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * kvDim(c); // 32
+ * ```
+ */
 export function kvDim(c: LlamaConfig): number {
   return (c.dim * c.nKvHeads) / c.nHeads;
 }
 
-/** Throws a RangeError naming the first inconsistent hyper-parameter. */
+/**
+ * Throws a RangeError naming the first inconsistent hyper-parameter: sizes must be positive integers,
+ * dim divisible by nHeads, nHeads by nKvHeads, and the head size even (rotary embedding).
+ *
+ * @example
+ * ```ts
+ * import { validateConfig } from "./config.ts";
+ * const c = { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * validateConfig(c); // fine
+ * try {
+ *   validateConfig({ ...c, nKvHeads: 3 });
+ * } catch (e) {
+ *   (e as Error).message; // "Invalid model config: nHeads 8 is not divisible by nKvHeads 3"
+ * }
+ * ```
+ */
 export function validateConfig(c: LlamaConfig): void {
   const ints: (keyof LlamaConfig)[] = [
     "dim",

@@ -6,16 +6,30 @@
 
 import { headSize, kvDim } from "./config.ts";
 import { applyLinear, classifierWeight, type LlamaModel } from "./model.ts";
+import type { LinearLayer } from "./linear.ts";
 import { addInPlace, attentionForward, matmul, rmsnormForward, ropeForward, swigluForward } from "./ops.ts";
 
 /** Keys and values of every layer for positions 0..seqLen−1. */
 export interface KvCache {
-  /** Per layer (seqLen, kvD). */
+  /** Keys, per layer (seqLen, kvD). */
   k: Float32Array[];
+  /** Values, per layer (seqLen, kvD). */
   v: Float32Array[];
 }
 
-/** An empty cache for `length` positions (default the model's seqLen). */
+/**
+ * An empty cache for `length` positions (default the model's seqLen).
+ *
+ * @example
+ * ```ts
+ * import { createKvCache } from "./forward.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const cache = createKvCache({ config, params, quantized: new Map() }, 16);
+ * cache.k.length; // 5 layers
+ * cache.k[0].length; // 16 positions × kvDim 32 = 512
+ * ```
+ */
 export function createKvCache(model: LlamaModel, length = model.config.seqLen): KvCache {
   const n = length * kvDim(model.config);
   const make = () => Array.from({ length: model.config.nLayers }, () => new Float32Array(n));
@@ -24,31 +38,52 @@ export function createKvCache(model: LlamaModel, length = model.config.seqLen): 
 
 /** What one block computed, kept for the backward. All (T, ·) row-major. */
 export interface BlockActivations {
-  xIn: Float32Array; // (T, D) residual stream entering the block
-  xnAtt: Float32Array; // (T, D) attention_norm output = input of wq, wk, wv
-  invRmsAtt: Float32Array; // (T)
-  q: Float32Array; // (T, D) after rotary
-  k: Float32Array; // (T, kvD) after rotary
-  v: Float32Array; // (T, kvD)
-  probs: Float32Array; // (nH, T, S) softmax weights
-  attOut: Float32Array; // (T, D) = input of wo
-  xMid: Float32Array; // (T, D) after the attention residual
-  xnFfn: Float32Array; // (T, D) ffn_norm output = input of w1, w3
-  invRmsFfn: Float32Array; // (T)
-  h1: Float32Array; // (T, H) w1 output (pre-activation)
-  h3: Float32Array; // (T, H) w3 output
-  hAct: Float32Array; // (T, H) silu(h1) ⊙ h3 = input of w2
+  /** (T, D) residual stream entering the block. */
+  xIn: Float32Array;
+  /** (T, D) attention_norm output = input of wq, wk, wv. */
+  xnAtt: Float32Array;
+  /** (T) 1 / RMS of each row of xIn. */
+  invRmsAtt: Float32Array;
+  /** (T, D) after rotary. */
+  q: Float32Array;
+  /** (T, kvD) after rotary. */
+  k: Float32Array;
+  /** (T, kvD) values. */
+  v: Float32Array;
+  /** (nH, T, S) softmax weights. */
+  probs: Float32Array;
+  /** (T, D) = input of wo. */
+  attOut: Float32Array;
+  /** (T, D) after the attention residual. */
+  xMid: Float32Array;
+  /** (T, D) ffn_norm output = input of w1, w3. */
+  xnFfn: Float32Array;
+  /** (T) 1 / RMS of each row of xMid. */
+  invRmsFfn: Float32Array;
+  /** (T, H) w1 output (pre-activation). */
+  h1: Float32Array;
+  /** (T, H) w3 output. */
+  h3: Float32Array;
+  /** (T, H) silu(h1) ⊙ h3 = input of w2. */
+  hAct: Float32Array;
 }
 
 /** Activations of a whole chunk: blocks, the final norm and the logits. */
 export interface ChunkActivations {
+  /** Tokens in the chunk. */
   T: number;
+  /** Position of the first token. */
   pos0: number;
+  /** (T) the token ids. */
   tokens: Int32Array;
+  /** Per block, in order. */
   blocks: BlockActivations[];
-  xFinal: Float32Array; // (T, D) residual stream after the last block
-  xnFinal: Float32Array; // (T, D) after the final norm = input of the classifier
-  invRmsFinal: Float32Array; // (T)
+  /** (T, D) residual stream after the last block. */
+  xFinal: Float32Array;
+  /** (T, D) after the final norm = input of the classifier. */
+  xnFinal: Float32Array;
+  /** (T) 1 / RMS of each row of xFinal. */
+  invRmsFinal: Float32Array;
 }
 
 /** Options of {@link forwardChunk}. */
@@ -59,6 +94,8 @@ export interface ForwardOptions {
   keepHidden?: boolean;
   /** Compute logits only for the last position (decoding). */
   lastLogitsOnly?: boolean;
+  /** Computes the logits with this (V, D) layer instead of the classifier weight (a backend's own kernel). */
+  classifier?: LinearLayer;
 }
 
 /** Result of {@link forwardChunk}. */
@@ -67,12 +104,26 @@ export interface ForwardResult {
   logits: Float32Array;
   /** Block outputs (T, D) each, with keepHidden. */
   hidden?: Float32Array[];
+  /** Everything the backward needs, with keepActivations. */
   activations?: ChunkActivations;
 }
 
 /**
  * Runs `tokens` at positions pos0..pos0+T−1, reading and extending `cache` (positions < pos0 must be
  * filled). This one function serves evaluation windows, prompt prefill, decoding and training.
+ *
+ * @example
+ * ```ts
+ * import { createKvCache, forwardChunk } from "./forward.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * import { argmax } from "../eval/sampling.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const model = { config, params, quantized: new Map() };
+ * const cache = createKvCache(model);
+ * const prefill = forwardChunk(model, [1, 403], 0, cache); // BOS and one token: logits (2, 512)
+ * const next = argmax(prefill.logits.subarray(512)); // 407, the greedy continuation
+ * forwardChunk(model, [next], 2, cache, { lastLogitsOnly: true }).logits.length; // 512
+ * ```
  */
 export function forwardChunk(
   model: LlamaModel,
@@ -163,7 +214,9 @@ export function forwardChunk(
   const xnFinal = rmsnormForward(x, model.params.get("norm"), T, D, c.normEps, undefined, invRmsFinal);
   const rows = options.lastLogitsOnly ? 1 : T;
   const head = options.lastLogitsOnly ? xnFinal.subarray((T - 1) * D) : xnFinal;
-  const logits = matmul(head, classifierWeight(model), rows, D, c.vocabSize);
+  const logits = options.classifier
+    ? options.classifier.forward(head, rows)
+    : matmul(head, classifierWeight(model), rows, D, c.vocabSize);
   const result: ForwardResult = { logits };
   if (options.keepHidden) result.hidden = hidden;
   if (keep) {

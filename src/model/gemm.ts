@@ -50,11 +50,12 @@ function checkView(name: string, arr: Float32Array, rows: number, width: number,
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { gemm } from "./gemm.ts";
  * // (1, 2) · (2, 1): [1, 2] · [3, 4]ᵀ = 11
  * const c = new Float32Array(1);
  * gemm(new Float32Array([1, 2]), new Float32Array([3, 4]), c, { M: 1, N: 1, K: 2 });
- * console.assert(c[0] === 11);
+ * assert.equal(c[0], 11);
  * ```
  */
 export function gemm(a: Float32Array, b: Float32Array, c: Float32Array, o: GemmOptions): void {

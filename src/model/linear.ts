@@ -38,6 +38,7 @@ export class DenseLinear implements LinearLayer {
   readonly out: number;
   readonly in: number;
 
+  /** Wraps (does not copy) `w`, which must hold out × inF values. */
   constructor(w: Float32Array, out: number, inF: number) {
     if (w.length !== out * inF) {
       throw new RangeError(`DenseLinear: expected W of ${out}x${inF}=${out * inF} values, found ${w.length}`);

@@ -11,8 +11,11 @@ import { DenseLinear, type LinearLayer } from "./linear.ts";
  * `L` narrows what those layers are: the packed file and the GPU engine need packed layers.
  */
 export interface LlamaModel<L extends LinearLayer = LinearLayer> {
+  /** Hyper-parameters. */
   config: LlamaConfig;
+  /** Float tensors by llama2.c name (a replaced linear's own weight may be absent or is ignored). */
   params: ParamTable;
+  /** Layers replacing block linears, by parameter name; empty for a full-precision model. */
   quantized: Map<string, L>;
 }
 
@@ -42,7 +45,18 @@ export function classifierWeight(model: LlamaModel): Float32Array {
   return model.config.sharedClassifier ? model.params.get("tok_embeddings") : model.params.get("output");
 }
 
-/** A parameter table holding only the tensors not binarized (what a packed model keeps in float). */
+/**
+ * A parameter table holding only the tensors not binarized (what a packed model keeps in float); the
+ * values are copied.
+ *
+ * @example
+ * ```ts
+ * import { withoutQuantized } from "./model.ts";
+ * import { ParamTable } from "./params.ts";
+ * const params = ParamTable.fromSpecs([["norm", [4]], ["layers.0.wq", [4, 4]]]);
+ * withoutQuantized(params, ["layers.0.wq"]).names(); // ["norm"]
+ * ```
+ */
 export function withoutQuantized(params: ParamTable, quantized: Iterable<string>): ParamTable {
   const drop = new Set(quantized);
   const specs: [string, number[]][] = params.names().filter((n) => !drop.has(n)).map((

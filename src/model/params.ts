@@ -14,21 +14,47 @@ import { kvDim, type LlamaConfig } from "./config.ts";
 
 /** Location of one tensor inside the flat buffer. */
 export interface ParamEntry {
+  /** Index of the tensor's first value in the flat buffer. */
   offset: number;
+  /** Dimensions, row-major (linear weights are [out, in]). */
   shape: number[];
+  /** Number of values: the product of `shape`. */
   size: number;
 }
 
-/** The linear layers inside each block, the ones residual binarization replaces (METHOD.md §1). */
+/**
+ * The linear layers inside each block, the ones residual binarization replaces (METHOD.md §1).
+ *
+ * @example
+ * ```ts
+ * import { BLOCK_LINEARS } from "./params.ts";
+ * BLOCK_LINEARS.map((w) => `layers.0.${w}`); // ["layers.0.wq", "layers.0.wk", …, "layers.0.w3"]
+ * ```
+ */
 export const BLOCK_LINEARS = ["wq", "wk", "wv", "wo", "w1", "w2", "w3"] as const;
 /** One of the per-block linear layer names. */
 export type BlockLinear = typeof BLOCK_LINEARS[number];
 
-/** A named set of tensors stored in one Float32Array. */
+/**
+ * A named set of tensors stored in one Float32Array.
+ *
+ * @example
+ * ```ts
+ * import { ParamTable } from "./params.ts";
+ * const t = ParamTable.fromSpecs([["w", [2, 3]], ["b", [2]]]);
+ * t.get("b").set([1, 2]); // a live view into t.data
+ * t.count; // 8
+ * t.entry("b"); // { offset: 6, shape: [2], size: 2 }
+ * t.names(); // ["w", "b"]
+ * ```
+ */
 export class ParamTable {
+  /** Every tensor's values, one after another. */
   readonly data: Float32Array;
+  /** Where each tensor lives in `data`, by name, in layout order. */
   readonly entries: Map<string, ParamEntry>;
 
+  /** A table over `entries`, backed by `data` (which must be exactly as long) or by a new zeroed buffer. */
   constructor(entries: Map<string, ParamEntry>, data?: Float32Array) {
     let total = 0;
     for (const e of entries.values()) total = Math.max(total, e.offset + e.size);
@@ -56,10 +82,12 @@ export class ParamTable {
     return new ParamTable(this.entries);
   }
 
+  /** Whether the table holds a tensor `name`. */
   has(name: string): boolean {
     return this.entries.has(name);
   }
 
+  /** Where tensor `name` lives; throws a RangeError listing the known names when there is none. */
   entry(name: string): ParamEntry {
     const e = this.entries.get(name);
     if (!e) {
@@ -74,10 +102,12 @@ export class ParamTable {
     return this.data.subarray(e.offset, e.offset + e.size);
   }
 
+  /** The dimensions of tensor `name`. */
   shape(name: string): number[] {
     return this.entry(name).shape;
   }
 
+  /** Tensor names in layout order. */
   names(): string[] {
     return [...this.entries.keys()];
   }
@@ -88,7 +118,20 @@ export class ParamTable {
   }
 }
 
-/** The parameter specs of a Llama model in llama2.c's storage order (per kind, then per layer). */
+/**
+ * The parameter specs of a Llama model in llama2.c's storage order (per kind, then per layer): the
+ * argument of {@link ParamTable.fromSpecs} for a model's table.
+ *
+ * @example
+ * ```ts
+ * import { llamaParamSpecs, ParamTable } from "./params.ts";
+ * const c = { dim: 8, hiddenDim: 12, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, seqLen: 4,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * const specs = llamaParamSpecs(c);
+ * specs[0]; // ["tok_embeddings", [10, 8]]
+ * ParamTable.fromSpecs(specs).count; // 584
+ * ```
+ */
 export function llamaParamSpecs(c: LlamaConfig): [string, number[]][] {
   const kv = kvDim(c);
   const specs: [string, number[]][] = [["tok_embeddings", [c.vocabSize, c.dim]]];
@@ -131,7 +174,18 @@ export function llamaParamCount(c: LlamaConfig): number {
   return c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2) + c.nLayers * perLayer + c.dim;
 }
 
-/** Names of every binarizable linear layer, block by block: layers.L.{wq,wk,wv,wo,w1,w2,w3}. */
+/**
+ * Names of every binarizable linear layer, block by block: layers.L.{wq,wk,wv,wo,w1,w2,w3}.
+ *
+ * @example
+ * ```ts
+ * import { linearNames } from "./params.ts";
+ * const c = { dim: 8, hiddenDim: 12, nLayers: 2, nHeads: 2, nKvHeads: 1, vocabSize: 10, seqLen: 4,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * linearNames(c).length; // 14
+ * linearNames(c)[7]; // "layers.1.wq"
+ * ```
+ */
 export function linearNames(c: LlamaConfig): string[] {
   const out: string[] = [];
   for (let l = 0; l < c.nLayers; l++) for (const w of BLOCK_LINEARS) out.push(`layers.${l}.${w}`);

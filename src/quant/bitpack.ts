@@ -7,7 +7,16 @@
 //   padding bit contributes -0 = 0.
 // A k-path layer stores its planes one after another: (k, out, wordsPerRow(in)).
 
-/** Number of u32 words per packed row of `cols` columns. */
+/**
+ * Number of u32 words per packed row of `cols` columns.
+ *
+ * @example
+ * ```ts
+ * import { wordsPerRow } from "./bitpack.ts";
+ * wordsPerRow(64); // 2
+ * wordsPerRow(172); // 6 (the last word holds 12 columns and 20 zero padding bits)
+ * ```
+ */
 export function wordsPerRow(cols: number): number {
   return Math.ceil(cols / 32);
 }
@@ -15,6 +24,12 @@ export function wordsPerRow(cols: number): number {
 /**
  * Packs the signs of a row-major matrix (rows, cols): sign(0) = +1 (METHOD.md §2).
  * Returns (rows, wordsPerRow(cols)) u32 words.
+ *
+ * @example
+ * ```ts
+ * import { packSigns } from "./bitpack.ts";
+ * packSigns(new Float32Array([0.5, -1, 0, -2]), 1, 4); // [0b0101] = [5]: bit j is column j, 1 = +1
+ * ```
  */
 export function packSigns(m: Float32Array, rows: number, cols: number): Uint32Array {
   if (m.length !== rows * cols) {
@@ -32,7 +47,15 @@ export function packSigns(m: Float32Array, rows: number, cols: number): Uint32Ar
   return out;
 }
 
-/** Expands packed signs (rows, wordsPerRow(cols)) back to a (rows, cols) matrix of ±1. */
+/**
+ * Expands packed signs (rows, wordsPerRow(cols)) back to a (rows, cols) matrix of ±1.
+ *
+ * @example
+ * ```ts
+ * import { unpackSigns } from "./bitpack.ts";
+ * unpackSigns(new Uint32Array([5]), 1, 4); // [1, -1, 1, -1]
+ * ```
+ */
 export function unpackSigns(bits: Uint32Array, rows: number, cols: number): Float32Array {
   const wpr = wordsPerRow(cols);
   if (bits.length !== rows * wpr) {

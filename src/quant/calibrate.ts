@@ -28,7 +28,17 @@ export interface CalibrateOptions {
   onWindow?: (done: number, total: number) => void;
 }
 
-/** Calibration windows: BOS then the text's tokens, taken from the END of the token stream. */
+/**
+ * Calibration windows: BOS then the text's tokens, taken from the END of the token stream: up to
+ * `tokens / window` windows of `window` tokens, each with its first token replaced by BOS.
+ *
+ * @example
+ * ```ts
+ * import { calibrationWindows } from "./calibrate.ts";
+ * const ids = Array.from({ length: 10 }, (_, i) => 100 + i);
+ * calibrationWindows(ids, 8, 4); // [[1, 103, 104, 105], [1, 107, 108, 109]]
+ * ```
+ */
 export function calibrationWindows(ids: number[], tokens: number, window: number): number[][] {
   const count = Math.max(1, Math.floor(tokens / window));
   if (ids.length < window) {
@@ -52,6 +62,17 @@ export function calibrationWindows(ids: number[], tokens: number, window: number
 /**
  * Collects s_in and s_out for every block linear of a full-precision model over calibration windows
  * (next-token cross-entropy; the loss scale does not matter, only relative channel importance does).
+ *
+ * @example
+ * ```ts
+ * import { calibrate, calibrationWindows } from "./calibrate.ts";
+ * import { openModel } from "../io/load_model.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const text = (await Deno.readTextFile("../shared/data/tinystories_dev.txt")).slice(0, 2000);
+ * const stats = calibrate(model, calibrationWindows(tokenizer!.encode(text), 64, 32));
+ * stats.size; // 35: every block linear
+ * stats.get("layers.0.w1")!.sIn.length; // 64 input channels
+ * ```
  */
 export function calibrate(
   model: LlamaModel,

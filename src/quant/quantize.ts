@@ -37,8 +37,8 @@ export interface DbllmOptions extends DbllmInitOptions, CommonQuantizeOptions {
 /** Options of {@linkcode quantizeLayer}, discriminated by `method`. */
 export type QuantizeOptions = PtqOptions | Rtn2Options | DbllmOptions;
 
-/** Names accepted by {@linkcode quantizeLayer}. */
-export type QuantizeMethod = QuantizeOptions["method"];
+/** Names accepted by {@linkcode quantizeLayer}: the `method` of each of its option types. */
+export type QuantizeMethod = "ptq" | "rtn2" | "dbllm";
 
 /** What {@linkcode quantizeLayer} reports about the layer it returns. */
 export interface QuantizeStats {

@@ -26,9 +26,13 @@ export interface QuantizeModelOptions {
 
 /** One layer's outcome. */
 export interface LayerReport {
+  /** Parameter name, e.g. "layers.0.wq". */
   name: string;
+  /** Output features. */
   out: number;
+  /** Input features. */
   in: number;
+  /** Binary paths. */
   k: number;
   /** ||W − What|| / ||W|| after fp16 rounding of the scales. */
   relError: number;
@@ -38,11 +42,25 @@ export interface LayerReport {
 
 /** A quantized copy of the model and per-layer reports. */
 export interface QuantizedModel {
+  /** Every block linear packed; the other tensors copied. */
   model: PackedModel;
+  /** One report per block linear, in model order. */
   layers: LayerReport[];
 }
 
-/** Quantizes all block linears; the input model is left unchanged. */
+/**
+ * Quantizes all block linears; the input model is left unchanged.
+ *
+ * @example
+ * ```ts
+ * import { quantizeModel } from "./quantize_model.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const q = quantizeModel({ config, params, quantized: new Map() }, { method: "rtn2" });
+ * q.model.quantized.size; // 35
+ * q.layers[0].relError; // ||W − What|| / ||W|| of layers.0.wq
+ * ```
+ */
 export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions): QuantizedModel {
   const names = linearNames(model.config);
   const usePrecondition = (options.precondition ?? 0.5) > 0;

@@ -34,7 +34,17 @@ export function validateResidualBinary(layer: ResidualBinaryLinear, name = "laye
   expect("h", k * inF, layer.h.length);
 }
 
-/** Forms the dense (out, in) matrix What (for tests and error reports; inference never does this). */
+/**
+ * Forms the dense (out, in) matrix What (for tests and error reports; inference never does this).
+ *
+ * @example
+ * ```ts
+ * import { dequantize } from "./residual_binary.ts";
+ * // k = 2 paths of a (1, 2) layer: signs [+1, −1] scaled by 2, then [+1, +1] scaled by 0.5
+ * dequantize({ out: 1, in: 2, k: 2, planes: new Uint32Array([0b01, 0b11]), g: new Float32Array([2, 0.5]),
+ *   h: new Float32Array([1, 1, 1, 1]) }); // [2.5, -1.5]
+ * ```
+ */
 export function dequantize(layer: ResidualBinaryLinear): Float32Array {
   const { out, in: inF, k } = layer;
   const wpr = wordsPerRow(inF);
@@ -57,6 +67,16 @@ export function dequantize(layer: ResidualBinaryLinear): Float32Array {
  * Signs are applied through lookup tables over groups of 4 columns (T-MAC style): for each group the 16
  * possible signed sums ±xs[4g]±xs[4g+1]±xs[4g+2]±xs[4g+3] are formed once per token and plane, and each
  * row then adds one table entry per nibble of its sign words: only additions in the inner loop.
+ *
+ * @example
+ * ```ts
+ * import { residualBinaryMatmul } from "./residual_binary.ts";
+ * import { packSigns } from "./bitpack.ts";
+ * const signs = new Float32Array([1, -1, -1, 1]); // B (2, 2)
+ * const layer = { out: 2, in: 2, k: 1, planes: packSigns(signs, 2, 2), g: new Float32Array([1, 2]),
+ *   h: new Float32Array([1, 1]) }; // What = [[1, -1], [-2, 2]]
+ * residualBinaryMatmul(layer, new Float32Array([3, 1]), 1); // [2, -4]
+ * ```
  */
 export function residualBinaryMatmul(layer: ResidualBinaryLinear, x: Float32Array, T = 1): Float32Array {
   const { out, in: inF, k } = layer;

@@ -17,10 +17,15 @@ import type { TrainState } from "./backend.ts";
 
 /** Per-step records of a run (index = step − 1). */
 export interface TrainLog {
+  /** kl + γ · mse of each step. */
   losses: number[];
+  /** KL(teacher ‖ student) of each step. */
   kl: number[];
+  /** Hidden-state MSE of each step. */
   mse: number[];
+  /** Learning rate of each step. */
   lr: number[];
+  /** Gradient norm before clipping of each step. */
   gradNorm: number[];
 }
 
@@ -36,7 +41,9 @@ export interface Checkpoint {
   step: number;
   /** Layout of the table: [name, shape] in order. */
   layout: [string, number[]][];
+  /** The table and optimizer moments after `step` steps. */
   state: TrainState;
+  /** The records of steps 1..step. */
   log: TrainLog;
   /** Seconds of training so far. */
   seconds: number;
@@ -51,19 +58,60 @@ const CHECKPOINT_CONTAINER: ContainerKind = {
   hintNotThis: "Expected a training checkpoint written by rabit quantize --checkpoint",
 };
 
-/** CRC-32 of a model's parameter bytes (what identifies the teacher). */
+/**
+ * CRC-32 of a model's parameter bytes (what identifies the teacher).
+ *
+ * @example
+ * ```ts
+ * import { paramsCrc } from "./checkpoint.ts";
+ * import { ParamTable } from "../model/params.ts";
+ * paramsCrc(ParamTable.fromSpecs([["w", [2]]])); // 1696784233: zlib's CRC-32 of 8 zero bytes
+ * ```
+ */
 export function paramsCrc(params: ParamTable): number {
   return crc32(new Uint8Array(params.data.buffer, params.data.byteOffset, params.data.byteLength));
 }
 
-/** The layout of a table as [name, shape] pairs. */
+/**
+ * The layout of a table as [name, shape] pairs.
+ *
+ * @example
+ * ```ts
+ * import { layoutOf } from "./checkpoint.ts";
+ * import { ParamTable } from "../model/params.ts";
+ * layoutOf(ParamTable.fromSpecs([["w", [2, 3]], ["g", [2]]])); // [["w", [2, 3]], ["g", [2]]]
+ * ```
+ */
 export function layoutOf(table: ParamTable): [string, number[]][] {
   return table.names().map((n) => [n, table.shape(n)]);
 }
 
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** Writes a checkpoint atomically (a crash mid-write leaves the previous file intact). */
+/**
+ * Writes a checkpoint atomically (a crash mid-write leaves the previous file intact).
+ *
+ * @example
+ * ```ts
+ * import { layoutOf, paramsCrc, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * import { ParamTable } from "../model/params.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const table = ParamTable.fromSpecs([["norm", [64]]]);
+ * const dir = await Deno.makeTempDir();
+ * await writeCheckpoint(`${dir}/run.ckpt`, {
+ *   teacher: { config, crc: paramsCrc(params) },
+ *   options: { method: "rabit" },
+ *   step: 0,
+ *   layout: layoutOf(table),
+ *   state: { params: table.data, m: new Float32Array(64), v: new Float32Array(64) },
+ *   log: { losses: [], kl: [], mse: [], lr: [], gradNorm: [] },
+ *   seconds: 0,
+ * });
+ * (await readCheckpoint(`${dir}/run.ckpt`)).layout; // [["norm", [64]]]
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<void> {
   const body = {
     kind: "rabit-training-checkpoint",
@@ -81,7 +129,15 @@ export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<voi
   await writeFileAtomic(path, sealContainer(CHECKPOINT_CONTAINER, body, "writeCheckpoint"));
 }
 
-/** Reads and validates a checkpoint file (see {@link parseCheckpoint}). */
+/**
+ * Reads and validates a checkpoint file (see {@link parseCheckpoint}).
+ *
+ * @example
+ * ```ts
+ * import { readCheckpoint } from "./checkpoint.ts";
+ * await readCheckpoint("run.ckpt").catch((e) => e.message); // "Checkpoint not found: run.ckpt"
+ * ```
+ */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
   return parseCheckpoint(await readFileOrThrow(path, "Checkpoint"), path);
 }

@@ -18,10 +18,13 @@ export type LatentOptimizer = "muon" | "adamw";
 
 /** Options shared by every training backend. */
 export interface BackendOptions {
+  /** The training method (the layout's). */
   method: TrainMethod;
+  /** Binary paths (the layout's k). */
   k: number;
   /** Weight γ of the hidden-state MSE (METHOD.md §4). */
   gamma: number;
+  /** Optimizer of the latents. */
   optimizer: LatentOptimizer;
   /** AdamW/Muon decoupled weight decay of the latents (default 0). */
   weightDecay?: number;
@@ -31,9 +34,34 @@ export interface BackendOptions {
   steClip?: number;
 }
 
-/** The reference training backend. */
+/**
+ * The reference training backend: one step is teacherForward → studentForward → losses → backward →
+ * optimizerStep, each over a batch of windows (runTraining in loop.ts drives it).
+ *
+ * @example
+ * ```ts
+ * import { CpuTrainingBackend } from "./cpu_backend.ts";
+ * import { initializeTable } from "./init.ts";
+ * import { trainLayout } from "./trainable.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const teacher = { config, params, quantized: new Map() };
+ * const layout = trainLayout(config, 2, "rabit", "norms");
+ * initializeTable(teacher, layout, { method: "rabit", k: 2, precondition: 0, svidRounds: 0 });
+ * const backend = new CpuTrainingBackend(teacher, layout, { method: "rabit", k: 2, gamma: 0.1, optimizer: "muon" });
+ * const batch = [Int32Array.from([1, 403, 407, 261, 378, 432, 383, 286])];
+ * await backend.teacherForward(batch);
+ * await backend.studentForward(batch);
+ * (await backend.losses()).loss; // KL + 0.1 · MSE, > 0: the student is not the teacher yet
+ * await backend.backward();
+ * await backend.optimizerStep(1e-3, 1, 1);
+ * backend.dispose();
+ * ```
+ */
 export class CpuTrainingBackend implements TrainingBackend {
+  /** Always "cpu". */
   readonly name = "cpu";
+  /** The trainable table, trained in place (it is `layout.table`). */
   readonly table: ParamTable;
   readonly #grads: ParamTable;
   readonly #m: Float32Array;
@@ -69,6 +97,7 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#syncStudent();
   }
 
+  /** Bytes of the optimizer moments m and v. */
   get optimizerStateBytes(): number {
     return (this.#m.length + this.#v.length) * 4;
   }

@@ -31,11 +31,24 @@ export function splitHoldout(text: string, fraction: number): { train: string; h
   return { train: text.slice(0, blank), heldOut: text.slice(start) };
 }
 
-/** Non-overlapping windows of S tokens over several token streams (each stream starts with BOS). */
+/**
+ * Non-overlapping windows of S tokens over several token streams (each stream starts with BOS), and the
+ * seeded batches a training run reads from them.
+ *
+ * @example
+ * ```ts
+ * import { WindowSet } from "./data.ts";
+ * const w = WindowSet.fromStreams([{ name: "a", ids: [1, 5, 6, 7, 8, 9, 10] }, { name: "b", ids: [1, 4, 4] }], 3);
+ * w.count; // 3: [1, 5, 6], [7, 8, 9] and [1, 4, 4] (a's remainder 10 is dropped)
+ * w.batch(1, 0, 2).length; // 2 windows for step 0 with seed 1, the same on every run
+ * ```
+ */
 export class WindowSet {
   /** (count, S) token ids, window after window. */
   readonly tokens: Int32Array;
+  /** Tokens per window S. */
   readonly seq: number;
+  /** Number of windows. */
   readonly count: number;
 
   private constructor(tokens: Int32Array, seq: number) {
@@ -48,7 +61,11 @@ export class WindowSet {
    * Tokenizes each text (one BOS in front, as perplexity does) and cuts it into windows of `seq` tokens,
    * dropping each text's remainder. Throws when no text yields a whole window.
    */
-  static fromTexts(texts: { name: string; text: string }[], encode: (t: string) => number[], seq: number) {
+  static fromTexts(
+    texts: { name: string; text: string }[],
+    encode: (t: string) => number[],
+    seq: number,
+  ): WindowSet {
     return WindowSet.fromStreams(texts.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] })), seq);
   }
 

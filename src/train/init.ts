@@ -26,7 +26,9 @@ export type InitKind = "svid" | "greedy" | "none";
 
 /** Options of {@link initializeTable}. */
 export interface InitOptions {
+  /** The training method the table is for (the layout's). */
   method: TrainMethod;
+  /** Binary paths (the layout's k). */
   k: number;
   /** The start (default "svid"; ignored by dbllm, which starts from its 2-bit grid). */
   init?: InitKind;
@@ -40,7 +42,23 @@ export interface InitOptions {
   onLayer?: (name: string, index: number, total: number) => void;
 }
 
-/** Writes the initial latents, scales and float tensors of `layout.table` from `teacher`. */
+/**
+ * Writes the initial latents, scales and float tensors of `layout.table` from `teacher`.
+ *
+ * @example
+ * ```ts
+ * import { initializeTable } from "./init.ts";
+ * import { trainLayout } from "./trainable.ts";
+ * import { calibrate, calibrationWindows } from "../quant/calibrate.ts";
+ * import { openModel } from "../io/load_model.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const text = (await Deno.readTextFile("../shared/data/tinystories_dev.txt")).slice(0, 2000);
+ * const stats = calibrate(model, calibrationWindows(tokenizer!.encode(text), 64, 64));
+ * const layout = trainLayout(model.config, 2, "rabit", "norms");
+ * initializeTable(model, layout, { method: "rabit", k: 2, stats, svidRounds: 1 });
+ * layout.table.get("layers.0.wq.w")[0] === model.params.get("layers.0.wq")[0]; // true: rabit's latent is W
+ * ```
+ */
 export function initializeTable(teacher: LlamaModel, layout: TrainLayout, options: InitOptions): void {
   const { table } = layout;
   const dbllm = options.method === "dbllm";

@@ -23,6 +23,7 @@ export interface LoopOptions {
   seed: number;
   /** Write a checkpoint here every `checkpointEvery` steps and at the end. */
   checkpointPath?: string;
+  /** Steps between checkpoints (default: only at the end). */
   checkpointEvery?: number;
   /** What a checkpoint records to identify the run (teacher and options). */
   identity: Pick<Checkpoint, "teacher" | "options" | "backend">;
@@ -36,18 +37,35 @@ export interface LoopOptions {
 
 /** Progress of one step. */
 export interface StepInfo {
+  /** The step just done (1-based). */
   step: number;
+  /** Total steps of the run. */
   steps: number;
+  /** kl + γ · mse of the step's batch. */
   loss: number;
+  /** KL(teacher ‖ student) per position, nats. */
   kl: number;
+  /** Hidden-state MSE summed over blocks. */
   mse: number;
+  /** Learning rate of the step. */
   lr: number;
+  /** Global gradient norm before clipping. */
   gradNorm: number;
   /** Training tokens per second over this session's steps. */
   tokensPerSecond: number;
 }
 
-/** The learning rate of step s (1-based): linear warmup, then cosine decay to minLrRatio · lr. */
+/**
+ * The learning rate of step s (1-based): linear warmup, then cosine decay to minLrRatio · lr.
+ *
+ * @example
+ * ```ts
+ * import { learningRate } from "./loop.ts";
+ * const o = { steps: 100, lr: 1e-3, warmup: 10 };
+ * learningRate(5, o); // 5e-4, halfway through the warmup
+ * learningRate(100, o); // 1e-4: the default floor, 0.1 · lr
+ * ```
+ */
 export function learningRate(
   s: number,
   o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio">,
@@ -59,15 +77,63 @@ export function learningRate(
   return o.lr * (min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
 }
 
-/** Thrown when a loss or gradient stops being finite; the last checkpoint on disk is left untouched. */
+/**
+ * Thrown when a loss or gradient stops being finite; the last checkpoint on disk is left untouched.
+ *
+ * @example
+ * ```ts
+ * import { NonFiniteError } from "./loop.ts";
+ * const e = new NonFiniteError("step 3: the loss is NaN");
+ * e instanceof RangeError; // true
+ * e.name; // "NonFiniteError"
+ * ```
+ */
 export class NonFiniteError extends RangeError {
+  /** An error with `message` as is. */
   constructor(message: string) {
     super(message);
     this.name = "NonFiniteError";
   }
 }
 
-/** Runs (or continues) training; returns the full log (a resumed run's earlier steps included). */
+/**
+ * Runs (or continues) training; returns the full log (a resumed run's earlier steps included). With the
+ * pieces around it this is `quantize` (quantize.ts) opened up: a custom loop, then packing.
+ *
+ * @example
+ * ```ts
+ * import { runTraining } from "./loop.ts";
+ * import { paramsCrc } from "./checkpoint.ts";
+ * import { CpuTrainingBackend } from "./cpu_backend.ts";
+ * import { WindowSet } from "./data.ts";
+ * import { initializeTable } from "./init.ts";
+ * import { TrainableLinear, trainLayout } from "./trainable.ts";
+ * import { withoutQuantized } from "../model/model.ts";
+ * import { openModel } from "../io/load_model.ts";
+ * const { model, tokenizer } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * const text = (await Deno.readTextFile("../shared/data/tinystories_dev.txt")).slice(0, 4000);
+ * const windows = WindowSet.fromTexts([{ name: "dev", text }], (t) => tokenizer!.encode(t), 32);
+ * const layout = trainLayout(model.config, 2, "rabit", "norms");
+ * initializeTable(model, layout, { method: "rabit", k: 2, precondition: 0, svidRounds: 0 });
+ * const backend = new CpuTrainingBackend(model, layout, { method: "rabit", k: 2, gamma: 0.1, optimizer: "muon" });
+ * const { log } = await runTraining(backend, windows, {
+ *   steps: 3,
+ *   batch: 1,
+ *   lr: 2e-3,
+ *   seed: 1,
+ *   identity: { teacher: { config: model.config, crc: paramsCrc(model.params) }, options: { note: "example" } },
+ * });
+ * log.losses.length; // 3
+ * // Pack: freeze each layer's signs and scales, keep the trained norms.
+ * layout.table.data.set((await backend.readState()).params);
+ * const quantized = new Map(layout.linears.map((n) => [n, new TrainableLinear(layout.table, n, 2, "rabit").pack()]));
+ * const params = withoutQuantized(model.params, layout.linears);
+ * for (const n of layout.floats) params.get(n).set(layout.table.get(n));
+ * const student = { config: model.config, params, quantized }; // a PackedModel: run it, or writeRabit it
+ * student.quantized.size; // 35
+ * backend.dispose();
+ * ```
+ */
 export async function runTraining(
   backend: TrainingBackend,
   windows: WindowSet,

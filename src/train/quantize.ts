@@ -4,12 +4,10 @@
 // the CLI calls. Data flows one way: calibrate → initialize → train → pack.
 
 import type { LlamaModel } from "../model/model.ts";
-import { withoutQuantized } from "../model/model.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { calibrate } from "../quant/calibrate.ts";
 import { quantizeModel } from "../quant/quantize_model.ts";
-import { PackedLinear, type PackedModel } from "../quant/residual_binary.ts";
-import { roundScalesF16 } from "../quant/scales.ts";
+import type { PackedModel } from "../quant/residual_binary.ts";
 import type { TrainingBackend } from "./backend.ts";
 import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./checkpoint.ts";
 import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
@@ -19,8 +17,8 @@ import { sampleTeacherTokens } from "./teacher_text.ts";
 import { BOS } from "../io/tokenizer.ts";
 import { runTraining, type StepInfo } from "./loop.ts";
 import {
+  packTable,
   TRAIN_METHODS,
-  TrainableLinear,
   type TrainFloat,
   type TrainLayout,
   trainLayout,
@@ -32,10 +30,26 @@ import { isCpuAdapter, requestGpu } from "../backend/webgpu/device.ts";
 /** Every method {@link quantize} knows. */
 export type QuantizeMethodName = TrainMethod | "ptq" | "rtn2";
 
-/** Every method name, training ones first. */
+/**
+ * Every method name, training ones first.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_METHODS } from "./quantize.ts";
+ * QUANTIZE_METHODS; // ["rabit", "standard", "freeze", "dbllm", "onebit", "ptq", "rtn2"]
+ * ```
+ */
 export const QUANTIZE_METHODS: readonly QuantizeMethodName[] = [...TRAIN_METHODS, "ptq", "rtn2"];
 
-/** The methods that train. */
+/**
+ * The methods that train.
+ *
+ * @example
+ * ```ts
+ * import { TRAINED_METHODS } from "./quantize.ts";
+ * TRAINED_METHODS.includes("ptq"); // false
+ * ```
+ */
 export const TRAINED_METHODS: readonly QuantizeMethodName[] = TRAIN_METHODS;
 
 /** Where training runs. */
@@ -43,6 +57,7 @@ export type TrainBackendName = "auto" | "cpu" | "webgpu";
 
 /** Options of {@link quantize}; defaults in {@link QUANTIZE_DEFAULTS}. */
 export interface QuantizeOptions {
+  /** The method ({@link QUANTIZE_METHODS}): ptq and rtn2 quantize without training; the others train. */
   method: QuantizeMethodName;
   /** Tokenizer of the model (encodes the training and calibration text). */
   tokenizer: Tokenizer;
@@ -54,11 +69,17 @@ export interface QuantizeOptions {
   init?: InitKind;
   /** A training budget ({@link QUANTIZE_PRESETS}); explicit options override it. Default "default". */
   preset?: QuantizePreset;
+  /** Optimizer steps (default 1200). */
   steps?: number;
+  /** Windows per step (default 2). */
   batch?: number;
+  /** Tokens per training window, 2..seqLen (default 512). */
   seq?: number;
+  /** Peak learning rate of the latents (default 2e-3; linear warmup, then cosine decay). */
   lr?: number;
+  /** Optimizer of the latents: "muon" (default) or "adamw"; scales and norms always use AdamW. */
   optimizer?: LatentOptimizer;
+  /** Weight γ of the hidden-state MSE in the loss KL + γ·MSE. */
   gamma?: number;
   /** Fraction of each data text (its end) never trained or calibrated on (default 0.1). */
   holdout?: number;
@@ -69,28 +90,51 @@ export interface QuantizeOptions {
   teacherTokens?: number;
   /** Progress of the teacher sampling. */
   onTeacherText?: (done: number, total: number) => void;
+  /** Gauss–Seidel rounds T of the SVID start (default 4). */
   svidRounds?: number;
+  /** Preconditioning exponent a of the init (default 0.5; 0 skips calibration). */
   precondition?: number;
+  /** Tokens of calibration text for the channel statistics (default 4096). */
   calibTokens?: number;
+  /** Float tensors trained besides the binarized layers: "norms" (default) or "none". */
   trainFloat?: TrainFloat;
+  /** Clipped straight-through estimator bound (default: identity STE; dbllm 4/3). */
   steClip?: number;
+  /** Decoupled weight decay of the latents (default 0). */
   weightDecay?: number;
+  /** Learning rate of the scales and float tensors as a multiple of lr (default 1). */
   scaleLrMultiplier?: number;
+  /** Linear warmup steps (default 5 % of steps). */
   warmup?: number;
+  /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
+  /** Seed of the window order and the teacher samples (default 1). */
   seed?: number;
+  /** Where training runs: "auto" (default), "cpu" or "webgpu". */
   backend?: TrainBackendName;
+  /** Write a training checkpoint here (every checkpointEvery steps and at the end). */
   checkpoint?: string;
+  /** Steps between checkpoints (default: only at the end). */
   checkpointEvery?: number;
   /** Path of a checkpoint to continue from (same options). */
   resume?: string;
-  /** Progress of each phase. */
+  /** Called after each calibration window with (done, total). */
   onCalibrate?: (done: number, total: number) => void;
+  /** Called after each layer is initialized with (name, index, total). */
   onInitLayer?: (name: string, index: number, total: number) => void;
+  /** Called after each training step. */
   onStep?: (info: StepInfo) => void;
 }
 
-/** Defaults of the training budget (see README: chosen to finish within 20 minutes on 2 CPU cores). */
+/**
+ * Defaults of the training budget (see README: chosen to finish within 20 minutes on 2 CPU cores).
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_DEFAULTS } from "./quantize.ts";
+ * QUANTIZE_DEFAULTS.steps; // 1200
+ * ```
+ */
 export const QUANTIZE_DEFAULTS = {
   paths: 2,
   steps: 1200,
@@ -98,7 +142,7 @@ export const QUANTIZE_DEFAULTS = {
   seq: 512,
   lr: 2e-3,
   optimizer: "muon" as LatentOptimizer,
-  gamma: 0.1,
+  gamma: 1,
   holdout: 0.1,
   teacherTokens: 0,
   svidRounds: 4,
@@ -114,15 +158,23 @@ export const QUANTIZE_DEFAULTS = {
 /**
  * Per-method defaults over {@link QUANTIZE_DEFAULTS} (a user's explicit option wins): what defines each
  * baseline (METHOD.md §5) besides its derivation.
+ *
+ * @example
+ * ```ts
+ * import { METHOD_DEFAULTS } from "./quantize.ts";
+ * METHOD_DEFAULTS.onebit?.paths; // 1
+ * ```
  */
 export const METHOD_DEFAULTS: Partial<Record<QuantizeMethodName, Partial<QuantizeOptions>>> = {
+  // lr and γ: each trained method's values from the same tuning search (experiments/tuning.json; rabit,
+  // standard and dbllm chose the shared defaults lr 2e-3, γ 1).
   // MBOK starts from greedy residual fits; its later paths correct frozen earlier ones.
-  freeze: { init: "greedy" },
+  freeze: { init: "greedy", lr: 4e-3 },
   // DB-LLM's 2-bit grid needs no calibration; its STE passes gradients only inside the code's range
   // |W| ≤ 2Δ = (4/3)·(Δ + Δ/2), the clip in coupled.ts's units.
   dbllm: { precondition: 0, steClip: 4 / 3 },
   // OneBit: one path from SVID of W (no preconditioning).
-  onebit: { paths: 1, precondition: 0 },
+  onebit: { paths: 1, precondition: 0, lr: 8e-3, gamma: 0.1 },
   rtn2: { precondition: 0 },
 };
 
@@ -133,6 +185,12 @@ export type QuantizePreset = "default" | "quality";
  * The budgets (README: what each gives on stories260K and how long it takes on our 2-core machine):
  * "default" fits 20 minutes; "quality" trains four times as many steps (about an hour) for users who can
  * wait.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_PRESETS } from "./quantize.ts";
+ * QUANTIZE_PRESETS.quality.steps; // 4800
+ * ```
  */
 export const QUANTIZE_PRESETS: Record<QuantizePreset, Partial<QuantizeOptions>> = {
   default: {},
@@ -143,6 +201,7 @@ export const QUANTIZE_PRESETS: Record<QuantizePreset, Partial<QuantizeOptions>> 
 export interface QuantizeResult {
   /** The packed model (scales rounded to fp16, as the file stores them). */
   model: PackedModel;
+  /** The method used. */
   method: QuantizeMethodName;
   /** The options that define the result (JSON), as stored in the file. */
   options: Record<string, unknown>;
@@ -152,6 +211,7 @@ export interface QuantizeResult {
   backend: string;
   /** Per-step losses (empty for post-training methods). */
   log: TrainLog;
+  /** Wall time of the whole call. */
   seconds: number;
   /** Bytes of optimizer state allocated (0 without training). */
   optimizerStateBytes: number;
@@ -385,7 +445,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     });
     const state = await backend.readState();
     layout.table.data.set(state.params);
-    const packed = packTrained(model, layout, trainMethod, o.paths);
+    const packed = packTable(model, layout, trainMethod, o.paths);
     const seconds = (performance.now() - start) / 1000;
     return {
       model: packed,
@@ -408,23 +468,6 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   } finally {
     backend.dispose();
   }
-}
-
-/** Freezes the trained signs and scales (fp16-rounded) and the trained float tensors into a packed model. */
-function packTrained(
-  teacher: LlamaModel,
-  layout: ReturnType<typeof trainLayout>,
-  method: TrainMethod,
-  k: number,
-): PackedModel {
-  const quantized = new Map<string, PackedLinear>();
-  for (const name of layout.linears) {
-    const layer = new TrainableLinear(layout.table, name, k, method).pack();
-    quantized.set(name, new PackedLinear(roundScalesF16(layer), name));
-  }
-  const params = withoutQuantized(teacher.params, layout.linears);
-  for (const name of layout.floats) params.get(name).set(layout.table.get(name));
-  return { config: teacher.config, params, quantized };
 }
 
 /** Throws unless a checkpoint belongs to this teacher and these options. */

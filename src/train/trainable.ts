@@ -22,7 +22,9 @@ import {
   standardForward,
   toLayer,
 } from "../quant/coupled.ts";
-import { PackedLinear } from "../quant/residual_binary.ts";
+import { PackedLinear, type PackedModel } from "../quant/residual_binary.ts";
+import { roundScalesF16 } from "../quant/scales.ts";
+import { type LlamaModel, withoutQuantized } from "../model/model.ts";
 
 /**
  * The trained methods (METHOD.md §2 and §5):
@@ -37,7 +39,16 @@ import { PackedLinear } from "../quant/residual_binary.ts";
  */
 export type TrainMethod = "rabit" | "standard" | "freeze" | "dbllm" | "onebit";
 
-/** Every {@link TrainMethod}. */
+/**
+ * Every {@link TrainMethod}.
+ *
+ * @example
+ * ```ts
+ * import { TRAIN_METHODS } from "./trainable.ts";
+ * TRAIN_METHODS.includes("rabit"); // true
+ * TRAIN_METHODS.length; // 5
+ * ```
+ */
 export const TRAIN_METHODS: readonly TrainMethod[] = ["rabit", "standard", "freeze", "dbllm", "onebit"];
 
 /** How a method derives its paths: coupled (one latent per layer) or standard (k stacked latents). */
@@ -73,7 +84,21 @@ export interface TrainLayout {
   frozen: { offset: number; size: number }[];
 }
 
-/** Builds the table layout for every block linear of `config` with k paths. */
+/**
+ * Builds the table layout for every block linear of `config` with k paths; the table is zeroed (fill it
+ * with initializeTable from init.ts).
+ *
+ * @example
+ * ```ts
+ * import { trainLayout } from "./trainable.ts";
+ * const c = { dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 2, vocabSize: 10, seqLen: 8,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * const layout = trainLayout(c, 2, "rabit", "norms");
+ * layout.linears; // ["layers.0.wq", …, "layers.0.w3"]
+ * layout.table.shape("layers.0.w1.g"); // [2, 16]: (k, out)
+ * layout.floats; // ["layers.0.attention_norm", "layers.0.ffn_norm", "norm"]
+ * ```
+ */
 export function trainLayout(
   config: LlamaConfig,
   k: number,
@@ -114,13 +139,34 @@ export function trainLayout(
 
 /**
  * A binarized linear layer in training: reads its latent and scales from the table, derives the k paths
- * once per step ({@link derive}), computes with What, and maps dWhat onto latent and scale gradients.
+ * once per step ({@link TrainableLinear.derive}), computes with What, and maps dWhat onto latent and
+ * scale gradients. {@link TrainableLinear.pack} freezes it into the packed layer a .rabit file stores.
+ *
+ * @example
+ * ```ts
+ * import { TrainableLinear, trainLayout } from "./trainable.ts";
+ * import { initializeTable } from "./init.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const teacher = { config, params, quantized: new Map() };
+ * const layout = trainLayout(config, 2, "rabit", "none");
+ * initializeTable(teacher, layout, { method: "rabit", k: 2, precondition: 0, svidRounds: 0 });
+ * const wq = new TrainableLinear(layout.table, "layers.0.wq", 2, "rabit");
+ * wq.forward(new Float32Array(64).fill(1), 1).length; // 64
+ * const packed = wq.pack(); // PackedLinear: 2 sign planes and their scales
+ * packed.planes.length; // 2 × 64 rows × 2 words
+ * ```
  */
 export class TrainableLinear implements LinearLayer {
+  /** Parameter name of the layer ("layers.0.wq"); its table entries are `<name>.w`, `.g`, `.h`. */
   readonly name: string;
+  /** Output features. */
   readonly out: number;
+  /** Input features. */
   readonly in: number;
+  /** Binary paths. */
   readonly k: number;
+  /** The training method (how paths derive from latents). */
   readonly method: TrainMethod;
   /** Clipped straight-through estimator bound (METHOD.md §2, our option); undefined = identity STE. */
   readonly clip?: number;
@@ -128,6 +174,7 @@ export class TrainableLinear implements LinearLayer {
   #signs?: Int8Array; // (k, out, in)
   #table: ParamTable;
 
+  /** A view of layer `name` in `table` (a {@link trainLayout} table); nothing is copied. */
   constructor(table: ParamTable, name: string, k: number, method: TrainMethod, clip?: number) {
     const [, inF] = table.shape(`${name}.w`);
     const [kk, out] = table.shape(`${name}.g`);
@@ -168,11 +215,13 @@ export class TrainableLinear implements LinearLayer {
     return this.#signs!;
   }
 
+  /** y (T, out) = x (T, in) · Whatᵀ. */
   forward(x: Float32Array, T: number): Float32Array {
     checkInput(this.name, x, T, this.in);
     return matmul(x, this.wHat, T, this.in, this.out);
   }
 
+  /** dX += dY · What and, with `dW`, dW += dYᵀ · x (the gradient of What; see {@link TrainableLinear.accumulate}). */
   backward(x: Float32Array, dY: Float32Array, T: number, dX: Float32Array, dW?: Float32Array): void {
     matmulBackward(dY, x, this.wHat, T, this.in, this.out, dX, dW);
   }
@@ -199,4 +248,38 @@ export class TrainableLinear implements LinearLayer {
 
 function addInto(dst: Float32Array, src: Float32Array): void {
   for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+}
+
+/**
+ * Freezes a trained table into a packed model: every binarized layer's current signs with its scales
+ * rounded to fp16 (as a .rabit file stores them), the trained float tensors, and the teacher's other
+ * tensors (embedding, classifier). What `quantize` returns after training; use it after a custom loop.
+ *
+ * @example
+ * ```ts
+ * import { packTable, trainLayout } from "./trainable.ts";
+ * import { initializeTable } from "./init.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * const teacher = { config, params, quantized: new Map() };
+ * const layout = trainLayout(config, 2, "rabit", "norms");
+ * initializeTable(teacher, layout, { method: "rabit", k: 2, precondition: 0 });
+ * const packed = packTable(teacher, layout, "rabit", 2);
+ * packed.quantized.size; // 35
+ * ```
+ */
+export function packTable(
+  teacher: LlamaModel,
+  layout: TrainLayout,
+  method: TrainMethod,
+  k: number,
+): PackedModel {
+  const quantized = new Map<string, PackedLinear>();
+  for (const name of layout.linears) {
+    const layer = new TrainableLinear(layout.table, name, k, method).pack();
+    quantized.set(name, new PackedLinear(roundScalesF16(layer), name));
+  }
+  const params = withoutQuantized(teacher.params, layout.linears);
+  for (const name of layout.floats) params.get(name).set(layout.table.get(name));
+  return { config: teacher.config, params, quantized };
 }

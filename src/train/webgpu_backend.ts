@@ -102,10 +102,41 @@ interface Activations {
   all: GPUBuffer[];
 }
 
-/** The training step on WebGPU; create with {@link WebGpuTrainingBackend.create}. */
+/**
+ * The training step on WebGPU; create with {@link WebGpuTrainingBackend.create}. It gives the CPU
+ * backend's losses (cpu_backend.ts, to 1e-3 relative) and is driven the same way (runTraining in loop.ts).
+ *
+ * @example
+ * ```ts
+ * import { WebGpuTrainingBackend } from "./webgpu_backend.ts";
+ * import { initializeTable } from "./init.ts";
+ * import { trainLayout } from "./trainable.ts";
+ * import { requestGpu } from "../backend/webgpu/device.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const ctx = await requestGpu();
+ * if (ctx) {
+ *   const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ *   const teacher = { config, params, quantized: new Map() };
+ *   const layout = trainLayout(config, 2, "rabit", "norms");
+ *   initializeTable(teacher, layout, { method: "rabit", k: 2, precondition: 0, svidRounds: 0 });
+ *   const options = { method: "rabit" as const, k: 2, gamma: 0.1, optimizer: "adamw" as const };
+ *   const backend = await WebGpuTrainingBackend.create(teacher, layout, options, ctx);
+ *   const batch = [Int32Array.from([1, 403, 407, 261, 378, 432, 383, 286])];
+ *   await backend.teacherForward(batch);
+ *   await backend.studentForward(batch);
+ *   (await backend.losses()).loss; // what the CPU backend gives for this batch, to 1e-3
+ *   await backend.backward();
+ *   await backend.optimizerStep(1e-3, 1, 1);
+ *   backend.dispose();
+ * }
+ * ```
+ */
 export class WebGpuTrainingBackend implements TrainingBackend {
+  /** Always "webgpu". */
   readonly name = "webgpu";
+  /** The table's layout; its values live on the device (read them with readState). */
   readonly table: ParamTable;
+  /** The device it trains on. */
   readonly ctx: GpuContext;
   readonly #config: LlamaConfig;
   readonly #layout: TrainLayout;

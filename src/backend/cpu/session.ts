@@ -5,22 +5,42 @@ import { createKvCache, forwardChunk, type KvCache } from "../../model/forward.t
 import type { LlamaModel } from "../../model/model.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 
-/** Runs a model with the reference TypeScript forward. */
+/**
+ * Runs a model (float or packed) with the reference TypeScript forward.
+ *
+ * @example
+ * ```ts
+ * import { CpuSession } from "./session.ts";
+ * import { openModel } from "../../io/load_model.ts";
+ * import { argmax } from "../../eval/sampling.ts";
+ * const { model } = await openModel("../shared/data/stories260K.bin");
+ * const session = new CpuSession(model);
+ * const logits = await session.run([1, 403], 0, { lastOnly: true }); // (512) after BOS, 403
+ * argmax(logits); // 407
+ * session.dispose();
+ * ```
+ */
 export class CpuSession implements InferenceSession {
+  /** Always "cpu". */
   readonly backend = "cpu";
+  /** Always "CPU (TypeScript reference)". */
   readonly device = "CPU (TypeScript reference)";
+  /** The model it runs (not copied). */
   readonly model: LlamaModel;
   #cache: KvCache;
 
+  /** A session with an empty KV cache of the model's seqLen. */
   constructor(model: LlamaModel) {
     this.model = model;
     this.#cache = createKvCache(model);
   }
 
+  /** The model's hyper-parameters. */
   get config(): LlamaConfig {
     return this.model.config;
   }
 
+  /** Logits of `tokens` at positions pos0…, see {@link InferenceSession.run}. */
   run(tokens: ArrayLike<number>, pos0: number, options: RunOptions = {}): Promise<Float32Array> {
     const { logits } = forwardChunk(this.model, tokens, pos0, this.#cache, {
       lastLogitsOnly: options.lastOnly,
@@ -28,5 +48,6 @@ export class CpuSession implements InferenceSession {
     return Promise.resolve(logits);
   }
 
+  /** Nothing to free: the cache is garbage-collected. */
   dispose(): void {}
 }

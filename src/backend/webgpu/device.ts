@@ -3,12 +3,15 @@
 
 /** An open WebGPU device with the facts kernels need to choose their geometry. */
 export interface GpuContext {
+  /** The open device. */
   readonly device: GPUDevice;
   /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   readonly adapterDescription: string;
   /** True for software adapters (llvmpipe, SwiftShader): a CPU pretending to be a GPU. */
   readonly isFallback: boolean;
+  /** Features enabled on the device (e.g. "shader-f16", "subgroups" when the adapter has them). */
   readonly features: ReadonlySet<string>;
+  /** The device's limits (the adapter's maxima for buffer and binding sizes). */
   readonly limits: GPUSupportedLimits;
   /** Compiled pipelines by cache key (kernel name + every value baked into its WGSL/constants). */
   readonly pipelines: Map<string, Promise<GPUComputePipeline>>;
@@ -28,6 +31,7 @@ export function isCpuAdapter(ctx: GpuContext): boolean {
 
 /** Options for {@link requestGpu}. */
 export interface RequestGpuOptions {
+  /** Which adapter to ask for (default "high-performance"). */
   powerPreference?: GPUPowerPreference;
   /** Storage-buffer binding size the caller wants, clamped to the adapter's maximum. */
   wantStorageBindingBytes?: number;
@@ -126,6 +130,18 @@ function describeAdapter(info: GPUAdapterInfo | undefined): string {
 /**
  * Opens the best available WebGPU adapter and device, or returns null when there is none.
  * Requests the adapter's maximum buffer and storage-binding sizes so large weights fit.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu } from "./device.ts";
+ * const ctx = await requestGpu();
+ * if (ctx) {
+ *   console.log(ctx.adapterDescription, ctx.isFallback ? "(software)" : "");
+ *   ctx.device.destroy();
+ * } else {
+ *   console.log("no WebGPU adapter: use the CPU backend");
+ * }
+ * ```
  */
 export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuContext | null> {
   const found = await requestAdapter(options.powerPreference ?? "high-performance");

@@ -61,13 +61,41 @@ interface Activations {
   vCache: GPUBuffer[]; // per layer (C, kvD)
 }
 
-/** A model resident on a WebGPU device. */
+/**
+ * A model resident on a WebGPU device: one compute pass per chunk of tokens, packed linears computed
+ * straight from their sign bits. Create with {@link WebGpuSession.create}.
+ *
+ * @example
+ * ```ts
+ * import { WebGpuSession } from "./session.ts";
+ * import { requestGpu } from "./device.ts";
+ * import { openModel } from "../../io/load_model.ts";
+ * import { argmax } from "../../eval/sampling.ts";
+ * const ctx = await requestGpu();
+ * if (ctx) {
+ *   const { model } = await openModel("../shared/data/stories260K.bin");
+ *   const session = await WebGpuSession.create(model, { ctx });
+ *   argmax(await session.run([1, 403], 0, { lastOnly: true })); // 407, as on the CPU
+ *   session.dispose();
+ * }
+ * ```
+ */
 export class WebGpuSession implements InferenceSession {
+  /** Always "webgpu". */
   readonly backend = "webgpu";
+  /** The adapter's description. */
   readonly device: string;
+  /** The model's hyper-parameters. */
   readonly config: LlamaConfig;
+  /** The device the session runs on. */
   readonly ctx: GpuContext;
+  /**
+   * The model's weights on the device (norms folded into the linears).
+   *
+   * @ignore
+   */
   readonly weights: GpuModelWeights;
+  /** Most tokens one compute pass processes; longer runs are split. */
   readonly maxChunk: number;
   readonly #ops: WebGpuOps;
   readonly #mm: MatmulEngine;
@@ -117,7 +145,11 @@ export class WebGpuSession implements InferenceSession {
     return WebGpuSession.fromWeights(ctx, uploadModel(ctx, model, options), options);
   }
 
-  /** A session over weights already on the device (e.g. random weights for benchmarks). */
+  /**
+   * A session over weights already on the device (e.g. random weights for benchmarks).
+   *
+   * @ignore
+   */
   static async fromWeights(
     ctx: GpuContext,
     weights: GpuModelWeights,
@@ -153,6 +185,7 @@ export class WebGpuSession implements InferenceSession {
     return new WebGpuSession(ctx, weights, ops, mm, maxChunk);
   }
 
+  /** Logits of `tokens` at positions pos0…, see {@link InferenceSession.run}. */
   async run(tokens: ArrayLike<number>, pos0: number, options: RunOptions = {}): Promise<Float32Array> {
     if (this.#disposed) throw new Error("WebGpuSession: used after dispose()");
     const c = this.config;
@@ -335,6 +368,7 @@ export class WebGpuSession implements InferenceSession {
     this.#dispatches = dispatches;
   }
 
+  /** Frees the session's buffers and weights (the device stays open: it may be shared). */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
