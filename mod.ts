@@ -133,7 +133,7 @@ export { createSession } from "./src/backend/create.ts";
 export type { CreateSessionOptions } from "./src/backend/create.ts";
 export { WasmSession } from "./src/backend/wasm/session.ts";
 export type { WasmSessionOptions } from "./src/backend/wasm/session.ts";
-export { WasmKernels, wasmSimdSupported } from "./src/backend/wasm/kernels.ts";
+export { wasmSimdSupported } from "./src/backend/wasm/kernels.ts";
 export type { PackedTables } from "./src/backend/wasm/kernels.ts";
 export { WebGpuSession } from "./src/backend/webgpu/session.ts";
 export type { StepProfile, WebGpuSessionOptions } from "./src/backend/webgpu/session.ts";

@@ -10,10 +10,13 @@ import { Tokenizer } from "./tokenizer.ts";
 
 /** A model ready to run, its tokenizer when one was found, and what the file was. */
 export interface OpenedModel {
+  /** The model: float tensors, plus packed linears for a .rabit file. */
   model: PackedModel;
+  /** The tokenizer, when one was given, embedded, or found next to the file. */
   tokenizer?: Tokenizer;
   /** "llama2c-legacy", "llama2c-v1", "gguf" or "rabit". */
   format: string;
+  /** The path the model was read from. */
   path: string;
   /** The whole packed file (method, options, metadata) when the format is rabit. */
   rabit?: LoadedRabit;
@@ -31,7 +34,19 @@ function isRabit(bytes: Uint8Array): boolean {
   return bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b);
 }
 
-/** Loads a model file (format detected from its first bytes) and its tokenizer. */
+/**
+ * Loads a model file (format detected from its first bytes: .rabit, GGUF, else llama2.c) and its
+ * tokenizer: the one given, the one embedded in the file, or one found next to it.
+ *
+ * @example
+ * ```ts
+ * import { openModel } from "./load_model.ts";
+ * const { model, tokenizer, format } = await openModel("../shared/data/stories260K.bin", { requireTokenizer: true });
+ * format; // "llama2c-legacy"
+ * model.config.vocabSize; // 512
+ * tokenizer!.encode("Once upon a time"); // [403, 407, 261, 378]
+ * ```
+ */
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
   const bytes = await readFileOrThrow(path, "Model file");
   let opened: OpenedModel;
