@@ -4,9 +4,19 @@ import { UsageError } from "./src/cli/args.ts";
 import { BENCH_HELP, runBench } from "./src/cli/bench.ts";
 import { DEMO_HELP, runDemo } from "./src/cli/demo.ts";
 import { EVAL_HELP, runEval } from "./src/cli/eval.ts";
+import {
+  EXPORT_HELP,
+  EXPORT_STATE_HELP,
+  IMPORT_STATE_HELP,
+  runExport,
+  runExportState,
+  runImportState,
+} from "./src/cli/export.ts";
 import { GENERATE_HELP, runGenerate } from "./src/cli/generate.ts";
 import { INSPECT_HELP, runInspect } from "./src/cli/inspect.ts";
 import { QUANTIZE_HELP, runQuantize } from "./src/cli/quantize.ts";
+import { REPORT_HELP, runReport } from "./src/cli/report.ts";
+import { args, env, exit } from "./src/util/process.ts";
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   quantize: { run: runQuantize, help: QUANTIZE_HELP },
@@ -15,6 +25,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   inspect: { run: runInspect, help: INSPECT_HELP },
   bench: { run: runBench, help: BENCH_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
+  export: { run: runExport, help: EXPORT_HELP },
+  "export-state": { run: runExportState, help: EXPORT_STATE_HELP },
+  "import-state": { run: runImportState, help: IMPORT_STATE_HELP },
+  report: { run: runReport, help: REPORT_HELP },
 };
 
 const HELP = `rabit — residual-aware binarization (RaBiT) of Llama models, and bit-packed inference
@@ -23,7 +37,7 @@ Usage: deno run -A cli.ts <command> [options]
 
 Commands:
 ${
-  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help.split("\n")[0].split(" — ")[1]}`)
+  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.help.split("\n")[0].split(" — ")[1]}`)
     .join("\n")
 }
 
@@ -48,9 +62,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error;
     console.error(`error: ${err.message}`);
-    if (Deno.env.get("RABIT_DEBUG")) console.error(err.stack);
+    if (env("RABIT_DEBUG")) console.error(err.stack);
     return e instanceof UsageError ? 2 : 1;
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+// Under Node (no import.meta.main before Node 24) the npm package's `rabit` bin, src/cli/bin.ts, calls main.
+if (import.meta.main) exit(await main(args()));

@@ -4,6 +4,11 @@
  * (`quantize`, or the pieces of its loop), pack, read and write `.rabit` files and checkpoints, run
  * sessions, and measure perplexity, generation and path diagnostics.
  *
+ * Runs in Deno and in Node ≥ 20.16 (the npm package `rabit`, built by `deno task build:npm`): files are
+ * read and written through node:fs, which both implement. A browser has no files: it passes bytes
+ * (`openModelBytes`, `parseRabit`, `parseCheckpoint`, `Tokenizer.parse`) and takes bytes back
+ * (`serializeRabit`, `serializeCheckpoint`).
+ *
  * @example Generate from a float model
  * ```ts
  * import { CpuSession, generate, openModel } from "./mod.ts";
@@ -61,11 +66,41 @@ export type {
   GgufValue,
   LoadedGguf,
 } from "./src/io/gguf.ts";
-export { BOS, EOS, Tokenizer } from "./src/io/tokenizer.ts";
-export type { EncodeStats } from "./src/io/tokenizer.ts";
+export { BOS, EOS, HfTokenizer, isTokenizerJson, Llama2cTokenizer, Tokenizer } from "./src/io/tokenizer.ts";
+export type { EncodeOptions, EncodeStats, TokenizerKind } from "./src/io/tokenizer.ts";
+export { tokenizerJsonFromLlama2c } from "./src/io/hf_tokenizer.ts";
 export { openModel } from "./src/io/load_model.ts";
 export type { OpenedModel, OpenModelOptions } from "./src/io/load_model.ts";
+export { openModelBytes } from "./src/io/open_bytes.ts";
+export type { OpenModelBytesOptions } from "./src/io/open_bytes.ts";
 export { FormatError } from "./src/io/errors.ts";
+
+// Safetensors: the strict reader and writer, Hugging Face Llama checkpoints, exports of packed models.
+export {
+  decodeFloatTensor,
+  MAX_SAFETENSORS_HEADER_BYTES,
+  parseSafetensors,
+  parseSafetensorsHeader,
+  serializeSafetensors,
+} from "./src/io/safetensors.ts";
+export type {
+  SafetensorInfo,
+  SafetensorOut,
+  SafetensorsHeader,
+  SafetensorsReadOptions,
+} from "./src/io/safetensors.ts";
+export {
+  hfCheckpointFiles,
+  hfConfigToLlama,
+  hfSingleFile,
+  hfTensorName,
+  llamaToHfConfig,
+  loadHfModel,
+  writeHfModel,
+} from "./src/io/hf.ts";
+export type { HfWeightDtype, HfWriteOptions, LoadedHf, LoadHfOptions } from "./src/io/hf.ts";
+export { dequantizedModel, packedSafetensors, parsePackedSafetensors } from "./src/io/rabit_safetensors.ts";
+export { exportTrainState, importTrainState } from "./src/train/state_safetensors.ts";
 
 // Calibrate and initialize: channel statistics, function-aware init, post-training quantization.
 export { calibrate, calibrationWindows } from "./src/quant/calibrate.ts";
@@ -114,6 +149,7 @@ export {
   paramsCrc,
   parseCheckpoint,
   readCheckpoint,
+  serializeCheckpoint,
   writeCheckpoint,
 } from "./src/train/checkpoint.ts";
 export type { Checkpoint, TrainLog } from "./src/train/checkpoint.ts";

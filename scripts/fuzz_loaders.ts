@@ -1,7 +1,8 @@
 // Fuzzes every file loader with seeded mutations of valid files (tests/fuzz_util.ts): each input must be
 // accepted or refused with the loader's own error within a second. Prints a summary; exits 1 on any
 // failure, with the seed, case and mutation that reproduce it.
-// Usage: deno task fuzz [--count 10000] [--seed 1] [--format llama2c|tokenizer|rabit|checkpoint]
+// Usage: deno task fuzz [--count 10000] [--seed 1]
+//          [--format llama2c|tokenizer|rabit|checkpoint|safetensors|gguf]
 //        deno task fuzz --format rabit --seed 1 --case 1234   (one case, with the loader's answer)
 
 import { parseArgs } from "node:util";

@@ -2,7 +2,7 @@
 // files), and a llama2.c model with its tokenizer written as llama.cpp's converter would.
 
 import { ggufTensorName } from "../src/io/gguf.ts";
-import { BOS, EOS, type Tokenizer } from "../src/io/tokenizer.ts";
+import { BOS, EOS, type Llama2cTokenizer } from "../src/io/tokenizer.ts";
 import { headSize, type LlamaConfig } from "../src/model/config.ts";
 import type { ParamTable } from "../src/model/params.ts";
 import { toF16 } from "../src/util/fp16.ts";
@@ -144,7 +144,7 @@ export function toBf16(values: Float32Array): Uint16Array {
 export interface ModelToGgufOptions {
   /** Storage of the 2-D weights (norms stay F32, as llama.cpp writes them). Default F32. */
   type?: "F32" | "F16" | "BF16";
-  tokenizer?: Tokenizer;
+  tokenizer?: Llama2cTokenizer;
   version?: number;
   alignment?: number;
   /** Metadata to add or replace, by key. */

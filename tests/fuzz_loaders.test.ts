@@ -1,12 +1,14 @@
-// Loaders that hold: seeded mutations of valid llama2.c models, tokenizers, .rabit files and training
-// checkpoints are each accepted or refused with the loader's own error within a second, and the headers
-// that used to exhaust memory (a million layers, dim 65,536) are refused at once by the file's length.
+// Loaders that hold: seeded mutations of valid llama2.c models, tokenizers, .rabit files, training
+// checkpoints, safetensors exports and GGUF models are each accepted or refused with the loader's own error
+// within a second, and the headers that used to exhaust memory (a million layers, dim 65,536) are refused
+// at once by the file's length.
 
 import assert from "node:assert/strict";
 import { FormatError } from "../src/io/errors.ts";
 import { parseLlama2c } from "../src/io/llama2c.ts";
 import { parseRabit } from "../src/io/rabit_format.ts";
 import { parseCheckpoint } from "../src/train/checkpoint.ts";
+import { parseGgufModel } from "../src/io/gguf.ts";
 import {
   buildTarget,
   formatFailure,
@@ -16,7 +18,8 @@ import {
   runFuzz,
   withBody,
 } from "./fuzz_util.ts";
-import { MODEL_PATH } from "./_data.ts";
+import { MODEL_PATH, randomModel, tinyConfig } from "./_data.ts";
+import { modelToGguf, T } from "./_gguf.ts";
 
 /** Inputs per format here; `deno task fuzz` runs 10,000. */
 const COUNT = 500;
@@ -147,4 +150,51 @@ Deno.test(".rabit and checkpoint files whose config or layout claims gigabytes a
     () => parseCheckpoint(step, "c"),
     /expected log\.losses to be an array of at least 1048576 numbers/,
   );
+});
+
+// Found by the GGUF fuzzer: the parameter list was built from llama.block_count before any size check, so
+// a 37 KB file claiming 2^20 layers took seconds and gigabytes (2^24, the config limit, exhausted memory).
+Deno.test("a small GGUF whose llama.block_count claims 2^20 or 2^24 layers is refused at once", () => {
+  const model = randomModel(tinyConfig(), 61);
+  for (const [type, value] of [[T.u32, 1 << 20], [T.u64, 1n << 24n]] as const) {
+    const bytes = modelToGguf(model.config, model.params, {
+      extra: [{ key: "llama.block_count", type, value }],
+    });
+    refusedFast(
+      () => parseGgufModel(bytes, "g"),
+      new RegExp(
+        `^g: the config \\(dim 16, .*, ${value} layers, .*\\) has \\d+ parameters, ` +
+          ".* data section has \\d+ bytes",
+      ),
+    );
+  }
+});
+
+Deno.test("the GGUF mutators reach the header, metadata, tensor-directory and model checks", async () => {
+  const target = await buildTarget("gguf");
+  const messages: string[] = [];
+  for (let index = 0; index < 300; index++) {
+    try {
+      target.parse(makeCase(target, 2, index).bytes);
+    } catch (e) {
+      messages.push((e as Error).message);
+    }
+  }
+  const checks = [
+    /tensor_count \d+ cannot fit|kv_count \d+ cannot fit/,
+    /beyond 2\^53/,
+    /claims \d+ (bytes|elements)/,
+    /unknown value type/,
+    /appears twice/,
+    /has \d+ dimensions \(expected 1\.\.4\)/,
+    /unknown ggml type|not a multiple of its block/,
+    /general\.alignment is/,
+    /not a multiple of the alignment/,
+    /overlaps tensor/,
+    /ends past the file/,
+    /is missing|is not part of/,
+    /non-finite weight/,
+  ];
+  const missed = checks.filter((re) => !messages.some((m) => re.test(m)));
+  assert.deepEqual(missed, [], `no refusal of ${messages.length} matched ${missed.join(", ")}`);
 });

@@ -10,7 +10,7 @@ import { FormatError } from "../src/io/errors.ts";
 import { ggufTensorName, parseGguf, parseGgufModel } from "../src/io/gguf.ts";
 import { loadLlama2c } from "../src/io/llama2c.ts";
 import { openModel } from "../src/io/load_model.ts";
-import { Tokenizer } from "../src/io/tokenizer.ts";
+import { Llama2cTokenizer } from "../src/io/tokenizer.ts";
 import { headSize, type LlamaConfig } from "../src/model/config.ts";
 import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import type { LlamaModel } from "../src/model/model.ts";
@@ -48,10 +48,10 @@ const fromBf16 = (v: Float32Array) => {
   return new Float32Array(out.buffer);
 };
 
-async function stories(): Promise<{ model: LlamaModel; tokenizer: Tokenizer }> {
+async function stories(): Promise<{ model: LlamaModel; tokenizer: Llama2cTokenizer }> {
   const ck = await loadLlama2c(MODEL_PATH);
   const model = { config: ck.config, params: ck.params, quantized: new Map() };
-  return { model, tokenizer: await Tokenizer.load(TOKENIZER_PATH, ck.config.vocabSize) };
+  return { model, tokenizer: await Llama2cTokenizer.load(TOKENIZER_PATH, ck.config.vocabSize) };
 }
 
 /** Refused with a FormatError matching `re`, in under a second. */

@@ -1,11 +1,11 @@
 // The llama2.c tokenizer: known ids, round trips, equality with the quadratic reference, bad files.
 
 import assert from "node:assert/strict";
-import { BOS, encodeSlow, Tokenizer } from "../src/io/tokenizer.ts";
+import { BOS, encodeSlow, Llama2cTokenizer, Tokenizer } from "../src/io/tokenizer.ts";
 import { Rng } from "../src/util/rng.ts";
 import { DEV_TEXT_PATH, TOKENIZER_PATH } from "./_data.ts";
 
-const tok = await Tokenizer.load(TOKENIZER_PATH, 512);
+const tok = await Llama2cTokenizer.load(TOKENIZER_PATH, 512);
 const dev = await Deno.readTextFile(DEV_TEXT_PATH);
 
 Deno.test("encode gives the known ids", () => {

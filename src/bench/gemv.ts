@@ -264,8 +264,9 @@ if (import.meta.main) {
   // deno run -A src/bench/gemv.ts [--json] [--no-tune] [--no-tfjs] [--reps N] [--shapes 4096x4096,...]
   const { parseArgs } = await import("node:util");
   const { requestGpu } = await import("../backend/webgpu/device.ts");
+  const { args } = await import("../util/process.ts");
   const { values } = parseArgs({
-    args: Deno.args,
+    args: args(),
     options: {
       json: { type: "boolean" },
       "no-tune": { type: "boolean" },

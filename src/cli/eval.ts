@@ -15,8 +15,10 @@ Usage: rabit eval [--model M] [--tokenizer T] --text F [--context N] [--holdout 
        rabit eval --model M.rabit --text F --teacher M.bin [--diag-tokens N] [--json]
 
 Options:
-  --model M        llama2.c .bin or .rabit file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
-  --tokenizer T    llama2.c tokenizer.bin (default: embedded in .rabit, or found next to the model)
+  --model M        llama2.c .bin, GGUF, .rabit, .safetensors file or Hugging Face directory (default:
+                   $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --tokenizer T    llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: embedded in the model
+                   file, or found next to the model)
   --text F         text file to score (required)
   --context N      window length in tokens (default: the model's seq_len)
   --max-windows N  score only the first N windows (quick checks)

@@ -3,15 +3,17 @@
 import { numberOption, parseCommand, printJson } from "./args.ts";
 import { BACKEND_HELP, openSession } from "./session.ts";
 import { generate } from "../eval/generate.ts";
+import { writeStdout } from "../util/process.ts";
 
 export const GENERATE_HELP = `rabit generate — generate text from a prompt, streaming tokens as they come
 
 Usage: rabit generate [--model M] [--tokenizer T] [--prompt S] [--steps N] [--temperature X] [--top-p P] [--seed N]
 
 Options:
-  --model M          llama2.c .bin, GGUF (F32/F16/BF16) or .rabit file (default: $RABIT_MODEL, then
-                     ../shared/data/stories260K.bin)
-  --tokenizer T      llama2.c tokenizer.bin (default: embedded in .rabit or GGUF, or found next to the model)
+  --model M          llama2.c .bin, GGUF (F32/F16/BF16), .rabit, .safetensors file or Hugging Face
+                     directory (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --tokenizer T      llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: embedded in the model
+                     file, or found next to the model)
   --prompt S         text to continue (default: empty, start from BOS)
   --steps N          new tokens at most (default 256; stops at BOS/EOS or the model's seq_len)
   --temperature X    0 = greedy (default 0); higher samples more freely
@@ -41,16 +43,15 @@ export async function runGenerate(argv: string[]): Promise<void> {
   const seed = numberOption(values, "seed", { integer: true, min: 0 });
   const { session, tokenizer } = await openSession(values);
   try {
-    const enc = new TextEncoder();
     const prompt = values.prompt ?? "";
-    if (!values.json) Deno.stdout.writeSync(enc.encode(prompt));
+    if (!values.json) writeStdout(prompt);
     const r = await generate(session, tokenizer, {
       prompt,
       steps,
       temperature,
       topP,
       seed,
-      onToken: values.json ? undefined : (_id, text) => Deno.stdout.writeSync(enc.encode(text)),
+      onToken: values.json ? undefined : (_id, text) => writeStdout(text),
     });
     if (values.json) {
       return printJson({

@@ -29,7 +29,8 @@ Options:
                    (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
   --tokens N       use at most the first N tokens of the text (default ${DIAGNOSTICS_TOKENS})
   --context N      window length in tokens (default: the model's seq_len)
-  --tokenizer T    llama2.c tokenizer.bin (default: embedded in the .rabit, or found next to it)
+  --tokenizer T    llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: embedded in the
+                   model file, or found next to it)
   --json           print one JSON object as the last line (with --diagnose: plus "diagnostics")
   -h, --help       show this help`;
 

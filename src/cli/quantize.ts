@@ -16,6 +16,7 @@ import {
   TRAINED_METHODS,
 } from "../train/quantize.ts";
 import { Progress } from "../util/progress.ts";
+import { stat } from "../io/fs.ts";
 import { dirname, join } from "node:path";
 
 const D = QUANTIZE_DEFAULTS;
@@ -42,8 +43,10 @@ Methods:
   rtn2      plain 2-bit symmetric round-to-nearest per row (the naive reference point), k = 2
 
 Options:
-  --model M            full-precision llama2.c checkpoint (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
-  --tokenizer T        tokenizer (default: found next to the model); embedded in the output file
+  --model M            full-precision model: llama2.c .bin, GGUF (F32/F16/BF16) or a Hugging Face directory
+                       (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --tokenizer T        tokenizer.bin or tokenizer.json (default: from the model file or found next to it);
+                       embedded in the output file
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
@@ -236,7 +239,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     options: result.options,
     metadata: { source: modelPath, data: dataPaths, ...result.metadata },
   });
-  const bytes = (await Deno.stat(values.out)).size;
+  const bytes = (await stat(values.out)).size;
   const layers = [...result.model.quantized.values()];
   const weights = layers.reduce((a, l) => a + l.out * l.in, 0);
   const scaleBits = layers.reduce((a, l) => a + l.k * (l.out + l.in) * 16, 0);

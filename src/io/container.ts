@@ -11,6 +11,7 @@
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { crc32 } from "../util/crc32.ts";
 import { FormatError } from "./errors.ts";
+import { isNotFound, notFoundError, remove, rename, writeNewFile } from "./fs.ts";
 
 /** Bytes before the body. */
 export const PREAMBLE_BYTES = 24;
@@ -193,26 +194,17 @@ function randomSuffix(): string {
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${randomSuffix()}`;
-  let handle: Deno.FsFile | undefined;
-  let created = false; // createNew: only a file this call created is ever removed
   try {
-    try {
-      handle = await Deno.open(tmp, { write: true, createNew: true });
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Deno.errors.NotFound(`Cannot write ${path}: its directory does not exist`, { cause: e });
-      }
-      throw e;
-    }
-    created = true;
-    for (let at = 0; at < bytes.length;) at += await handle.write(bytes.subarray(at));
-    await handle.sync();
-    handle.close();
-    handle = undefined;
-    await Deno.rename(tmp, path);
+    // Exclusive creation: a failed write removes only the file this call created.
+    await writeNewFile(tmp, bytes);
   } catch (e) {
-    handle?.close();
-    if (created) await Deno.remove(tmp).catch(() => {});
+    if (isNotFound(e)) throw notFoundError(`Cannot write ${path}: its directory does not exist`, e);
+    throw e;
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await remove(tmp).catch(() => {});
     throw e;
   }
 }

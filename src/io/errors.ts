@@ -1,5 +1,7 @@
 // Error types for file formats: what was expected, what was found, and how to fix it.
 
+import { isDirectoryError, isNotFound, notFoundError, readFile } from "./fs.ts";
+
 /**
  * A file that cannot be used: bad header, wrong size, corrupt content. The message names the file, says
  * what was found and, with a hint, what was expected.
@@ -20,15 +22,16 @@ export class FormatError extends SyntaxError {
   }
 }
 
-/** Reads a whole file, turning "not found" into an error that names the file and what it should be. */
+/**
+ * Reads a whole file, turning "not found" into an error that names the file and what it should be
+ * (Deno.errors.NotFound under Deno, code "ENOENT" in both runtimes).
+ */
 export async function readFileOrThrow(path: string, what: string): Promise<Uint8Array> {
   try {
-    return await Deno.readFile(path);
+    return await readFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`${what} not found: ${path}`);
-    }
-    if (e instanceof Deno.errors.IsADirectory) {
+    if (isNotFound(e)) throw notFoundError(`${what} not found: ${path}`);
+    if (isDirectoryError(e)) {
       throw new TypeError(`${what} must be a file, found a directory: ${path}`);
     }
     throw e;

@@ -14,10 +14,11 @@
 // any permutation (tests/gguf.test.ts checks both permutations and both pairings against each other).
 
 import { headSize, type LlamaConfig } from "../model/config.ts";
-import { llamaParamSpecs, ParamTable } from "../model/params.ts";
+import { llamaParamCount, llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { f16BitsToF32 } from "../util/fp16.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
 import { configProblem, MAX_TOKEN_LENGTH } from "./limits.ts";
+import { plainBytes } from "./tensor_codec.ts";
 import { BOS, EOS, Tokenizer } from "./tokenizer.ts";
 
 /** The first four bytes of every GGUF file: "GGUF". */
@@ -330,7 +331,9 @@ function readArray(c: Cursor, what: string, depth: number): GgufValue {
  * console.log(gguf.version, gguf.metadata.get("general.architecture"), gguf.tensors.length); // 3 llama 12
  * ```
  */
-export function parseGguf(bytes: Uint8Array, path = "model.gguf"): GgufFile {
+export function parseGguf(input: Uint8Array, path = "model.gguf"): GgufFile {
+  // A Node Buffer's slice() shares memory: work on a plain Uint8Array view.
+  const bytes = plainBytes(input);
   const c = new Cursor(bytes, path);
   if (!isGguf(bytes)) {
     const found = [...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join(" ");
@@ -638,6 +641,16 @@ export function parseGgufModel(bytes: Uint8Array, path = "model.gguf"): LoadedGg
   const gguf = parseGguf(bytes, path);
   const fail = (problem: string) => new FormatError(path, problem, HINT);
   const config = ggufConfig(gguf, path);
+  // Before anything the config's size is built (llama.block_count alone may claim 2^32 layers): the data
+  // section must hold every parameter at 2 bytes (F16, BF16) at least.
+  const values = llamaParamCount(config), dataBytes = bytes.length - gguf.dataOffset;
+  if (values * 2 > dataBytes) {
+    throw fail(
+      `the config (dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, vocab ` +
+        `${config.vocabSize}) has ${values} parameters, at least ${values * 2} bytes of tensor data, ` +
+        `but the data section has ${dataBytes} bytes`,
+    );
+  }
   const specs = llamaParamSpecs(config);
   const byName = new Map(gguf.tensors.map((t) => [t.name, t]));
   const wanted = new Map(specs.map(([name, shape]) => [ggufTensorName(name), { name, shape }]));

@@ -12,6 +12,7 @@ import { headSize, type LlamaConfig } from "../model/config.ts";
 import { llamaParamCount, llamaParamSpecs, ParamTable } from "../model/params.ts";
 import { FormatError, readFileOrThrow } from "./errors.ts";
 import { configProblem } from "./limits.ts";
+import { plainBytes } from "./tensor_codec.ts";
 
 const V1_MAGIC = 0x616b3432;
 const V1_HEADER_BYTES = 256;
@@ -126,8 +127,9 @@ export function parseLlama2c(bytes: Uint8Array, path = "checkpoint"): LoadedChec
     );
   }
   const params = ParamTable.fromSpecs(llamaParamSpecs(config));
-  // Copy into an aligned buffer: the file's bytes may start at any offset.
-  const floats = new Float32Array(bytes.slice(headerBytes).buffer);
+  // Copy into an aligned buffer: the file's bytes may start at any offset (and a Node Buffer's slice()
+  // would not copy).
+  const floats = new Float32Array(plainBytes(bytes).slice(headerBytes).buffer);
   if (isV1) {
     let at = 0;
     for (const name of v1Order(config)) {

@@ -2,9 +2,11 @@
 
 import type { PackedModel } from "../quant/residual_binary.ts";
 import { readFileOrThrow } from "./errors.ts";
+import { notFoundError } from "./fs.ts";
 import { isGguf, parseGgufModel } from "./gguf.ts";
 import { parseLlama2c } from "./llama2c.ts";
 import { findTokenizerNear } from "./model_paths.ts";
+import { openSafetensorsModel } from "./open_safetensors.ts";
 import { type LoadedRabit, parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
@@ -14,7 +16,7 @@ export interface OpenedModel {
   model: PackedModel;
   /** The tokenizer, when one was given, embedded, or found next to the file. */
   tokenizer?: Tokenizer;
-  /** "llama2c-legacy", "llama2c-v1", "gguf" or "rabit". */
+  /** "llama2c-legacy", "llama2c-v1", "gguf", "rabit", "hf" or "rabit-safetensors". */
   format: string;
   /** The path the model was read from. */
   path: string;
@@ -48,10 +50,15 @@ function isRabit(bytes: Uint8Array): boolean {
  * ```
  */
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
-  const bytes = await readFileOrThrow(path, "Model file");
+  // A Hugging Face checkpoint directory or a .safetensors file (open_safetensors.ts); else by magic.
+  const st = await openSafetensorsModel(path, { tokenizer: options.tokenizer });
+  const bytes = st ? new Uint8Array(0) : await readFileOrThrow(path, "Model file");
   let opened: OpenedModel;
   let noTokenizer = ":"; // or why the file's own vocabulary cannot be used
-  if (isRabit(bytes)) {
+  if (st) {
+    opened = { model: st.model, tokenizer: st.tokenizer, format: st.format, path, rabit: st.rabit };
+    if (st.tokenizerProblem) noTokenizer = `: ${st.tokenizerProblem};`;
+  } else if (isRabit(bytes)) {
     const rabit = parseRabit(bytes, path);
     opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path, rabit };
   } else if (isGguf(bytes)) {
@@ -75,8 +82,8 @@ export async function openModel(path: string, options: OpenModelOptions = {}): P
   const tokPath = options.tokenizer ?? (opened.tokenizer ? undefined : findTokenizerNear(path, vocab));
   if (tokPath) opened.tokenizer = await Tokenizer.load(tokPath, vocab);
   if (!opened.tokenizer && options.requireTokenizer) {
-    throw new Deno.errors.NotFound(
-      `No tokenizer for ${path}${noTokenizer} pass --tokenizer FILE (llama2.c tokenizer.bin with ${vocab} tokens)`,
+    throw notFoundError(
+      `No tokenizer for ${path}${noTokenizer} pass --tokenizer FILE (llama2.c tokenizer.bin or Hugging Face tokenizer.json with ${vocab} tokens)`,
     );
   }
   return opened;

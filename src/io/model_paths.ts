@@ -1,19 +1,12 @@
 // Where to find a model and its tokenizer when the user does not say: --model, then $RABIT_MODEL,
 // then the stories260K checkpoint in ../shared/data; a tokenizer next to the model is found by itself.
 
-import { dirname, join } from "node:path";
-
-function exists(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
+import { cwd, env } from "../util/process.ts";
+import { isFileSync as exists, notFoundError, pathModule } from "./fs.ts";
 
 /** The default model locations tried in order when neither --model nor $RABIT_MODEL is given. */
 export function defaultModelCandidates(): string[] {
-  const fromCwd = join(Deno.cwd(), "..", "shared", "data", "stories260K.bin");
+  const fromCwd = pathModule().join(cwd(), "..", "shared", "data", "stories260K.bin");
   const fromModule = new URL("../../../shared/data/stories260K.bin", import.meta.url);
   const out = [fromCwd];
   if (fromModule.protocol === "file:") out.push(decodeURIComponent(fromModule.pathname));
@@ -23,11 +16,11 @@ export function defaultModelCandidates(): string[] {
 /** Resolves the model path from an explicit flag, the environment, or the defaults. */
 export function resolveModelPath(explicit?: string): string {
   if (explicit) return explicit;
-  const env = Deno.env.get("RABIT_MODEL");
-  if (env) return env;
+  const fromEnv = env("RABIT_MODEL");
+  if (fromEnv) return fromEnv;
   const found = defaultModelCandidates().find(exists);
   if (found) return found;
-  throw new Deno.errors.NotFound(
+  throw notFoundError(
     "No model given: pass --model FILE (a llama2.c .bin, a GGUF or a .rabit file) or set RABIT_MODEL. " +
       "stories260K is in the public tinyllamas release (see README).",
   );
@@ -35,6 +28,7 @@ export function resolveModelPath(explicit?: string): string {
 
 /** A tokenizer file next to the model: tokenizer.bin, tok{vocab}.bin, or <model name>.tokenizer.bin. */
 export function findTokenizerNear(modelPath: string, vocabSize: number): string | undefined {
+  const { dirname, join } = pathModule();
   const dir = dirname(modelPath);
   const base = modelPath.replace(/\.[^./]+$/, "");
   const names = [join(dir, `tok${vocabSize}.bin`), join(dir, "tokenizer.bin"), `${base}.tokenizer.bin`];

@@ -15,7 +15,8 @@
 //   key        type       value
 //   config     map        LlamaConfig: dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen,
 //                         sharedClassifier, normEps, ropeTheta
-//   tokenizer  bin | nil  the llama2.c tokenizer.bin bytes, unchanged (nil: none embedded)
+//   tokenizer  bin | nil  the tokenizer file's bytes, unchanged: llama2.c's tokenizer.bin, or a Hugging Face
+//                         tokenizer.json (told apart by its first bytes; io/tokenizer.ts). nil: none embedded
 //   tensors    map        name → tensor for every parameter of llamaParamSpecs(config) that is not
 //                         binarized, in that order; dtype f32 or f16
 //   quantized  map        linear name ("layers.L.wq" …) → {out, in, k, planes, g, h}, in the same order:
@@ -106,7 +107,7 @@ export interface RabitFile {
    * parameters that are in `quantized` are not stored even when also in `params`.
    */
   model: PackedModel;
-  /** llama2.c tokenizer.bin bytes (e.g. `Tokenizer.bytes`), embedded so one file is enough to run. */
+  /** Tokenizer file bytes (`Tokenizer.bytes`: tokenizer.bin or tokenizer.json), embedded so one file is enough to run. */
   tokenizerBytes?: Uint8Array;
   /** Quantization method ("ptq", "rtn2", "dbllm", …; "none" for a float model). */
   method: string;
@@ -256,8 +257,13 @@ function firstDirtyPadding(planes: Uint32Array, k: number, out: number, inF: num
 }
 
 function defaultCreated(): RabitCreated {
-  const deno = (globalThis as { Deno?: { version?: { deno?: string } } }).Deno?.version?.deno;
-  return { at: new Date().toISOString(), by: "rabit", ...(deno ? { runtime: `deno ${deno}` } : {}) };
+  const g = globalThis as {
+    Deno?: { version?: { deno?: string } };
+    process?: { versions?: { node?: string } };
+  };
+  const deno = g.Deno?.version?.deno, node = g.process?.versions?.node;
+  const runtime = deno ? `deno ${deno}` : node ? `node ${node}` : undefined;
+  return { at: new Date().toISOString(), by: "rabit", ...(runtime ? { runtime } : {}) };
 }
 
 function buildBody(file: RabitFile): Record<string, unknown> {

@@ -50,6 +50,17 @@ export function dtypeByName(name: string): DtypeTraits {
   return d;
 }
 
+/**
+ * `bytes` as a plain Uint8Array over the same memory. A Node Buffer is a Uint8Array whose slice() returns
+ * a view rather than a copy, so `buffer.slice(a, b).buffer` would be the whole file's memory; parsers that
+ * copy with slice() take their input through this.
+ */
+export function plainBytes(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** True when this host stores typed arrays little-endian (every platform Deno ships for). */
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

@@ -113,6 +113,33 @@ const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.by
  * ```
  */
 export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<void> {
+  await writeFileAtomic(path, serializeCheckpoint(ck));
+}
+
+/**
+ * The bytes of a checkpoint file ({@link writeCheckpoint} without the file: for browsers, or storage of
+ * one's own); {@link parseCheckpoint} reads them back.
+ *
+ * @example
+ * ```ts
+ * import { layoutOf, parseCheckpoint, serializeCheckpoint } from "./checkpoint.ts";
+ * import { ParamTable } from "../model/params.ts";
+ * const table = ParamTable.fromSpecs([["norm", [4]]]);
+ * const config = { dim: 4, hiddenDim: 8, nLayers: 1, nHeads: 1, nKvHeads: 1, vocabSize: 8, seqLen: 4,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * const bytes = serializeCheckpoint({
+ *   teacher: { config, crc: 0 },
+ *   options: {},
+ *   step: 3,
+ *   layout: layoutOf(table),
+ *   state: { params: table.data, m: new Float32Array(4), v: new Float32Array(4) },
+ *   log: { losses: [1, 1, 1], kl: [1, 1, 1], mse: [0, 0, 0], lr: [1, 1, 1], gradNorm: [1, 1, 1] },
+ *   seconds: 0,
+ * });
+ * parseCheckpoint(bytes, "in memory").step; // 3
+ * ```
+ */
+export function serializeCheckpoint(ck: Checkpoint): Uint8Array {
   const body = {
     kind: "rabit-training-checkpoint",
     teacher: ck.teacher,
@@ -126,7 +153,7 @@ export async function writeCheckpoint(path: string, ck: Checkpoint): Promise<voi
     log: ck.log,
     seconds: ck.seconds,
   };
-  await writeFileAtomic(path, sealContainer(CHECKPOINT_CONTAINER, body, "writeCheckpoint"));
+  return sealContainer(CHECKPOINT_CONTAINER, body, "writeCheckpoint");
 }
 
 /**

@@ -1,15 +1,10 @@
 // A progress bar on stderr with rate and ETA. Drawn only on a terminal (or with RABIT_PROGRESS=1), and
 // only once the work has taken more than a second, so quick runs and logs stay clean.
 
-const enc = new TextEncoder();
+import { env, stderrIsTerminal, writeStderr } from "./process.ts";
 
 function isTerminal(): boolean {
-  try {
-    if (Deno.env.get("RABIT_PROGRESS") === "1") return true;
-    return Deno.stderr.isTerminal();
-  } catch {
-    return false;
-  }
+  return env("RABIT_PROGRESS") === "1" || stderrIsTerminal();
 }
 
 function formatSeconds(s: number): string {
@@ -44,7 +39,7 @@ export class Progress {
     const now = performance.now();
     if (now - this.#start < 1000 || (now - this.#lastDraw < 100 && this.done < this.#total)) return;
     this.#lastDraw = now;
-    Deno.stderr.writeSync(enc.encode(`\r${this.line(now)}${note ? " " + note : ""}\x1b[K`));
+    writeStderr(`\r${this.line(now)}${note ? " " + note : ""}\x1b[K`);
     this.#drawn = true;
   }
 
@@ -63,6 +58,6 @@ export class Progress {
 
   /** Clears the bar line. */
   finish(): void {
-    if (this.#drawn) Deno.stderr.writeSync(enc.encode("\r\x1b[K"));
+    if (this.#drawn) writeStderr("\r\x1b[K");
   }
 }

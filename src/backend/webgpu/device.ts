@@ -121,7 +121,9 @@ async function requestAdapter(
  * 4.5 (Core Profile) Mesa 22.3.6") with the renderer ("llvmpipe-llvm-15-0-6-256-bits-") in `device`.
  */
 function describeAdapter(info: GPUAdapterInfo | undefined): string {
-  const description = info?.description || info?.vendor || "unknown adapter";
+  // Chromium leaves `description` empty and names SwiftShader as vendor "google", architecture "swiftshader".
+  const description = info?.description || [info?.vendor, info?.architecture].filter(Boolean).join(" ") ||
+    "unknown adapter";
   const device = info?.device ?? "";
   if (!device || /^(0x)?[0-9a-f]+$/i.test(device) || description.includes(device)) return description;
   return `${description} (${device})`;

@@ -4,6 +4,8 @@
 
 import { createStorageBuffer } from "./device.ts";
 import { crc32 } from "../../util/crc32.ts";
+import { env, platform } from "../../util/process.ts";
+import { mkdir, readTextFile, rename, writeFile } from "../../io/fs.ts";
 import type { GpuLinear, MatmulEngine } from "./matmul.ts";
 import {
   candidateGeometries,
@@ -36,7 +38,6 @@ export interface TuneResult {
   cached: boolean;
 }
 
-/** `$XDG_CACHE_HOME/rabit/matmul-tune.json` (or the platform's cache directory), when Deno is present. */
 /**
  * The cache entry of a shape class: the class and a CRC-32 of the kernel's source, so that a choice
  * measured on an older version of the kernel is measured again rather than reused.
@@ -46,40 +47,38 @@ function cacheKey(engine: MatmulEngine, op: MatmulOp, lin: GpuLinear, cls: strin
   return `${cls}@${crc32(new TextEncoder().encode(source)).toString(16).padStart(8, "0")}`;
 }
 
+/**
+ * `$XDG_CACHE_HOME/rabit/matmul-tune.json` (or the platform's cache directory) in Deno and Node;
+ * undefined in a browser or without permission to read the environment.
+ */
 export function defaultTuneCachePath(): string | undefined {
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (!deno) return undefined;
-  try {
-    const env = (k: string) => deno.env.get(k);
-    const os = deno.build.os;
-    const base = os === "windows"
-      ? env("LOCALAPPDATA")
-      : os === "darwin"
-      ? env("HOME") && `${env("HOME")}/Library/Caches`
-      : env("XDG_CACHE_HOME") ?? (env("HOME") && `${env("HOME")}/.cache`);
-    return base ? `${base}/rabit/matmul-tune.json` : undefined;
-  } catch {
-    return undefined; // no env permission
-  }
+  const os = platform();
+  const home = env("HOME");
+  const base = os === "win32"
+    ? env("LOCALAPPDATA")
+    : os === "darwin"
+    ? home && `${home}/Library/Caches`
+    : env("XDG_CACHE_HOME") ?? (home && `${home}/.cache`);
+  return base ? `${base}/rabit/matmul-tune.json` : undefined;
 }
 
 type CacheFile = Record<string, Record<string, MatmulGeometry>>;
 
-function readCache(path: string): CacheFile {
+async function readCache(path: string): Promise<CacheFile> {
   try {
-    const parsed = JSON.parse(Deno.readTextFileSync(path));
+    const parsed = JSON.parse(await readTextFile(path));
     return parsed && typeof parsed === "object" ? parsed as CacheFile : {};
   } catch {
     return {};
   }
 }
 
-function writeCache(path: string, cache: CacheFile): void {
+async function writeCache(path: string, cache: CacheFile): Promise<void> {
   const dir = path.replace(/[\\/][^\\/]*$/, "");
-  if (dir && dir !== path) Deno.mkdirSync(dir, { recursive: true });
+  if (dir && dir !== path) await mkdir(dir, { recursive: true });
   const tmp = `${path}.${Date.now()}.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(cache, null, 2) + "\n");
-  Deno.renameSync(tmp, path);
+  await writeFile(tmp, JSON.stringify(cache, null, 2) + "\n");
+  await rename(tmp, path);
 }
 
 const keyOf = (g: MatmulGeometry) => `wg${g.WG}:tpr${g.TPR}:rpt${g.RPT}${g.TT ? `:tt${g.TT}` : ""}`;
@@ -96,7 +95,7 @@ export async function tuneMatmul(
   const cls = shapeClass(op, lin.kind, lin);
   const path = options.cacheFile === true ? defaultTuneCachePath() : options.cacheFile || undefined;
   if (path) {
-    const hit = readCache(path)[ctx.adapterDescription]?.[cacheKey(engine, op, lin, cls)];
+    const hit = (await readCache(path))[ctx.adapterDescription]?.[cacheKey(engine, op, lin, cls)];
     if (hit) {
       try {
         engine.setGeometry(op, lin.kind, lin, hit);
@@ -159,9 +158,9 @@ export async function tuneMatmul(
     engine.setGeometry(op, lin.kind, lin, geometry);
     if (path) {
       try {
-        const cache = readCache(path);
+        const cache = await readCache(path);
         (cache[ctx.adapterDescription] ??= {})[cacheKey(engine, op, lin, cls)] = geometry;
-        writeCache(path, cache);
+        await writeCache(path, cache);
       } catch {
         // the cache is an optimization: a read-only or missing directory only costs a re-tune
       }

@@ -1,0 +1,75 @@
+// Opens a model from bytes already in memory (browsers, fetch, bundles): the format detection of
+// openModel (load_model.ts) without files, the tokenizer given as bytes or embedded in the model file.
+
+import { notFoundError } from "./fs.ts";
+import { isGguf, parseGgufModel } from "./gguf.ts";
+import { parseLlama2c } from "./llama2c.ts";
+import type { OpenedModel } from "./load_model.ts";
+import { parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
+import { plainBytes } from "./tensor_codec.ts";
+import { Tokenizer } from "./tokenizer.ts";
+
+/** Options of {@link openModelBytes}. */
+export interface OpenModelBytesOptions {
+  /** A llama2.c tokenizer.bin; when absent, the tokenizer embedded in a .rabit or GGUF file is used. */
+  tokenizerBytes?: Uint8Array;
+  /** What error messages call the model, and the result's `path` (default "model"). */
+  name?: string;
+  /** Throw when there is no tokenizer (what reads or writes text needs one). */
+  requireTokenizer?: boolean;
+}
+
+/**
+ * The model in `bytes` (format detected from its first bytes: .rabit, GGUF, else a llama2.c checkpoint)
+ * with its tokenizer: `tokenizerBytes`, else the one embedded in the file. Throws what the format's
+ * parser throws (FormatError for a bad file).
+ *
+ * @example
+ * ```ts
+ * import { openModelBytes } from "./open_bytes.ts";
+ * const bytes = await fetch(new URL("../../../shared/data/stories260K.bin", import.meta.url))
+ *   .then((r) => r.bytes());
+ * const tokenizerBytes = await fetch(new URL("../../../shared/data/tok512.bin", import.meta.url))
+ *   .then((r) => r.bytes());
+ * const { model, tokenizer, format } = openModelBytes(bytes, { tokenizerBytes, name: "stories260K.bin" });
+ * format; // "llama2c-legacy"
+ * model.config.dim; // 64
+ * tokenizer!.encode("Once upon a time"); // [403, 407, 261, 378]
+ * ```
+ */
+export function openModelBytes(input: Uint8Array, options: OpenModelBytesOptions = {}): OpenedModel {
+  const bytes = plainBytes(input); // a Node Buffer works too
+  const name = options.name ?? "model";
+  let opened: OpenedModel;
+  let noTokenizer = ":"; // or why the file's own vocabulary cannot be used
+  if (bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b)) {
+    const rabit = parseRabit(bytes, name);
+    opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path: name, rabit };
+  } else if (isGguf(bytes)) {
+    const g = parseGgufModel(bytes, name);
+    opened = {
+      model: { config: g.config, params: g.params, quantized: new Map() },
+      tokenizer: g.tokenizer,
+      format: "gguf",
+      path: name,
+    };
+    if (g.tokenizerProblem) noTokenizer = `: ${g.tokenizerProblem};`;
+  } else {
+    const ck = parseLlama2c(bytes, name);
+    opened = {
+      model: { config: ck.config, params: ck.params, quantized: new Map() },
+      format: ck.format,
+      path: name,
+    };
+  }
+  const vocab = opened.model.config.vocabSize;
+  if (options.tokenizerBytes) {
+    opened.tokenizer = Tokenizer.parse(plainBytes(options.tokenizerBytes), vocab, `${name} tokenizer`);
+  }
+  if (!opened.tokenizer && options.requireTokenizer) {
+    throw notFoundError(
+      `No tokenizer for ${name}${noTokenizer} pass tokenizerBytes (a llama2.c tokenizer.bin with ${vocab} tokens)`,
+    );
+  }
+  return opened;
+}
