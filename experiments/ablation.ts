@@ -27,6 +27,9 @@ const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
 const RESULTS = `${ROOT}experiments/ablation.json`;
 const TABLE = `${ROOT}experiments/ablation.md`;
+const DIAG_TABLE = `${ROOT}experiments/diagnostics.md`;
+/** Rows whose per-layer diagnostics get their own table (seed 1). */
+const DIAG_ROWS = ["rabit", "standard", "standard + both", "dbllm", "freeze"];
 const WIKI_WINDOWS = 40;
 
 /**
@@ -366,6 +369,43 @@ async function writeTable(): Promise<void> {
     "",
   ];
   await Deno.writeTextFile(TABLE, lines.join("\n"));
+  await writeDiagnosticsTable(rows);
+}
+
+/** Per-layer path correlation / residual alignment of the DIAG_ROWS (seed 1) side by side. */
+async function writeDiagnosticsTable(rows: Json[]): Promise<void> {
+  type Layer = { name: string; pathCorrelation: number | null; residualAlignment: number | null };
+  const picked = DIAG_ROWS.map((name) => rows.find((r) => r.name === name && r.seed === 1))
+    .filter((r): r is Json => r?.diagnostics !== undefined);
+  if (picked.length === 0) return;
+  const layers = ((picked[0].diagnostics as Json).layers as Layer[]).map((l) => l.name);
+  const cell = (r: Json, name: string) => {
+    const l = ((r.diagnostics as Json).layers as Layer[]).find((x) => x.name === name);
+    const f = (x: number | null | undefined) => (typeof x === "number" ? x.toFixed(3) : "–");
+    return `${f(l?.pathCorrelation)} / ${f(l?.residualAlignment)}`;
+  };
+  const lines = [
+    "# Per-layer diagnostics (METHOD.md §6), seed 1 of the ablation",
+    "",
+    "Each cell: path correlation corr(y₁, y₂) / residual alignment corr(y_t − y₁, y₂), on 4,096 tokens of the",
+    "test text (`inspect M.rabit --diagnose`, commands in ablation.json). Written by",
+    "`deno run -A experiments/ablation.ts table`.",
+    "",
+    `| layer | ${picked.map((r) => r.name).join(" | ")} |`,
+    `|---|${picked.map(() => "---").join("|")}|`,
+    ...layers.map((name) => `| ${name} | ${picked.map((r) => cell(r, name)).join(" | ")} |`),
+    `| **mean** | ${
+      picked.map((r) =>
+        `${(r.pathCorrelation as number).toFixed(3)} / ${(r.residualAlignment as number).toFixed(3)}`
+      ).join(" | ")
+    } |`,
+    `| layers with corr < 0 and align > 0.4 | ${
+      picked.map((r) => `${(((r.diagnostics as Json).coAdaptedFraction as number) * 100).toFixed(0)} %`)
+        .join(" | ")
+    } |`,
+    "",
+  ];
+  await Deno.writeTextFile(DIAG_TABLE, lines.join("\n"));
 }
 
 if (import.meta.main) {
