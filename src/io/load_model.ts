@@ -3,11 +3,10 @@
 import type { PackedModel } from "../quant/residual_binary.ts";
 import { readFileOrThrow } from "./errors.ts";
 import { notFoundError } from "./fs.ts";
-import { isGguf, parseGgufModel } from "./gguf.ts";
-import { parseLlama2c } from "./llama2c.ts";
 import { findTokenizerNear } from "./model_paths.ts";
 import { openSafetensorsModel } from "./open_safetensors.ts";
-import { type LoadedRabit, parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
+import { parseModelBytes } from "./open_bytes.ts";
+import type { LoadedRabit } from "./rabit_format.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
 /** A model ready to run, its tokenizer when one was found, and what the file was. */
@@ -32,10 +31,6 @@ export interface OpenModelOptions {
   requireTokenizer?: boolean;
 }
 
-function isRabit(bytes: Uint8Array): boolean {
-  return bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b);
-}
-
 /**
  * Loads a model file (format detected from its first bytes: .rabit, GGUF, else llama2.c) and its
  * tokenizer: the one given, the one embedded in the file, or one found next to it.
@@ -52,32 +47,16 @@ function isRabit(bytes: Uint8Array): boolean {
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
   // A Hugging Face checkpoint directory or a .safetensors file (open_safetensors.ts); else by magic.
   const st = await openSafetensorsModel(path, { tokenizer: options.tokenizer });
-  const bytes = st ? new Uint8Array(0) : await readFileOrThrow(path, "Model file");
   let opened: OpenedModel;
-  let noTokenizer = ":"; // or why the file's own vocabulary cannot be used
+  let problem: string | undefined; // why the file's own vocabulary cannot be used
   if (st) {
     opened = { model: st.model, tokenizer: st.tokenizer, format: st.format, path, rabit: st.rabit };
-    if (st.tokenizerProblem) noTokenizer = `: ${st.tokenizerProblem};`;
-  } else if (isRabit(bytes)) {
-    const rabit = parseRabit(bytes, path);
-    opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path, rabit };
-  } else if (isGguf(bytes)) {
-    const g = parseGgufModel(bytes, path);
-    opened = {
-      model: { config: g.config, params: g.params, quantized: new Map() },
-      tokenizer: g.tokenizer,
-      format: "gguf",
-      path,
-    };
-    if (g.tokenizerProblem) noTokenizer = `: ${g.tokenizerProblem};`;
+    problem = st.tokenizerProblem;
   } else {
-    const ck = parseLlama2c(bytes, path);
-    opened = {
-      model: { config: ck.config, params: ck.params, quantized: new Map() },
-      format: ck.format,
-      path,
-    };
+    const bytes = await readFileOrThrow(path, "Model file");
+    ({ opened, tokenizerProblem: problem } = parseModelBytes(bytes, path));
   }
+  const noTokenizer = problem ? `: ${problem};` : ":";
   const vocab = opened.model.config.vocabSize;
   const tokPath = options.tokenizer ?? (opened.tokenizer ? undefined : findTokenizerNear(path, vocab));
   if (tokPath) opened.tokenizer = await Tokenizer.load(tokPath, vocab);

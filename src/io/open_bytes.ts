@@ -9,6 +9,37 @@ import { parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
 import { plainBytes } from "./tensor_codec.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
+/**
+ * The model in `bytes` by its first bytes (.rabit, GGUF, else a llama2.c checkpoint), without any
+ * tokenizer lookup: what openModel (load_model.ts) and {@link openModelBytes} share. `tokenizerProblem`
+ * says why a GGUF file's own vocabulary cannot be used.
+ */
+export function parseModelBytes(
+  bytes: Uint8Array,
+  name: string,
+): { opened: OpenedModel; tokenizerProblem?: string } {
+  if (bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b)) {
+    const rabit = parseRabit(bytes, name);
+    return { opened: { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path: name, rabit } };
+  }
+  if (isGguf(bytes)) {
+    const g = parseGgufModel(bytes, name);
+    const model = { config: g.config, params: g.params, quantized: new Map() };
+    return {
+      opened: { model, tokenizer: g.tokenizer, format: "gguf", path: name },
+      tokenizerProblem: g.tokenizerProblem,
+    };
+  }
+  const ck = parseLlama2c(bytes, name);
+  return {
+    opened: {
+      model: { config: ck.config, params: ck.params, quantized: new Map() },
+      format: ck.format,
+      path: name,
+    },
+  };
+}
+
 /** Options of {@link openModelBytes}. */
 export interface OpenModelBytesOptions {
   /** A llama2.c tokenizer.bin; when absent, the tokenizer embedded in a .rabit or GGUF file is used. */
@@ -40,28 +71,8 @@ export interface OpenModelBytesOptions {
 export function openModelBytes(input: Uint8Array, options: OpenModelBytesOptions = {}): OpenedModel {
   const bytes = plainBytes(input); // a Node Buffer works too
   const name = options.name ?? "model";
-  let opened: OpenedModel;
-  let noTokenizer = ":"; // or why the file's own vocabulary cannot be used
-  if (bytes.length >= RABIT_MAGIC.length && RABIT_MAGIC.every((b, i) => bytes[i] === b)) {
-    const rabit = parseRabit(bytes, name);
-    opened = { model: rabit.model, tokenizer: rabit.tokenizer, format: "rabit", path: name, rabit };
-  } else if (isGguf(bytes)) {
-    const g = parseGgufModel(bytes, name);
-    opened = {
-      model: { config: g.config, params: g.params, quantized: new Map() },
-      tokenizer: g.tokenizer,
-      format: "gguf",
-      path: name,
-    };
-    if (g.tokenizerProblem) noTokenizer = `: ${g.tokenizerProblem};`;
-  } else {
-    const ck = parseLlama2c(bytes, name);
-    opened = {
-      model: { config: ck.config, params: ck.params, quantized: new Map() },
-      format: ck.format,
-      path: name,
-    };
-  }
+  const { opened, tokenizerProblem } = parseModelBytes(bytes, name);
+  const noTokenizer = tokenizerProblem ? `: ${tokenizerProblem};` : ":";
   const vocab = opened.model.config.vocabSize;
   if (options.tokenizerBytes) {
     opened.tokenizer = Tokenizer.parse(plainBytes(options.tokenizerBytes), vocab, `${name} tokenizer`);
