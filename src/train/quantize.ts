@@ -332,10 +332,11 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   }
 
   if (method === "ptq" || method === "rtn2") {
+    const svidRounds = o.init === "greedy" ? 0 : o.svidRounds; // greedy = no Gauss–Seidel rounds
     const q = quantizeModel(model, {
       method,
       paths: o.paths,
-      svidRounds: o.init === "greedy" ? 0 : o.svidRounds,
+      svidRounds,
       precondition: o.precondition,
       stats,
       onLayer: (name, i, n) => o.onInitLayer?.(name, i, n),
@@ -348,7 +349,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
         ? {
           paths: o.paths,
           init: o.init,
-          svidRounds: o.init === "greedy" ? 0 : o.svidRounds,
+          svidRounds,
           precondition: o.precondition,
           calibTokens: o.calibTokens,
         }
