@@ -211,9 +211,13 @@ Deno.test("a float model without quantized layers or tokenizer round-trips; para
 });
 
 Deno.test("every dtype round-trips through its byte encoding; ids are the append-only table", () => {
-  assert.deepEqual(DTYPES.map((d) => [d.id, d.name, d.bytes]), [[0, "f32", 4], [1, "f16", 2], [2, "u32", 4]]);
+  assert.deepEqual(DTYPES.map((d) => [d.id, d.name, d.bytes]), [[0, "f32", 4], [1, "f16", 2], [2, "u32", 4], [
+    3,
+    "i8",
+    1,
+  ]]);
   assert.equal(dtypeById(1)?.name, "f16");
-  assert.equal(dtypeById(3), undefined);
+  assert.equal(dtypeById(4), undefined);
   const f = new Float32Array([0, -0, 1, -2.5, 1e-40, 3.4028234663852886e38, 65504, 6e-8, Math.PI, -1e-3]);
   assert.deepEqual(bitsOf(decodeFloats(encodeFloats(f, "f32"), "f32")), bitsOf(f));
   const fitsF16 = f.filter((x) => Math.abs(x) <= 65504);
@@ -359,9 +363,10 @@ Deno.test("the documented layout alone re-frames a file, and content is checked 
   );
   refuse(
     (b) => (b.tensors["norm"].dtype = 9),
-    /tensor "norm" has unknown dtype id 9 \(this rabit knows 0 f32, 1 f16, 2 u32\)/,
+    /tensor "norm" has unknown dtype id 9 \(this rabit knows 0 f32, 1 f16, 2 u32, 3 i8\)/,
   );
   refuse((b) => (b.tensors["norm"].dtype = 2), /tensor "norm" has dtype u32, expected f32 or f16/);
+  refuse((b) => (b.tensors["norm"].dtype = 3), /tensor "norm" has dtype i8, expected f32 or f16/);
   refuse((b) => {
     const d = b.tensors["layers.1.wo"].data as Uint8Array;
     new DataView(d.buffer, d.byteOffset).setFloat32(4 * 17, NaN, true);
@@ -412,6 +417,40 @@ Deno.test("the documented layout alone re-frames a file, and content is checked 
   assert.deepEqual(serializeRabit(parseRabit(extended)), bytes);
 });
 
+Deno.test("int8 vocabulary tensors: missing, misshaped or bad row scales are refused by name", () => {
+  const file = buildFile({ ...CONFIG, sharedClassifier: false }, 9);
+  const bytes = serializeRabit({ ...file, dtypes: { tok_embeddings: "i8", output: "i8" } });
+  assert.equal(parseRabit(bytes, "m.rabit").dtypes.output, "i8");
+  const refuse = (change: (body: Body) => void, re: RegExp) => {
+    assert.throws(() => parseRabit(rewriteBody(bytes, change), "m.rabit"), (e: Error) => {
+      assert.equal(e.name, "FormatError");
+      assert.match(e.message, re);
+      return true;
+    });
+  };
+  refuse((b) => delete b.tensors["output"].scales, /tensor "output" has no field "scales"/);
+  refuse(
+    (b) => (b.tensors["output"].scales.shape = [3]),
+    /the row scales of tensor "output" has shape \[3\], the config implies \[32\]/,
+  );
+  refuse(
+    (b) => (b.tensors["output"].scales.dtype = 1),
+    /the row scales of tensor "output" has dtype f16, expected f32/,
+  );
+  refuse((b) => {
+    const d = b.tensors["tok_embeddings"].scales.data as Uint8Array;
+    new DataView(d.buffer, d.byteOffset).setFloat32(4 * 5, NaN, true);
+  }, /the row scales of tensor "tok_embeddings" holds a non-finite value NaN at index 5/);
+  refuse((b) => {
+    const d = b.tensors["tok_embeddings"].scales.data as Uint8Array;
+    new DataView(d.buffer, d.byteOffset).setFloat32(4 * 2, -1, true);
+  }, /tensor "tok_embeddings": row scale 2 is -1; expected a finite value >= 0/);
+  refuse(
+    (b) => (b.tensors["output"].data = b.tensors["output"].data.subarray(1)),
+    /tensor "output": dtype i8 and shape \[32, 40\] need 1280 bytes of data, found 1279/,
+  );
+});
+
 Deno.test("serializeRabit refuses what the loader would refuse, before writing anything", () => {
   const file = buildFile(CONFIG, 9);
   const nan = buildFile(CONFIG, 9);
@@ -431,7 +470,7 @@ Deno.test("serializeRabit refuses what the loader would refuse, before writing a
   );
   assert.throws(
     () => serializeRabit({ ...file, dtypes: { norm: "bf16" as FpDtype } }),
-    /dtypes\["norm"\] must be "f32" or "f16"/,
+    /dtypes\["norm"\] must be "f32", "f16" or "i8"/,
   );
   assert.throws(
     () => serializeRabit({ ...file, metadata: { curve: new Float32Array(2) } }),

@@ -12,14 +12,18 @@ import { requestGpu } from "../backend/webgpu/device.ts";
 import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv } from "../bench/gemv.ts";
 import { type DecodeVariant, measureDecode } from "../bench/decode.ts";
 import { TINYLLAMA_CONFIG } from "../bench/random_model.ts";
+import { randomCpuModel } from "../bench/random_cpu_model.ts";
 import { measureTrainSteps, TRAIN_BENCH_MODELS } from "../bench/train_step.ts";
+
+/** Layers of the wasm TinyLlama-shaped decode model by default: fp32 weights 16 × 176 MB + a 262 MB classifier. */
+const WASM_TINYLLAMA_LAYERS = 16;
 
 export const BENCH_HELP =
   `rabit bench — speed of packed residual-binary kernels against float storage on this WebGPU device
 
 Usage: rabit bench [--shapes 4096x4096,...] [--iters N] [--no-tfjs] [--decode-layers N] [--decode-steps N]
                    [--no-decode] [--fp32-decode] [--json]
-       rabit bench --backend wasm [--shapes 4096x4096,...] [--model M] [--no-decode] [--json]
+       rabit bench --backend wasm [--shapes 4096x4096,...] [--model M] [--decode-layers N] [--no-decode] [--json]
        rabit bench --train [--train-steps N] [--json]
 
 Measures, in one process on one adapter:
@@ -38,7 +42,10 @@ Measures, in one process on one adapter:
         (packed2_i8, packed2_i16, packed2_f32lut), at 4096x4096 unless --shapes, on one thread and (gemv_threads)
         on all; then decode tokens/s of the real model (--model, default stories260K) after a 128-token
         prompt: wasm fp32, fp16-storage, packed k = 2 (a PTQ copy; default and int8 tables) and the TypeScript
-        reference (cpu_f32, cpu_packed2), interleaved
+        reference (cpu_f32, cpu_packed2), interleaved; then decode tokens/s of a TinyLlama-shaped model with
+        random weights (--decode-layers layers, default ${WASM_TINYLLAMA_LAYERS}: the most whose fp32 weights fit one
+        wasm memory of 4 GiB with room to spare) after a 32-token prompt, one thread: fp32 against packed k = 2
+        with an fp32 classifier (packed2), an fp16-storage one (packed2_f16cls) and an int8 one (packed2_i8cls)
 
 Options:
   --backend B         webgpu (default) or wasm
@@ -48,7 +55,7 @@ Options:
   --shapes LIST       comma-separated OUTxIN (default: 4096x4096,11008x4096,4096x11008,2048x2048,5632x2048)
   --iters N           GEMVs per timed submission (default 10)
   --no-tfjs           skip the tfjs peer
-  --decode-layers N   layers of the decode model (default 22, TinyLlama's)
+  --decode-layers N   layers of the decode model (default 22, TinyLlama's; wasm: ${WASM_TINYLLAMA_LAYERS})
   --decode-steps N    decode steps timed per variant, interleaved; the median counts (default 5)
   --no-decode         GEMV only
   --fp32-decode       also decode with fp32 linears (4.4 GB)
@@ -86,6 +93,8 @@ export async function runBench(argv: string[]): Promise<void> {
     return await runWasmBench({
       shapes: values.shapes ? parseShapes(values.shapes) : [{ out: 4096, in: 4096 }],
       model: values.model,
+      tinyLlamaLayers: numberOption(values, "decode-layers", { integer: true, min: 1, max: 22 }) ??
+        WASM_TINYLLAMA_LAYERS,
       decode: !values["no-decode"],
       json: values.json === true,
     });
@@ -180,9 +189,48 @@ async function runTrainBench(json: boolean, steps: number): Promise<void> {
   if (json) printJson({ adapter: ctx.adapterDescription, train: models });
 }
 
+/**
+ * End-to-end decode on the wasm backend (one thread) of a TinyLlama-shaped random model with `layers`
+ * layers: fp32 block linears against packed k = 2 with the classifier in fp32, fp16 storage and int8.
+ */
+async function measureWasmTinyLlamaDecode(
+  layers: number,
+  log: (line: string) => void,
+): Promise<Record<string, unknown>> {
+  const config = { ...TINYLLAMA_CONFIG, nLayers: layers };
+  log(`decode: TinyLlama-shaped random model, ${layers} layers, one thread, after a 32-token prompt`);
+  const sessions: Record<string, WasmSession> = {};
+  // The fp32 session keeps its host arrays too (its layers' backward source): about twice its weights.
+  sessions.f32 = new WasmSession(randomCpuModel(config, "f32"));
+  const packed = randomCpuModel(config, "packed");
+  sessions.packed2 = new WasmSession(packed);
+  sessions.packed2_f16cls = new WasmSession(packed, { classifier: "f16" });
+  sessions.packed2_i8cls = new WasmSession(packed, { classifier: "i8" });
+  try {
+    const tps = await measureSessionDecode(sessions, { context: 32, rounds: 5, stepsPerRound: 4 });
+    for (const [k, v] of Object.entries(tps)) log(`  ${k.padEnd(15)} ${v.toFixed(2)} tokens/s`);
+    const ratio = (k: string) => tps[k] / tps.f32;
+    log(
+      `  vs fp32: packed2 ${ratio("packed2").toFixed(2)}x, packed2_f16cls ${
+        ratio("packed2_f16cls").toFixed(2)
+      }x, packed2_i8cls ${ratio("packed2_i8cls").toFixed(2)}x`,
+    );
+    return {
+      layers,
+      threads: 1,
+      context: 32,
+      tokensPerSecond: tps,
+      speedup_vs_f32: Object.fromEntries(Object.keys(tps).map((k) => [k, ratio(k)])),
+      weightBytes: Object.fromEntries(Object.entries(sessions).map(([k, s]) => [k, s.memoryBytes])),
+    };
+  } finally {
+    for (const s of Object.values(sessions)) s.dispose();
+  }
+}
+
 /** `bench --backend wasm`: the WebAssembly SIMD kernels' GEMVs, then decode on a real model vs the reference. */
 async function runWasmBench(
-  opts: { shapes: GemvShape[]; model?: string; decode: boolean; json: boolean },
+  opts: { shapes: GemvShape[]; model?: string; tinyLlamaLayers: number; decode: boolean; json: boolean },
 ): Promise<void> {
   const log = (line: string) => opts.json ? console.error(line) : console.log(line);
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
@@ -234,6 +282,7 @@ async function runWasmBench(
       speedup_vs_fp16: tps.packed2 / tps.f16,
       speedup_vs_cpu: { f32: tps.f32 / tps.cpu_f32, packed2: tps.packed2 / tps.cpu_packed2 },
     };
+    out.decode_tinyllama = await measureWasmTinyLlamaDecode(opts.tinyLlamaLayers, log);
   }
   if (opts.json) printJson(out);
 }

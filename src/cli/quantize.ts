@@ -82,6 +82,9 @@ Options:
                        onebit 0; dbllm and rtn2 take none)
   --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens})
   --calib-text F       same as --data (kept for scripts written for ptq)
+  --vocab-dtype D      storage of the token embedding and the classifier in the file: f32 (default), f16, or
+                       i8 (int8 codes with one scale per row: a quarter of f32's bytes; every backend then
+                       runs the classifier with its int8 kernel)
   --json               print one JSON object as the last line (method, backend, steps, losses, seconds, …)
   -h, --help           show this help`;
 
@@ -115,6 +118,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "svid-rounds": { type: "string" },
     precondition: { type: "string" },
     "ste-clip": { type: "string" },
+    "vocab-dtype": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return console.log(QUANTIZE_HELP);
@@ -122,6 +126,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     throw new UsageError("quantize: --out F.rabit is required (where to write the packed model)");
   }
   const method: QuantizeMethodName = choiceOption(values, "method", QUANTIZE_METHODS, "rabit");
+  const vocabDtype = choiceOption(values, "vocab-dtype", ["f32", "f16", "i8"] as const, "f32");
   const paths = numberOption(values, "paths", { integer: true, min: 1, max: 4 });
   if ((method === "rtn2" || method === "dbllm") && paths !== undefined && paths !== 2) {
     throw new UsageError(`quantize: ${method} is a 2-bit quantizer: --paths must be 2`);
@@ -238,6 +243,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     method,
     options: result.options,
     metadata: { source: modelPath, data: dataPaths, ...result.metadata },
+    dtypes: vocabDtypes(result.model.config.sharedClassifier, vocabDtype),
   });
   const bytes = (await stat(values.out)).size;
   const layers = [...result.model.quantized.values()];
@@ -273,4 +279,12 @@ export async function runQuantize(argv: string[]): Promise<void> {
         : "") +
       `, ${summary.seconds.toFixed(1)} s`,
   );
+}
+
+/** File dtypes of the vocabulary-sized tensors (the token embedding, and the classifier when not shared). */
+export function vocabDtypes(
+  shared: boolean,
+  dtype: "f32" | "f16" | "i8",
+): Record<string, "f32" | "f16" | "i8"> {
+  return shared ? { tok_embeddings: dtype } : { tok_embeddings: dtype, output: dtype };
 }

@@ -18,7 +18,9 @@
 //   tokenizer  bin | nil  the tokenizer file's bytes, unchanged: llama2.c's tokenizer.bin, or a Hugging Face
 //                         tokenizer.json (told apart by its first bytes; io/tokenizer.ts). nil: none embedded
 //   tensors    map        name → tensor for every parameter of llamaParamSpecs(config) that is not
-//                         binarized, in that order; dtype f32 or f16
+//                         binarized, in that order; dtype f32 or f16, or i8 for tok_embeddings and
+//                         output (int8 codes; the record then also holds scales: an f32 tensor (rows)
+//                         of per-row scales, value = scale · code, quant/int8_rows.ts)
 //   quantized  map        linear name ("layers.L.wq" …) → {out, in, k, planes, g, h}, in the same order:
 //                           planes  u32 tensor (k, out, ceil(in/32)), bit layout of quant/bitpack.ts
 //                                   (bit j of word w is column 32w + j, 1 = +1, padding bits 0)
@@ -28,7 +30,7 @@
 //   metadata   map        calibration and training metadata (JSON values)
 //   created    map        {at: ISO-8601 time, by: writer, …} (JSON values)
 //
-//   tensor = {dtype: id in tensor_codec.ts's DTYPES (0 f32, 1 f16, 2 u32), shape: [int, …],
+//   tensor = {dtype: id in tensor_codec.ts's DTYPES (0 f32, 1 f16, 2 u32, 3 i8), shape: [int, …],
 //             data: bin of prod(shape) × element size bytes, row-major, little-endian}
 //
 // Tensors are raw bytes, never MessagePack float arrays, and are copied into aligned buffers on load.
@@ -72,7 +74,9 @@ import {
   encodeU32,
   firstNonFinite,
   type FpDtype,
+  type StoredDtype,
 } from "./tensor_codec.ts";
+import { dequantizeRowsInt8, quantizeRowsInt8, validateInt8Rows } from "../quant/int8_rows.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
 export type { FpDtype } from "./tensor_codec.ts";
@@ -89,6 +93,8 @@ export const RABIT_PREAMBLE_BYTES = PREAMBLE_BYTES;
 export const DEFAULT_TENSOR_DTYPE: FpDtype = "f32";
 /** Storage of scales g and h not named in `RabitFile.dtypes`. */
 export const DEFAULT_SCALE_DTYPE: FpDtype = "f16";
+/** The tensors that may be stored as "i8" (int8 codes with per-row scales): the vocabulary-sized ones. */
+export const INT8_TENSORS: readonly string[] = ["tok_embeddings", "output"];
 
 /** Who wrote a file and when; free extra fields are kept. */
 export interface RabitCreated {
@@ -118,9 +124,10 @@ export interface RabitFile {
   /**
    * Storage dtype by stored array: a parameter name for an fp tensor, `<layer>.g` / `<layer>.h` for the
    * scales of a binarized layer. Arrays not named use {@link DEFAULT_TENSOR_DTYPE} (fp tensors) and
-   * {@link DEFAULT_SCALE_DTYPE} (scales). fp16 storage rounds to nearest even.
+   * {@link DEFAULT_SCALE_DTYPE} (scales). fp16 storage rounds to nearest even; "i8" (int8 codes with
+   * per-row scales, quant/int8_rows.ts) is for {@link INT8_TENSORS} only.
    */
-  dtypes?: Record<string, FpDtype>;
+  dtypes?: Record<string, StoredDtype>;
   /** Creation info; the writer fills `{at: now, by: "rabit"}` when absent. */
   created?: RabitCreated;
 }
@@ -128,7 +135,7 @@ export interface RabitFile {
 /** A file read back: every optional field resolved, plus the parsed tokenizer. */
 export interface LoadedRabit extends RabitFile {
   /** The dtype of every stored fp array (so writing it again gives the same bytes). */
-  dtypes: Record<string, FpDtype>;
+  dtypes: Record<string, StoredDtype>;
   /** Creation info as stored. */
   created: RabitCreated;
   /** The embedded tokenizer, parsed for the model's vocabulary. */
@@ -322,11 +329,17 @@ function buildBody(file: RabitFile): Record<string, unknown> {
           `(expected a parameter name, or <layer>.g / <layer>.h of a binarized layer)`,
       );
     }
-    if (dtype !== "f32" && dtype !== "f16") {
-      typeFail(`dtypes["${key}"] must be "f32" or "f16", found ${describe(dtype)}`);
+    if (dtype === "i8" && !INT8_TENSORS.includes(key)) {
+      throw new RangeError(
+        `serializeRabit: dtypes["${key}"] is "i8", which only ${INT8_TENSORS.join(" and ")} may use`,
+      );
+    }
+    if (dtype !== "f32" && dtype !== "f16" && dtype !== "i8") {
+      typeFail(`dtypes["${key}"] must be "f32", "f16" or "i8", found ${describe(dtype)}`);
     }
   }
   const dtypeOf = (key: string, fallback: FpDtype) => dtypes[key] ?? fallback;
+  const fpDtypeOf = (key: string, fallback: FpDtype) => dtypeOf(key, fallback) as FpDtype;
 
   const tensors: Record<string, unknown> = {};
   for (const [name, shape] of fp) {
@@ -346,6 +359,14 @@ function buildBody(file: RabitFile): Record<string, unknown> {
       );
     }
     const dtype = dtypeOf(name, DEFAULT_TENSOR_DTYPE);
+    if (dtype === "i8") {
+      const rows = quantizeRowsInt8(model.params.get(name), shape[0], shape[1]);
+      tensors[name] = {
+        ...tensorRecord(dtypeByName("i8"), shape, new Uint8Array(rows.q.buffer)),
+        scales: tensorRecord(dtypeByName("f32"), [shape[0]], encodeFloats(rows.scales, "f32")),
+      };
+      continue;
+    }
     const data = encodeFpChecked(model.params.get(name), dtype, `tensor "${name}"`);
     tensors[name] = tensorRecord(dtypeByName(dtype), shape, data);
   }
@@ -368,8 +389,8 @@ function buildBody(file: RabitFile): Record<string, unknown> {
       );
     }
     const [gKey, hKey] = scaleKeys(name);
-    const gType = dtypeOf(gKey, DEFAULT_SCALE_DTYPE);
-    const hType = dtypeOf(hKey, DEFAULT_SCALE_DTYPE);
+    const gType = fpDtypeOf(gKey, DEFAULT_SCALE_DTYPE);
+    const hType = fpDtypeOf(hKey, DEFAULT_SCALE_DTYPE);
     quantized[name] = {
       out,
       in: inF,
@@ -464,7 +485,8 @@ function linearShapes(c: LlamaConfig): Map<string, [number, number]> {
 
 /**
  * The fewest tensor bytes a file of config `c` can hold, from arithmetic alone: 2 bytes (f16) per stored
- * value, and per binarized layer its planes and scales at k = 1. `binarized`: kind → layers binarized.
+ * value (1 for the vocabulary tensors, which may be int8), and per binarized layer its planes and scales at
+ * k = 1. `binarized`: kind → layers binarized.
  */
 function minimumTensorBytes(
   c: LlamaConfig,
@@ -478,7 +500,8 @@ function minimumTensorBytes(
     stored -= layers * out * inF;
     packed += layers * (4 * out * wordsPerRow(inF) + 2 * (out + inF));
   }
-  return 2 * stored + packed;
+  const vocabValues = c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2);
+  return 2 * stored - vocabValues + packed;
 }
 
 /**
@@ -631,7 +654,7 @@ function readBody(
 
   // tensors
   const FP: readonly FpDtype[] = ["f32", "f16"];
-  const dtypes: Record<string, FpDtype> = {};
+  const dtypes: Record<string, StoredDtype> = {};
   /** Checks a tensor record against the shape the config implies; returns its dtype and bytes. */
   const tensor = (v: unknown, what: string, allowed: readonly string[], want: number[]) => {
     const rec = map(v, what);
@@ -668,9 +691,10 @@ function readBody(
     }
     return { dtype: d, data: data as Uint8Array };
   };
-  const floats = (v: unknown, what: string, key: string, want: number[], into?: Float32Array) => {
-    const { dtype, data } = tensor(v, what, FP, want);
-    dtypes[key] = dtype.name as FpDtype;
+  /** A float tensor's values; its dtype is recorded under `key` (null: an i8 tensor's row scales, always f32). */
+  const floats = (v: unknown, what: string, key: string | null, want: number[], into?: Float32Array) => {
+    const { dtype, data } = tensor(v, what, key === null ? ["f32"] : FP, want);
+    if (key !== null) dtypes[key] = dtype.name as FpDtype;
     const values = decodeFloatsInto(
       data,
       dtype.name as FpDtype,
@@ -689,6 +713,19 @@ function readBody(
   for (const name of Object.keys(tm)) {
     if (!expectedFp.has(name)) fail(`unexpected tensor "${name}": not a parameter of this config`);
   }
+  /** An i8 tensor's codes and per-row scales, dequantized into `into`. */
+  const int8 = (v: unknown, what: string, key: string, want: number[], into: Float32Array) => {
+    const { data } = tensor(v, what, ["i8"], want);
+    const scales = floats(field(map(v, what), "scales", what), `the row scales of ${what}`, null, [want[0]]);
+    const rows = { out: want[0], in: want[1], q: new Int8Array(data.slice().buffer), scales };
+    try {
+      validateInt8Rows(rows, what);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    into.set(dequantizeRowsInt8(rows));
+    dtypes[key] = "i8";
+  };
   const params = ParamTable.fromSpecs(layout.fp);
   for (const [name, shape] of layout.fp) {
     if (!Object.hasOwn(tm, name)) {
@@ -698,7 +735,13 @@ function readBody(
         }: the config needs every parameter that is not quantized`,
       );
     }
-    floats(tm[name], `tensor "${name}"`, name, shape, params.get(name));
+    const what = `tensor "${name}"`;
+    const id = isPlainObject(tm[name]) ? (tm[name] as Record<string, unknown>).dtype : undefined;
+    if (id === dtypeByName("i8").id && INT8_TENSORS.includes(name)) {
+      int8(tm[name], what, name, shape, params.get(name));
+    } else {
+      floats(tm[name], what, name, shape, params.get(name));
+    }
   }
 
   const quantized = new Map<string, PackedLinear>();
@@ -762,8 +805,14 @@ function readBody(
     );
   }
 
+  const classifierName = config.sharedClassifier ? "tok_embeddings" : "output";
   return {
-    model: { config, params, quantized },
+    model: {
+      config,
+      params,
+      quantized,
+      ...(dtypes[classifierName] === "i8" ? { classifierStorage: "i8" as const } : {}),
+    },
     tokenizerBytes,
     tokenizer,
     method: method as string,
@@ -884,7 +933,9 @@ export function rabitSummary(file: RabitFile): RabitSummary {
   for (const name of model.params.names()) {
     if (model.quantized.has(name)) continue;
     const size = model.params.entry(name).size;
-    add(groupOf(name), size, size * bytesOf(name, DEFAULT_TENSOR_DTYPE));
+    // An int8 tensor also stores one f32 scale per row.
+    const rowScales = dtypes[name] === "i8" ? 4 * model.params.shape(name)[0] : 0;
+    add(groupOf(name), size, size * bytesOf(name, DEFAULT_TENSOR_DTYPE) + rowScales);
     parameters += size;
   }
   const layers: RabitLayerSummary[] = [];

@@ -74,7 +74,7 @@ function configRecord(c: LlamaConfig): LlamaConfig {
 /**
  * A packed model as safetensors bytes (layout at the top of this file): binarized layers as U8 sign planes
  * and F16/F32 scales, other tensors as the file stores them (`file.dtypes`, default f32 tensors and f16
- * scales), q/k rows in Hugging Face order; metadata: rabit_layout, config (ours, JSON), config_json
+ * scales; int8-stored vocabulary tensors as F32, their dequantized values), q/k rows in Hugging Face order; metadata: rabit_layout, config (ours, JSON), config_json
  * (transformers' config.json), method, options, metadata (JSON), the tokenizer.
  *
  * @example
@@ -95,7 +95,9 @@ export function packedSafetensors(file: RabitFile): Uint8Array {
   for (const [name, shape] of llamaParamSpecs(c)) {
     const q = model.quantized.get(name);
     if (!q) {
-      const t = DTYPE_NAME[dtypes[name] ?? "f32"];
+      // An int8-stored tensor (the vocabulary ones) goes out as F32: its dequantized values, exactly.
+      const stored = dtypes[name] ?? "f32";
+      const t = DTYPE_NAME[stored === "i8" ? "f32" : stored];
       const values = model.params.get(name);
       const hf = rotaryHeads(name, c) === undefined
         ? values
@@ -121,7 +123,8 @@ export function packedSafetensors(file: RabitFile): Uint8Array {
       planes.set(order ? permuteRows(plane, wpr, order, "toHf") : plane, p * q.out * wpr);
       g.set(order ? permuteRows(gp, 1, order, "toHf") : gp, p * q.out);
     }
-    const gType = DTYPE_NAME[dtypes[`${name}.g`] ?? "f16"], hType = DTYPE_NAME[dtypes[`${name}.h`] ?? "f16"];
+    const scaleDtype = (key: string) => DTYPE_NAME[(dtypes[key] ?? "f16") as FpDtype];
+    const gType = scaleDtype(`${name}.g`), hType = scaleDtype(`${name}.h`);
     tensors.push(
       { name: `${m}.planes`, dtype: "U8", shape: [q.k, q.out, 4 * wpr], data: encodeU32(planes).slice() },
       { name: `${m}.g`, dtype: gType, shape: [q.k, q.out], data: encodeHfTensor(g, gType as "F32" | "F16") },

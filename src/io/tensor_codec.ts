@@ -28,13 +28,26 @@ export const DTYPES = [
     bytes: 4,
     description: "unsigned 32-bit words (packed sign planes, quant/bitpack.ts)",
   },
+  {
+    id: 3,
+    name: "i8",
+    bytes: 1,
+    description:
+      "signed 8-bit codes with one f32 scale per row (quant/int8_rows.ts; vocabulary tensors only)",
+  },
 ] as const satisfies readonly DtypeTraits[];
 
 /** Name of a storage dtype. */
-export type DtypeName = "f32" | "f16" | "u32";
+export type DtypeName = "f32" | "f16" | "u32" | "i8";
 
 /** The dtypes a floating-point tensor (weights, norms, scales) may be stored as. */
 export type FpDtype = "f32" | "f16";
+
+/**
+ * How a float tensor of a .rabit file may be stored: a float dtype, or "i8" (int8 codes with per-row
+ * scales) for the vocabulary-sized tensors, the token embedding and the classifier.
+ */
+export type StoredDtype = FpDtype | "i8";
 
 /** Traits of the dtype with this id, or undefined when this version does not know it. */
 export function dtypeById(id: number): DtypeTraits | undefined {

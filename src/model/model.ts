@@ -17,6 +17,13 @@ export interface LlamaModel<L extends LinearLayer = LinearLayer> {
   params: ParamTable;
   /** Layers replacing block linears, by parameter name; empty for a full-precision model. */
   quantized: Map<string, L>;
+  /**
+   * How the file stored the classifier weight (the token embedding when shared). "i8" (int8 codes with one
+   * scale per row, quant/int8_rows.ts): `params` holds the dequantized values, and inference sessions run
+   * the classifier with their int8 kernel, so every backend computes with the same codes. Absent or a float
+   * dtype: the sessions' float path.
+   */
+  classifierStorage?: "f32" | "f16" | "i8";
 }
 
 /** Shape [out, in] of a linear layer, whether dense or replaced. */

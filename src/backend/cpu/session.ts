@@ -2,7 +2,9 @@
 
 import type { InferenceSession, RunOptions } from "../backend.ts";
 import { createKvCache, forwardChunk, type KvCache } from "../../model/forward.ts";
-import type { LlamaModel } from "../../model/model.ts";
+import { classifierWeight, type LlamaModel } from "../../model/model.ts";
+import type { LinearLayer } from "../../model/linear.ts";
+import { Int8RowsLinear, quantizeRowsInt8 } from "../../quant/int8_rows.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 
 /**
@@ -28,11 +30,14 @@ export class CpuSession implements InferenceSession {
   /** The model it runs (not copied). */
   readonly model: LlamaModel;
   #cache: KvCache;
+  /** The int8 classifier when the model stores it so (model.classifierStorage "i8"), else the float one. */
+  readonly #classifier?: LinearLayer;
 
   /** A session with an empty KV cache of the model's seqLen. */
   constructor(model: LlamaModel) {
     this.model = model;
     this.#cache = createKvCache(model);
+    if (model.classifierStorage === "i8") this.#classifier = int8Classifier(model);
   }
 
   /** The model's hyper-parameters. */
@@ -44,10 +49,21 @@ export class CpuSession implements InferenceSession {
   run(tokens: ArrayLike<number>, pos0: number, options: RunOptions = {}): Promise<Float32Array> {
     const { logits } = forwardChunk(this.model, tokens, pos0, this.#cache, {
       lastLogitsOnly: options.lastOnly,
+      classifier: this.#classifier,
     });
     return Promise.resolve(logits);
   }
 
   /** Nothing to free: the cache is garbage-collected. */
   dispose(): void {}
+}
+
+/**
+ * The classifier of a model as int8 codes with per-row scales (quant/int8_rows.ts), the reference every
+ * backend's int8 classifier kernel is held to. For a model whose file stored it as int8 the params hold
+ * the dequantized values, from which the same codes come back exactly.
+ */
+export function int8Classifier(model: LlamaModel): Int8RowsLinear {
+  const c = model.config;
+  return new Int8RowsLinear(quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim));
 }

@@ -21,6 +21,7 @@ import { type ScratchArg, WasmThreadPool } from "./threads.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
 import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
 import { checkInput, type LinearLayer } from "../../model/linear.ts";
+import { type Int8Rows, validateInt8Rows } from "../../quant/int8_rows.ts";
 import { toF16 } from "../../util/fp16.ts";
 
 /** What the compiled module exports (byte offsets into its memory; see wasm/kernels.ts). */
@@ -75,6 +76,19 @@ interface KernelExports {
     tile0: number,
     tile1: number,
   ): void;
+  quantX16(x: number, T: number, inF: number, inPad: number, xq: number, xs: number): void;
+  gemvQ8(
+    wq: number,
+    scales: number,
+    xq: number,
+    xs: number,
+    y: number,
+    inPad: number,
+    T: number,
+    ldy: number,
+    r0: number,
+    r1: number,
+  ): void;
   gemmF32Lut(
     planes: number,
     g: number,
@@ -91,8 +105,8 @@ interface KernelExports {
 }
 
 /** The products a thread pool may run (row range appended). */
-type ProductName = "gemvF32" | "gemvF16" | "gemmI8" | "gemmI16" | "gemmF32Lut";
-const PRODUCTS: ProductName[] = ["gemvF32", "gemvF16", "gemmI8", "gemmI16", "gemmF32Lut"];
+type ProductName = "gemvF32" | "gemvF16" | "gemvQ8" | "gemmI8" | "gemmI16" | "gemmF32Lut";
+const PRODUCTS: ProductName[] = ["gemvF32", "gemvF16", "gemvQ8", "gemmI8", "gemmI16", "gemmF32Lut"];
 
 /** x is scaled by this before the fp16 kernel, and y by it again after (see wasm/kernels.ts halvesLo). */
 const F16_X_SCALE = 2 ** 56;
@@ -255,7 +269,18 @@ export class WasmKernels {
     const ptr = this.#top;
     const end = align(ptr + n);
     const have = this.exports.memory.buffer.byteLength;
-    if (end > have) this.exports.memory.grow(Math.ceil((end - have) / 65536));
+    if (end > have) {
+      // Grow by at least half the current size: each grow may copy the whole memory, so growing by exactly
+      // what one layer needs makes loading a large model quadratic. Capped at wasm32's 65536 pages (4 GiB).
+      const need = Math.ceil((end - have) / 65536), havePages = have / 65536;
+      if (havePages + need > 65536) {
+        throw new RangeError(
+          `WasmKernels: ${end} bytes of weights and scratch exceed WebAssembly's 4 GiB memory; ` +
+            `use a smaller model, packed layers, or the webgpu backend`,
+        );
+      }
+      this.exports.memory.grow(Math.min(Math.max(need, havePages >> 1), 65536 - havePages));
+    }
     this.#top = end;
     return ptr;
   }
@@ -276,7 +301,7 @@ export class WasmKernels {
   }
 
   /** Copies `data` into newly allocated memory; returns the offset. */
-  upload(data: Float32Array | Uint32Array | Uint16Array): number {
+  upload(data: Float32Array | Uint32Array | Uint16Array | Int8Array): number {
     const ptr = this.alloc(data.byteLength);
     new Uint8Array(this.exports.memory.buffer, ptr, data.byteLength).set(
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
@@ -302,6 +327,11 @@ export class WasmKernels {
     source?: LinearLayer,
   ): WasmDenseLinear {
     return new WasmDenseLinear(this, w, out, inF, storage, source);
+  }
+
+  /** An int8 layer with per-row scales (codes copied, rows padded to 16 columns), e.g. the classifier. */
+  int8Rows(rows: Int8Rows): WasmInt8Linear {
+    return new WasmInt8Linear(this, rows);
   }
 
   /** A packed residual-binary layer (arrays copied, planes repacked for the swizzle kernels); `source` serves its backward. */
@@ -372,6 +402,63 @@ export class WasmDenseLinear implements LinearLayer {
   backward(x: Float32Array, dY: Float32Array, T: number, dX: Float32Array, dW?: Float32Array): void {
     if (!this.#source) throw new Error("WasmDenseLinear: inference only (no source layer for the backward)");
     this.#source.backward(x, dY, T, dX, dW);
+  }
+}
+
+/**
+ * An int8 layer with per-row scales (quant/int8_rows.ts) on {@link WasmKernels}: x is quantized per token
+ * to int16 and the product runs on integers (gemvQ8 in wasm/kernels.ts); within ~1e-4 of the
+ * Int8RowsLinear reference relative to the output's scale. Inference only.
+ */
+export class WasmInt8Linear implements LinearLayer {
+  readonly out: number;
+  readonly in: number;
+  /** Bytes of codes and scales in wasm memory. */
+  readonly bytes: number;
+  readonly #kn: WasmKernels;
+  readonly #inPad: number;
+  readonly #q: number;
+  readonly #scales: number;
+
+  constructor(kernels: WasmKernels, rows: Int8Rows) {
+    validateInt8Rows(rows, "WasmInt8Linear");
+    const { out, in: inF } = rows;
+    this.#kn = kernels;
+    this.out = out;
+    this.in = inF;
+    const inPad = this.#inPad = Math.ceil(inF / 16) * 16;
+    let q = rows.q;
+    if (inPad !== inF) {
+      q = new Int8Array(out * inPad);
+      for (let r = 0; r < out; r++) q.set(rows.q.subarray(r * inF, (r + 1) * inF), r * inPad);
+    }
+    this.#q = kernels.upload(q);
+    this.#scales = kernels.upload(rows.scales);
+    this.bytes = q.byteLength + rows.scales.byteLength;
+  }
+
+  forward(x: Float32Array, T: number): Float32Array {
+    checkInput("WasmInt8Linear", x, T, this.in);
+    const kn = this.#kn;
+    const inPad = this.#inPad;
+    const xp = kn.putInput(x);
+    const xq = kn.scratch("xq", T * inPad * 2);
+    const xs = kn.scratch("xs8", T * 4);
+    const yp = kn.scratch("y", T * this.out * 4);
+    kn.exports.quantX16(xp, T, this.in, inPad, xq, xs);
+    // An integer multiply-add costs about a quarter of a float one here (7 instructions per 16 columns).
+    kn.product(
+      "gemvQ8",
+      [this.#q, this.#scales, xq, xs, yp, inPad, T, this.out],
+      this.out,
+      4,
+      T * this.out * inPad / 4,
+    );
+    return kn.f32(yp, T * this.out).slice();
+  }
+
+  backward(): void {
+    throw new Error("WasmInt8Linear: inference only (int8 storage is applied after training)");
   }
 }
 

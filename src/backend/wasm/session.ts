@@ -9,6 +9,7 @@ import { DenseLinear, type LinearLayer } from "../../model/linear.ts";
 import { classifierWeight, linearLayer, type LlamaModel } from "../../model/model.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
+import { quantizeRowsInt8 } from "../../quant/int8_rows.ts";
 import { DEFAULT_PACKED_TABLES, MIN_PARALLEL_WORK, type PackedTables, WasmKernels } from "./kernels.ts";
 
 /** Options of {@link WasmSession}. */
@@ -25,6 +26,11 @@ export interface WasmSessionOptions {
    * always runs on one thread.
    */
   threads?: number;
+  /**
+   * Storage of the classifier: "f32", "f16" or "i8" (int8 codes with per-row scales, quant/int8_rows.ts).
+   * Default: "i8" when the model's file stored it so (model.classifierStorage), else "f32".
+   */
+  classifier?: "f32" | "f16" | "i8";
 }
 
 /** A layer with the arrays of a packed residual-binary one (what .rabit models and quantizeModel give). */
@@ -91,7 +97,10 @@ export class WasmSession implements InferenceSession {
         }
       }
     }
-    this.#classifier = kernels.dense(classifierWeight(model), c.vocabSize, c.dim, "f32");
+    const classifier = options.classifier ?? (model.classifierStorage === "i8" ? "i8" : "f32");
+    this.#classifier = classifier === "i8"
+      ? kernels.int8Rows(quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim))
+      : kernels.dense(classifierWeight(model), c.vocabSize, c.dim, classifier);
     this.model = { config: c, params: model.params, quantized };
     this.#kernels = kernels;
     this.#cache = createKvCache(model);
@@ -99,7 +108,9 @@ export class WasmSession implements InferenceSession {
     const tableNames = { i8: "int8", i16: "int16", f32: "f32" } as const;
     this.device = `CPU (WebAssembly SIMD, ${kernels.threads} thread${kernels.threads > 1 ? "s" : ""}${
       packed ? `, packed layers with ${tableNames[tables]} lookup tables` : ""
-    }${options.denseStorage === "f16" ? ", fp16 dense weights" : ""})`;
+    }${options.denseStorage === "f16" ? ", fp16 dense weights" : ""}${
+      classifier === "f32" ? "" : `, ${classifier === "i8" ? "int8" : "fp16"} classifier`
+    })`;
   }
 
   /**
