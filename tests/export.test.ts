@@ -441,3 +441,44 @@ Deno.test("CLI: export-state and import-state; quantize --resume accepts the imp
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^error: .*a\.rabit: /);
 });
+
+Deno.test("CLI export --out F.rabit --vocab-dtype i8: int8 vocabulary, packed layers kept, refusals", async () => {
+  const rabit = await packedStories();
+  await using tmp = await tempDir();
+  const m = join(tmp.dir, "m.rabit");
+  await writeRabit(m, rabit);
+  const out = join(tmp.dir, "m8.rabit");
+  const r = await runCli(["export", m, "--out", out, "--vocab-dtype", "i8", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(lastJson(r.stdout).vocabDtype, "i8");
+  const back = await openModel(out, { requireTokenizer: true });
+  assert.equal(back.rabit!.dtypes.tok_embeddings, "i8");
+  assert.equal(back.rabit!.method, "ptq");
+  assert.equal(back.model.classifierStorage, "i8");
+  for (const [name, q] of rabit.model.quantized) {
+    assert.deepEqual(back.model.quantized.get(name)!.planes, q.planes);
+  }
+  assert.ok((await Deno.stat(out)).size < (await Deno.stat(m)).size);
+  // A float model converts too.
+  const f = await runCli(["export", MODEL_PATH, "--out", join(tmp.dir, "f8.rabit"), "--vocab-dtype", "i8"]);
+  assert.equal(f.code, 0, f.stderr);
+  for (
+    const [args, re] of [
+      [["--out", join(tmp.dir, "x.rabit")], /a \.rabit --out needs --vocab-dtype/],
+      [
+        ["--out", join(tmp.dir, "x.safetensors"), "--vocab-dtype", "i8"],
+        /--vocab-dtype applies only to a \.rabit/,
+      ],
+      [["--out", join(tmp.dir, "x.rabit"), "--vocab-dtype", "i4"], /vocab-dtype/],
+    ] as const
+  ) {
+    const bad = await runCli(["export", m, ...args]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, re);
+  }
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(), [
+    "f8.rabit",
+    "m.rabit",
+    "m8.rabit",
+  ]);
+});

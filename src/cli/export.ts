@@ -10,11 +10,13 @@ import { DENSE_LAYOUT, dequantizedModel, PACKED_LAYOUT, packedSafetensors } from
 import { readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { exportTrainState, importTrainState } from "../train/state_safetensors.ts";
 import { stat } from "../io/fs.ts";
+import { vocabDtypes, writeRabit } from "../io/rabit_format.ts";
 
 export const EXPORT_HELP =
   `rabit export — write a model as safetensors (packed planes and scales, or dense for transformers)
 
 Usage: rabit export MODEL --out F.safetensors [--json]
+       rabit export MODEL --out F.rabit --vocab-dtype f32|f16|i8 [--json]
        rabit export MODEL --out DIR|F.safetensors --dequantize [--dtype f32|f16|bf16] [--shard-bytes N] [--json]
 
 MODEL is any model rabit opens (.rabit, llama2.c .bin, GGUF, a Hugging Face directory).
@@ -25,6 +27,10 @@ binarized layer M (Hugging Face names), M.planes (U8 sign bits: bit b of byte i 
 and in __metadata__ the config, config_json (transformers' config.json), method, options, metadata and
 the tokenizer. q_proj/k_proj rows are in Hugging Face's order. "rabit eval --model F.safetensors" runs it.
 
+With --out F.rabit: the same model as a .rabit file whose token embedding and classifier are stored as
+--vocab-dtype (i8: int8 codes with one scale per row, a quarter of f32's bytes; every backend then runs
+the classifier with its int8 kernel). Packed layers, scales, method, options and metadata are kept.
+
 With --dequantize: the dense model the packed one computes (What = Σ g_i ⊙ B_i ⊙ h_i) as a Hugging Face
 Llama checkpoint: into directory DIR config.json, model.safetensors (or shards with an index),
 tokenizer.json and tokenizer_config.json; or one F.safetensors file with the config and tokenizer in its
@@ -33,6 +39,7 @@ __metadata__. transformers' LlamaForCausalLM.from_pretrained(DIR) loads the dire
 Options:
   --out P            output file (*.safetensors) or, with --dequantize, a directory (required)
   --dequantize       write dense weights for transformers instead of planes and scales
+  --vocab-dtype D    with --out F.rabit: f32 | f16 | i8, storage of the token embedding and classifier
   --dtype T          f32 | f16 | bf16: storage of the dense 2-D weights (default f32; norms stay f32)
   --shard-bytes N    split a dense directory export into shards of at most N bytes, with an index
   --tokenizer T      tokenizer file, when the model carries none (default: embedded or next to it)
@@ -73,6 +80,33 @@ function onePositional(command: string, positionals: string[], what: string): st
   return positionals[0];
 }
 
+/** `export MODEL --out F.rabit --vocab-dtype D`: the model re-stored as .rabit with its vocabulary tensors as D. */
+async function exportRabit(
+  input: string,
+  out: string,
+  values: { "vocab-dtype"?: string; dequantize?: boolean; tokenizer?: string; json?: boolean },
+): Promise<void> {
+  if (values.dequantize) throw new UsageError("export: --dequantize writes safetensors, not a .rabit --out");
+  if (values["vocab-dtype"] === undefined) {
+    throw new UsageError("export: a .rabit --out needs --vocab-dtype f32|f16|i8 (what to change)");
+  }
+  const vocab = choiceOption(values, "vocab-dtype", ["f32", "f16", "i8"] as const, "f32");
+  const opened = await openModel(input, { tokenizer: values.tokenizer });
+  const r = opened.rabit;
+  const c = opened.model.config;
+  await writeRabit(out, {
+    model: opened.model,
+    tokenizerBytes: opened.tokenizer?.bytes,
+    method: r?.method ?? "none",
+    options: r?.options ?? {},
+    metadata: r ? r.metadata : { source: input },
+    dtypes: { ...(r?.dtypes ?? {}), ...vocabDtypes(c.sharedClassifier, vocab) },
+  });
+  const bytes = (await stat(out)).size;
+  if (values.json) printJson({ out, layout: "rabit", vocabDtype: vocab, bytes });
+  else console.log(`wrote ${out} (${bytes} bytes; vocabulary tensors ${vocab})`);
+}
+
 /** Runs `export` with argv (after the command name). */
 export async function runExport(argv: string[]): Promise<void> {
   const { values, positionals } = parseCommand("export", argv, {
@@ -80,6 +114,7 @@ export async function runExport(argv: string[]): Promise<void> {
     dequantize: { type: "boolean" },
     dtype: { type: "string" },
     "shard-bytes": { type: "string" },
+    "vocab-dtype": { type: "string" },
     tokenizer: { type: "string" },
     json: { type: "boolean" },
   }, true);
@@ -88,6 +123,10 @@ export async function runExport(argv: string[]): Promise<void> {
   const out = values.out;
   if (!out) {
     throw new UsageError("export: --out is required (a .safetensors file, or a directory with --dequantize)");
+  }
+  if (out.endsWith(".rabit")) return await exportRabit(input, out, values);
+  if (values["vocab-dtype"] !== undefined) {
+    throw new UsageError("export: --vocab-dtype applies only to a .rabit --out");
   }
   const single = out.endsWith(".safetensors");
   const dtype = choiceOption(values, "dtype", ["f32", "f16", "bf16"] as const, "f32");

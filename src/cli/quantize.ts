@@ -6,7 +6,7 @@ import { choiceOption, numberOption, parseCommand, printJson, UsageError } from 
 import { readTextOrThrow } from "./text.ts";
 import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
-import { writeRabit } from "../io/rabit_format.ts";
+import { vocabDtypes, writeRabit } from "../io/rabit_format.ts";
 import {
   quantize,
   QUANTIZE_DEFAULTS,
@@ -279,12 +279,4 @@ export async function runQuantize(argv: string[]): Promise<void> {
         : "") +
       `, ${summary.seconds.toFixed(1)} s`,
   );
-}
-
-/** File dtypes of the vocabulary-sized tensors (the token embedding, and the classifier when not shared). */
-export function vocabDtypes(
-  shared: boolean,
-  dtype: "f32" | "f16" | "i8",
-): Record<string, "f32" | "f16" | "i8"> {
-  return shared ? { tok_embeddings: dtype } : { tok_embeddings: dtype, output: dtype };
 }

@@ -96,6 +96,20 @@ export const DEFAULT_SCALE_DTYPE: FpDtype = "f16";
 /** The tensors that may be stored as "i8" (int8 codes with per-row scales): the vocabulary-sized ones. */
 export const INT8_TENSORS: readonly string[] = ["tok_embeddings", "output"];
 
+/**
+ * `RabitFile.dtypes` entries storing the vocabulary-sized tensors (the token embedding, and the classifier
+ * unless shared with it) as `dtype`.
+ *
+ * @example
+ * ```ts
+ * import { vocabDtypes } from "./rabit_format.ts";
+ * vocabDtypes(false, "i8"); // { tok_embeddings: "i8", output: "i8" }
+ * ```
+ */
+export function vocabDtypes(sharedClassifier: boolean, dtype: StoredDtype): Record<string, StoredDtype> {
+  return sharedClassifier ? { tok_embeddings: dtype } : { tok_embeddings: dtype, output: dtype };
+}
+
 /** Who wrote a file and when; free extra fields are kept. */
 export interface RabitCreated {
   /** ISO-8601 time of writing. */

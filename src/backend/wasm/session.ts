@@ -16,7 +16,7 @@ import { DEFAULT_PACKED_TABLES, MIN_PARALLEL_WORK, type PackedTables, WasmKernel
 export interface WasmSessionOptions {
   /** Storage of dense block linears (those not packed): "f32" (default) or "f16" (halves, for benchmarks). */
   denseStorage?: "f32" | "f16";
-  /** Tables of the packed product (default DEFAULT_PACKED_TABLES, "i16"; "i8" is fastest; see PackedTables). */
+  /** Tables of the packed product (default DEFAULT_PACKED_TABLES, "i8", the fastest; "i16" and "f32" are closer to the reference; see PackedTables). */
   packedTables?: PackedTables;
   /** Table scale block size in words (see PackedOptions.blockWords). */
   blockWords?: number;
