@@ -1,4 +1,5 @@
-// The weight matmul kernels (GEMV and token-tiled GEMM; f32, fp16-storage, packed k = 1..4) against the
+// The weight matmul kernels (GEMV and token-tiled GEMM; f32, fp16-storage, packed k = 1..4, int8 with
+// per-row scales) against the
 // CPU references on ragged shapes, in both the GPU-shaped and the software-adapter geometry, with x read
 // as vec4s and as scalars; offsets, strides, accumulation, weights split across bindings, the bytes an
 // upload allocates, the autotuner, and the embed script's check mode.
@@ -20,6 +21,7 @@ import {
 import { matmul } from "../src/model/ops.ts";
 import { packSigns } from "../src/quant/bitpack.ts";
 import { type ResidualBinaryLinear, residualBinaryMatmul } from "../src/quant/residual_binary.ts";
+import { type Int8Rows, Int8RowsLinear } from "../src/quant/int8_rows.ts";
 import { roundThroughF16 } from "../src/util/fp16.ts";
 import { Rng } from "../src/util/rng.ts";
 import { embedKernels } from "../scripts/embed_kernels.ts";
@@ -33,14 +35,34 @@ const rng = new Rng(42);
 // software-adapter one (a thread per row group), whichever this adapter defaults to.
 const gpuEngine = await MatmulEngine.create(ctx, {
   geometry: {
-    gemv: { f32: DEFAULT_GEMV_GEOMETRY, f16: DEFAULT_GEMV_GEOMETRY, packed: DEFAULT_GEMV_GEOMETRY },
-    gemm: { f32: DEFAULT_GEMM_GEOMETRY, f16: DEFAULT_GEMM_GEOMETRY, packed: DEFAULT_GEMM_GEOMETRY },
+    gemv: {
+      f32: DEFAULT_GEMV_GEOMETRY,
+      f16: DEFAULT_GEMV_GEOMETRY,
+      packed: DEFAULT_GEMV_GEOMETRY,
+      i8: DEFAULT_GEMV_GEOMETRY,
+    },
+    gemm: {
+      f32: DEFAULT_GEMM_GEOMETRY,
+      f16: DEFAULT_GEMM_GEOMETRY,
+      packed: DEFAULT_GEMM_GEOMETRY,
+      i8: DEFAULT_GEMM_GEOMETRY,
+    },
   },
 });
 const cpuEngine = await MatmulEngine.create(ctx, {
   geometry: {
-    gemv: { f32: FALLBACK_GEMV_GEOMETRY, f16: FALLBACK_GEMV_GEOMETRY, packed: FALLBACK_GEMV_GEOMETRY },
-    gemm: { f32: FALLBACK_GEMM_GEOMETRY, f16: FALLBACK_GEMM_GEOMETRY, packed: FALLBACK_GEMM_GEOMETRY },
+    gemv: {
+      f32: FALLBACK_GEMV_GEOMETRY,
+      f16: FALLBACK_GEMV_GEOMETRY,
+      packed: FALLBACK_GEMV_GEOMETRY,
+      i8: FALLBACK_GEMV_GEOMETRY,
+    },
+    gemm: {
+      f32: FALLBACK_GEMM_GEOMETRY,
+      f16: FALLBACK_GEMM_GEOMETRY,
+      packed: FALLBACK_GEMM_GEOMETRY,
+      i8: FALLBACK_GEMM_GEOMETRY,
+    },
   },
 });
 const ENGINES = [["gpu geometry", gpuEngine], ["software geometry", cpuEngine]] as const;
@@ -59,6 +81,26 @@ function randomPacked(out: number, inF: number, k: number): ResidualBinaryLinear
     g: roundThroughF16(rng.normals(k * out).map(Math.abs)),
     h: roundThroughF16(rng.normals(k * inF).map(Math.abs)),
   };
+}
+
+/**
+ * Random int8 codes over the whole range [−127, 127] with positive row scales (one row all zero, with
+ * scale 0, when there are several), and a signed column multiplier h.
+ */
+function randomInt8(out: number, inF: number): { rows: Int8Rows; h: Float32Array } {
+  const q = new Int8Array(out * inF);
+  for (let i = 0; i < q.length; i++) q[i] = rng.int(255) - 127;
+  const scales = rng.normals(out).map((s) => 0.01 * Math.abs(s) + 1e-4);
+  if (out > 1) {
+    q.fill(0, inF, 2 * inF);
+    scales[1] = 0;
+  }
+  return { rows: { out, in: inF, q, scales }, h: rng.normals(inF) };
+}
+
+/** x (T, in) with each token's columns multiplied by h (what the int8 kernels compute with). */
+function timesColumns(x: Float32Array, h: Float32Array): Float32Array {
+  return x.map((v, i) => v * h[i % h.length]);
 }
 
 /** Sign planes of the layer's shape with every column +1 (padding bits stay 0). */
@@ -231,7 +273,19 @@ const VARIANTS: Variant[] = [
       return [{ kind: "packed", layer }, ref];
     },
   })),
+  {
+    name: "i8",
+    weights: (out, inF) => {
+      const { rows, h } = randomInt8(out, inF);
+      const layer = new Int8RowsLinear(rows);
+      const absLayer = new Int8RowsLinear({ ...rows, q: rows.q.map(Math.abs) });
+      const ref: Reference = (x, T, abs) =>
+        abs ? absLayer.forward(timesColumns(absOf(x), absOf(h)), T) : layer.forward(timesColumns(x, h), T);
+      return [{ kind: "i8", rows, h }, ref];
+    },
+  },
 ];
+const I8 = VARIANTS[VARIANTS.length - 1];
 
 for (const v of VARIANTS) {
   for (const [geoName, engine] of ENGINES) {
@@ -303,8 +357,8 @@ Deno.test("packed GEMV with h too large for a uniform binding reads it from stor
 
 Deno.test("GEMV with a fused RMSNorm equals the norm then the product, on every kind and x path", async () => {
   const eps = 1e-5;
-  // Dense kinds and packed k = 2 and 3 (the template's plane loop at two counts); two ragged shapes.
-  for (const v of [VARIANTS[0], VARIANTS[1], VARIANTS[3], VARIANTS[4]]) {
+  // Dense kinds, packed k = 2 and 3 (the template's plane loop at two counts), i8; two ragged shapes.
+  for (const v of [VARIANTS[0], VARIANTS[1], VARIANTS[3], VARIANTS[4], I8]) {
     for (const [out, inF] of [[7, 33], [100, 257]]) {
       const [weights, ref] = v.weights(out, inF);
       const lin = uploadLinear(ctx, `${v.name}:${out}x${inF}`, weights);
@@ -343,7 +397,7 @@ Deno.test("GEMV with a fused RMSNorm equals the norm then the product, on every 
   lin.destroy();
 });
 
-Deno.test("foldNormWeight scales the columns of dense layers and the column scales h of packed ones", () => {
+Deno.test("foldNormWeight scales the columns of dense layers and the column scales h of packed and i8 ones", () => {
   const w = new Float32Array([1, 2, 3, 4, 5, 6]);
   const folded = foldNormWeight({ kind: "f32", w, out: 2, in: 3 }, new Float32Array([1, 10, 100]));
   assert.deepEqual([...(folded as { w: Float32Array }).w], [1, 20, 300, 4, 50, 600]);
@@ -352,6 +406,14 @@ Deno.test("foldNormWeight scales the columns of dense layers and the column scal
   const p = foldNormWeight({ kind: "packed", layer }, new Float32Array([2, 3]));
   const h = (p as { layer: ResidualBinaryLinear }).layer.h;
   assert.deepEqual([...h], [layer.h[0] * 2, layer.h[1] * 3, layer.h[2] * 2, layer.h[3] * 3]);
+  // int8: the codes are kept (re-quantizing W diag(w) would change them); h, ones by default, takes w.
+  const rows = { out: 1, in: 2, q: new Int8Array([5, -7]), scales: new Float32Array([0.5]) };
+  const i8 = foldNormWeight({ kind: "i8", rows }, new Float32Array([2, 3]));
+  assert.ok(i8.kind === "i8");
+  assert.equal(i8.rows, rows);
+  assert.deepEqual([...i8.h!], [2, 3]);
+  const again = foldNormWeight(i8, new Float32Array([10, 100]));
+  assert.deepEqual([...(again as { h: Float32Array }).h], [20, 300]);
   assert.throws(
     () => foldNormWeight({ kind: "f32", w, out: 2, in: 3 }, new Float32Array(2)),
     /3 values, found 2/,
@@ -360,13 +422,15 @@ Deno.test("foldNormWeight scales the columns of dense layers and the column scal
 
 Deno.test("weights split across bindings by rows give the same result (GEMV and GEMM)", async () => {
   const out = 70, inF = 300;
-  for (const v of VARIANTS.slice(0, 4)) {
+  for (const v of [...VARIANTS.slice(0, 4), I8]) {
     const [weights, ref] = v.weights(out, inF);
     // Bytes of one row (every plane) in the chunk layout; a binding of 10.5 rows gives 7 chunks.
     const rowBytes = weights.kind === "packed"
       ? 3 * 16 * weights.layer.k
       : weights.kind === "f32"
       ? 75 * 16
+      : weights.kind === "i8"
+      ? 19 * 16
       : 38 * 16;
     const lin = uploadLinear(ctx, `split ${v.name}`, weights, { maxBindingBytes: rowBytes * 10.5 });
     assert.equal(lin.chunks.length, 7, `${v.name}: chunks`);
@@ -391,6 +455,11 @@ Deno.test("uploadLinear records the bytes it allocates; packed k=2 at 4096x4096 
   const f16 = uploadLinear(ctx, "f16", { kind: "f16", w: new Float32Array(10 * 9), out: 10, in: 9 });
   assert.equal(f16.bytes, 10 * 2 * 16); // rows padded to 16 columns
   f16.destroy();
+  const rows = { out: 10, in: 17, q: new Int8Array(10 * 17), scales: new Float32Array(10) };
+  const i8 = uploadLinear(ctx, "i8", { kind: "i8", rows });
+  assert.equal(i8.bytes, 10 * 2 * 16 + 10 * 4 + 32 * 4); // codes padded to 32 columns, f32 g, padded h
+  assert.equal(i8.hF32, i8.h, "an i8 layer's uniform h is its f32 h itself");
+  i8.destroy();
   const out = 4096, inF = 4096, k = 2;
   const planes = new Uint32Array(k * out * (inF / 32));
   for (let i = 0; i < planes.length; i++) planes[i] = rng.int(2 ** 32) >>> 0;
@@ -476,6 +545,17 @@ Deno.test("bad shapes and views are refused with what was expected", () => {
     h: new Float32Array(6),
   };
   assert.throws(() => uploadLinear(ctx, "bad", { kind: "packed", layer: badLayer }), /planes of length 4/);
+  const rows = { out: 2, in: 3, q: new Int8Array(5), scales: new Float32Array(2) };
+  assert.throws(() => uploadLinear(ctx, "bad", { kind: "i8", rows }), /expected 2x3=6 int8 codes, found 5/);
+  assert.throws(
+    () =>
+      uploadLinear(ctx, "bad", {
+        kind: "i8",
+        rows: { ...rows, q: new Int8Array(6) },
+        h: new Float32Array(2),
+      }),
+    /expected 3 column multipliers h, found 2/,
+  );
   const lin = uploadLinear(ctx, "small", { kind: "f32", w: new Float32Array(6), out: 2, in: 3 });
   const tiny = createStorageBuffer(ctx, "tiny", 4);
   const other = createStorageBuffer(ctx, "other", 64);

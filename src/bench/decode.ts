@@ -1,5 +1,6 @@
-// End-to-end decode speed of one model shape stored three ways (fp32, fp16-storage, packed k = 2) on one
-// WebGPU device, with a profile of where a step's time goes. Used by bench/decode.bench.ts and `rabit bench`.
+// End-to-end decode speed of one model shape stored several ways (fp32, fp16-storage, packed k = 2 with an
+// fp16 or an int8 classifier) on one WebGPU device, with a profile of where a step's time goes. Used by
+// bench/decode.bench.ts and `rabit bench`.
 
 import type { GpuContext } from "../backend/webgpu/device.ts";
 import { type StepProfile, WebGpuSession } from "../backend/webgpu/session.ts";
@@ -8,8 +9,11 @@ import type { LlamaConfig } from "../model/config.ts";
 import { randomGpuWeights } from "./random_model.ts";
 import { argmax } from "../eval/sampling.ts";
 
-/** Storage of the block linears. */
-export type DecodeVariant = "f32" | "f16" | "packed2";
+/**
+ * Storage of the block linears, and of the classifier: like the dense linears (f32, f16), fp16 with
+ * packed linears ("packed2"), or int8 with per-row scales ("packed2-i8cls").
+ */
+export type DecodeVariant = "f32" | "f16" | "packed2" | "packed2-i8cls";
 
 /** Decode speed of one variant. */
 export interface DecodeResult {
@@ -53,7 +57,9 @@ export async function measureDecode(
     [];
   try {
     for (const variant of variants) {
-      const weights = randomGpuWeights(ctx, config, variant === "packed2" ? "packed" : variant);
+      const weights = variant === "packed2" || variant === "packed2-i8cls"
+        ? randomGpuWeights(ctx, config, "packed", { classifier: variant === "packed2" ? "f16" : "i8" })
+        : randomGpuWeights(ctx, config, variant);
       const session = await WebGpuSession.fromWeights(ctx, weights, {
         maxChunk: 1,
         tune: options.tune ?? true,

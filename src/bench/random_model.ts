@@ -8,6 +8,7 @@ import type { GpuContext } from "../backend/webgpu/device.ts";
 import { buildWeights, type GpuModelWeights } from "../backend/webgpu/weights.ts";
 import type { LinearWeights } from "../backend/webgpu/matmul.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
+import type { Int8Rows } from "../quant/int8_rows.ts";
 import { Rng } from "../util/rng.ts";
 
 /** TinyLlama-1.1B's shape (dim 2048, hidden 5632, 22 layers, 32 heads, 4 KV heads, vocab 32000). */
@@ -38,21 +39,29 @@ function randomWords(rng: Rng, n: number): Uint32Array {
   return out;
 }
 
+/** Random int8 codes in [−127, 127] with per-row scales of about `scale` / 127. */
+function randomInt8(rng: Rng, out: number, inF: number, scale: number): Int8Rows {
+  const q = new Int8Array(out * inF);
+  for (let i = 0; i < q.length; i++) q[i] = Math.floor(rng.next() * 255) - 127;
+  return { out, in: inF, q, scales: uniform(rng, out, scale / 127).map((s) => Math.abs(s) + 1e-6) };
+}
+
 /**
  * Device weights with random values: block linears stored as `linears` ("f32", "f16" or packed k paths);
- * the classifier is stored like the dense linears (f16 for the packed model, as its fp tensors would be).
+ * the classifier is stored as `options.classifier`, by default like the dense linears (f16 for the packed
+ * model, as its fp tensors would be); "i8" stores it as int8 codes with per-row scales.
  */
 export function randomGpuWeights(
   ctx: GpuContext,
   config: LlamaConfig,
   linears: "f32" | "f16" | "packed",
-  options: { paths?: number; seed?: number } = {},
+  options: { paths?: number; seed?: number; classifier?: "f32" | "f16" | "i8" } = {},
 ): GpuModelWeights {
   const rng = new Rng(options.seed ?? 1);
   const shapes = new Map(llamaParamSpecs(config)); // name → [out, in]
   const k = options.paths ?? 2;
-  const dense = (out: number, inF: number): LinearWeights => ({
-    kind: linears === "f32" ? "f32" : "f16",
+  const dense = (out: number, inF: number, kind?: "f32" | "f16"): LinearWeights => ({
+    kind: kind ?? (linears === "f32" ? "f32" : "f16"),
     w: uniform(rng, out * inF, 1 / Math.sqrt(inF)),
     out,
     in: inF,
@@ -77,6 +86,10 @@ export function randomGpuWeights(
         },
       };
     },
-    classifier: () => dense(config.vocabSize, config.dim),
+    classifier: () => {
+      const [V, D] = [config.vocabSize, config.dim];
+      if (options.classifier === "i8") return { kind: "i8", rows: randomInt8(rng, V, D, 1 / Math.sqrt(D)) };
+      return dense(V, D, options.classifier);
+    },
   });
 }

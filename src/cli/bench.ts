@@ -30,7 +30,8 @@ Measures, in one process on one adapter:
   GEMV  ms per matrix-vector product at each shape: fp32, fp16-storage (two halves per u32), packed k = 2,
         and tfjs-webgpu's fp32 matMul as a peer
   decode tokens/s of a TinyLlama-1.1B-shaped model with random weights after 128 cached positions,
-        block linears fp16-storage vs packed k = 2 (and fp32 with --fp32-decode), with a profile of a step
+        block linears fp16-storage vs packed k = 2 with an fp16 classifier (packed2) and with an int8 one
+        (packed2-i8cls), and fp32 with --fp32-decode; with a profile of a step
 
   train (with --train, instead of the above) ms of one RaBiT training step (teacher and student forward,
         KL + MSE, backward, optimizer) on the CPU backend and on WebGPU, same batch, for stories260K
@@ -135,7 +136,12 @@ export async function runBench(argv: string[]): Promise<void> {
     gemv: Object.fromEntries(gemv.map((r) => [r.shape, { ...r.ms, weightBytes: r.weightBytes }])),
   };
   if (!values["no-decode"]) {
-    const variants: DecodeVariant[] = values["fp32-decode"] ? ["f32", "f16", "packed2"] : ["f16", "packed2"];
+    const variants: DecodeVariant[] = [
+      ...(values["fp32-decode"] ? ["f32" as const] : []),
+      "f16",
+      "packed2",
+      "packed2-i8cls",
+    ];
     const config = { ...TINYLLAMA_CONFIG, nLayers: layers };
     log(`decode: TinyLlama-shaped, ${layers} layers, random weights, after 128 cached positions`);
     const decode = await measureDecode(ctx, config, {

@@ -1,11 +1,12 @@
-// Weight matmuls on WebGPU: uploading a linear layer (dense f32, fp16-storage, or residual-binary packed)
-// into GPU buffers, and one launcher that records y (T, out) = x (T, in) Wᵀ (+ y) into a caller's compute
-// pass: GEMV kernels for T = 1 (decode), token-tiled GEMM kernels for T > 1 (prefill, evaluation).
+// Weight matmuls on WebGPU: uploading a linear layer (dense f32, fp16-storage, residual-binary packed, or
+// int8 with per-row scales) into GPU buffers, and one launcher that records y (T, out) = x (T, in) Wᵀ (+ y)
+// into a caller's compute pass: GEMV kernels for T = 1 (decode), token-tiled GEMM kernels for T > 1
+// (prefill, evaluation).
 // Launcher steps: validate shapes → cache key → bind → dispatch, through the shared dispatch layer
 // (dispatch.ts): pipelines by key, bind groups and their parameter uniforms cached per (weight chunk,
 // buffers, offsets, T), so repeated decode steps allocate nothing.
 //
-// Dimension legend: T tokens, out rows of W, in columns of W, k sign planes (packed).
+// Dimension legend: T tokens, out rows of W, in columns of W, k sign planes (packed; 1 otherwise).
 // Device layouts (row-major; rows split into chunks that each fit one storage binding, one dispatch each):
 //   f32     w (rows, ceil(in/4)) vec4<f32>, zero-padded columns
 //   f16     w (rows, ceil(in/8)) vec4<u32>, two halves per u32, low half = even column, zero-padded
@@ -13,7 +14,10 @@
 //           128-column multiple so it is read as whole vec4s; g (k, out) and h (k, ceil(in/128)·128) as fp16
 //           pairs in u32 (low half = even index), h zero-padded. Scales are fp16 as in the .rabit file
 //           (METHOD.md §8): a layer whose scales are not fp16 values is rounded to them here.
-// Decode GEMVs read x (and a packed layer's h) through a uniform binding when it fits one: a software
+//   i8      q (rows, ceil(in/16)) vec4<u32>: int8 codes four per u32 (byte b of word j = column 4j + b, two's
+//           complement), zero-padded columns; g (out) row scales as f32 (exactly quant/int8_rows.ts's);
+//           h (ceil(in/16)·16) f32 column multipliers (ones, or a folded RMSNorm weight), zero-padded.
+// Decode GEMVs read x (and a packed or i8 layer's h) through a uniform binding when it fits one: a software
 // adapter (llvmpipe) loads storage buffers lane by lane even at uniform addresses, uniform buffers once.
 // x then needs a buffer with UNIFORM usage (createStorageBuffer(..., GPUBufferUsage.UNIFORM)) and a
 // 256-byte-aligned offset; otherwise the storage variant of the kernel runs.
@@ -22,6 +26,7 @@ import { createStorageBuffer, type GpuContext } from "./device.ts";
 import { Dispatcher, type GpuView } from "./dispatch.ts";
 import { KERNELS } from "./kernels.gen.ts";
 import { type ResidualBinaryLinear, validateResidualBinary } from "../../quant/residual_binary.ts";
+import { type Int8Rows, validateInt8Rows } from "../../quant/int8_rows.ts";
 import { wordsPerRow } from "../../quant/bitpack.ts";
 import { fromF16, toF16 } from "../../util/fp16.ts";
 import {
@@ -30,6 +35,7 @@ import {
   type MatmulOp,
   shapeClass,
   validateGeometry,
+  WEIGHT_KINDS,
   type WeightKind,
 } from "./matmul_geometry.ts";
 import { tuneMatmul, type TuneOptions, type TuneResult } from "./matmul_tune.ts";
@@ -43,13 +49,23 @@ export {
   FALLBACK_GEMV_GEOMETRY,
   type MatmulGeometry,
   type MatmulOp,
+  WEIGHT_KINDS,
   type WeightKind,
 } from "./matmul_geometry.ts";
 
 /** A linear layer's weights on the host, by storage kind. */
 export type LinearWeights =
   | { kind: "f32" | "f16"; w: Float32Array; out: number; in: number }
-  | { kind: "packed"; layer: ResidualBinaryLinear };
+  | { kind: "packed"; layer: ResidualBinaryLinear }
+  /** Int8 codes with per-row scales; `h` (in) multiplies x's columns first (default ones). */
+  | { kind: "i8"; rows: Int8Rows; h?: Float32Array };
+
+/** (out, in) of a layer's host weights. */
+function shapeOf(weights: LinearWeights): { out: number; in: number } {
+  if (weights.kind === "packed") return weights.layer;
+  if (weights.kind === "i8") return weights.rows;
+  return weights;
+}
 
 /** Rows [rowStart, rowStart + rows) of a layer in one buffer. */
 export interface GpuChunk {
@@ -66,21 +82,24 @@ export interface GpuLinear {
   readonly in: number;
   /** Paths (packed), else 1. */
   readonly k: number;
-  /** vec4 units per row in the chunk buffers (4 f32 columns, 8 f16 columns, or 128 packed columns). */
+  /** vec4 units per row in the chunk buffers (4 f32, 8 f16, 128 packed or 16 i8 columns). */
   readonly rowStride: number;
   /** Row chunks, each at most one storage binding; every chunk is one dispatch. */
   readonly chunks: readonly GpuChunk[];
-  /** Packed only: (k, out) row scales and (k, hStride·8) column scales, fp16 pairs. */
+  /**
+   * Packed: (k, out) row scales and (k, hStride·8) column scales, fp16 pairs. i8: (out) row scales and
+   * (hStride·8) column multipliers, f32.
+   */
   readonly g?: GPUBuffer;
   readonly h?: GPUBuffer;
-  /** Packed only: vec4<u32> units (8 columns) per plane of h. */
+  /** Packed and i8: 8-column units per plane of h (vec4<u32> of fp16 packed, two vec4<f32> of i8). */
   readonly hStride: number;
-  /** Packed only: h also has UNIFORM usage and fits one uniform binding (GEMVs read it as uniform). */
+  /** h also has UNIFORM usage and fits one uniform binding (packed and i8 GEMVs read it as uniform). */
   readonly hUniform: boolean;
   /**
-   * Packed only, when it fits one uniform binding: h as f32 (k, hStride·8), which decode GEMVs read
-   * instead of h (unpacking fp16 scales costs ~10 % of a GEMV on llvmpipe; the copy adds 32·k/out
-   * bits per weight, counted in `bytes`).
+   * Packed, when it fits one uniform binding: h as f32 (k, hStride·8), which decode GEMVs read instead
+   * of h (unpacking fp16 scales costs ~10 % of a GEMV on llvmpipe; the copy adds 32·k/out bits per
+   * weight, counted in `bytes`). i8, when h fits one uniform binding: h itself (it is f32 already).
    */
   readonly hF32?: GPUBuffer;
   /** Bytes of every buffer allocated for this layer (weights, scales, padding). */
@@ -94,7 +113,7 @@ export interface UploadLinearOptions {
   maxBindingBytes?: number;
 }
 
-function padRows<A extends Uint32Array | Float32Array | Uint16Array>(
+function padRows<A extends Uint32Array | Float32Array | Uint16Array | Int8Array>(
   src: A,
   rows: number,
   cols: number,
@@ -112,12 +131,13 @@ function f32Bits(v: number): number {
 
 /**
  * A linear layer whose input is RMS-normalized with weight `normWeight` (in), with that weight folded
- * into its columns: W diag(w) for dense layers, h ⊙ w for residual-binary ones (exact in real numbers;
- * the device then rounds W diag(w), or h ⊙ w, to its storage precision). GEMVs then read the raw
- * residual stream and fuse the normalization (EncodeOptions.normEps).
+ * into its columns: W diag(w) for dense layers, h ⊙ w for residual-binary and int8 ones (exact in real
+ * numbers; the device then rounds W diag(w), or packed h ⊙ w, to its storage precision; int8 codes are
+ * never re-quantized, so they stay those of the CPU reference). GEMVs then read the raw residual stream
+ * and fuse the normalization (EncodeOptions.normEps).
  */
 export function foldNormWeight(weights: LinearWeights, normWeight: Float32Array): LinearWeights {
-  const inF = weights.kind === "packed" ? weights.layer.in : weights.in;
+  const inF = shapeOf(weights).in;
   if (normWeight.length !== inF) {
     throw new RangeError(
       `foldNormWeight: expected a norm weight of ${inF} values, found ${normWeight.length}`,
@@ -127,6 +147,11 @@ export function foldNormWeight(weights: LinearWeights, normWeight: Float32Array)
     const h = weights.layer.h.slice();
     for (let i = 0; i < h.length; i++) h[i] *= normWeight[i % inF];
     return { kind: "packed", layer: { ...weights.layer, h } };
+  }
+  if (weights.kind === "i8") {
+    const h = weights.h ? weights.h.slice() : new Float32Array(inF).fill(1);
+    for (let i = 0; i < inF; i++) h[i] *= normWeight[i];
+    return { ...weights, h };
   }
   const w = weights.w.slice();
   for (let r = 0; r < weights.out; r++) {
@@ -161,21 +186,28 @@ export function uploadLinear(
   const maxBinding = Math.min(options.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
   const kind = weights.kind;
   if (kind === "packed") validateResidualBinary(weights.layer, `uploadLinear ${label}`);
-  const out = kind === "packed" ? weights.layer.out : weights.out;
-  const inF = kind === "packed" ? weights.layer.in : weights.in;
+  if (kind === "i8") validateInt8Rows(weights.rows, `uploadLinear ${label}`);
+  const { out, in: inF } = shapeOf(weights);
   const k = kind === "packed" ? weights.layer.k : 1;
   if (!(out >= 1 && inF >= 1 && Number.isInteger(out) && Number.isInteger(inF))) {
     throw new RangeError(`uploadLinear ${label}: expected positive integer out and in, found ${out}x${inF}`);
   }
-  if (kind !== "packed" && weights.w.length !== out * inF) {
+  if ((kind === "f32" || kind === "f16") && weights.w.length !== out * inF) {
     throw new RangeError(
       `uploadLinear ${label}: expected ${out}x${inF}=${out * inF} weights, found ${weights.w.length}`,
+    );
+  }
+  if (kind === "i8" && weights.h && weights.h.length !== inF) {
+    throw new RangeError(
+      `uploadLinear ${label}: expected ${inF} column multipliers h, found ${weights.h.length}`,
     );
   }
   const rowStride = kind === "f32"
     ? Math.ceil(inF / 4)
     : kind === "f16"
     ? Math.ceil(inF / 8)
+    : kind === "i8"
+    ? Math.ceil(inF / 16)
     : Math.ceil(inF / 128);
   const rowBytes = rowStride * 16 * k; // a chunk holds its rows of every plane
   if (rowBytes > maxBinding) {
@@ -187,8 +219,19 @@ export function uploadLinear(
   const buffers: GPUBuffer[] = [];
   const chunks: GpuChunk[] = [];
   let g: GPUBuffer | undefined, h: GPUBuffer | undefined, hF32: GPUBuffer | undefined, hUniform = false;
-  const hStride = kind === "packed" ? rowStride * 16 : 0;
+  const hStride = kind === "packed" ? rowStride * 16 : kind === "i8" ? rowStride * 2 : 0;
   try {
+    if (kind === "i8") {
+      g = createStorageBuffer(ctx, `${label}.g`, weights.rows.scales);
+      buffers.push(g);
+      const hPadded = new Float32Array(hStride * 8); // zero past the columns, like the codes
+      if (weights.h) hPadded.set(weights.h);
+      else hPadded.fill(1, 0, inF);
+      hUniform = hPadded.byteLength <= ctx.limits.maxUniformBufferBindingSize;
+      h = createStorageBuffer(ctx, `${label}.h`, hPadded, hUniform ? GPUBufferUsage.UNIFORM : 0);
+      buffers.push(h);
+      if (hUniform) hF32 = h; // already f32: the GEMV's uniform h is the buffer itself
+    }
     if (kind === "packed") {
       const layer = weights.layer;
       const hPadded = new Float32Array(k * hStride * 8);
@@ -219,6 +262,14 @@ export function uploadLinear(
           rowStride * 8,
         );
         data = new Uint32Array(halves.buffer); // little-endian: the even column is the low half
+      } else if (kind === "i8") {
+        const codes = padRows(
+          weights.rows.q.subarray(rowStart * inF, (rowStart + rows) * inF),
+          rows,
+          inF,
+          rowStride * 16,
+        );
+        data = new Uint32Array(codes.buffer); // little-endian: column 4j + b is byte b of word j
       } else {
         const layer = (weights as { layer: ResidualBinaryLinear }).layer;
         const wpr = wordsPerRow(inF);
@@ -283,7 +334,7 @@ export interface KernelVariant {
   xUniform: number;
   /** vec4<u32>s of fp16 h read through a uniform binding (packed GEMV only), or 0 for storage h. */
   hUniform: number;
-  /** vec4<f32>s of the f32 copy of h read through a uniform binding (packed GEMV only), or 0. */
+  /** vec4<f32>s of f32 h read through a uniform binding (packed and i8 GEMVs only), or 0. */
   hF32: number;
   /** GEMV only: 1 when the RMSNorm of x is fused (EncodeOptions.normEps). */
   norm: 0 | 1;
@@ -292,12 +343,12 @@ export interface KernelVariant {
 const STORAGE_VARIANT: KernelVariant = { k: 1, xUniform: 0, hUniform: 0, hF32: 0, norm: 0 };
 
 const KERNEL = {
-  gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed" },
-  gemm: { f32: "gemm_f32", f16: "gemm_f16", packed: "gemm_packed" },
-} as const;
+  gemv: { f32: "gemv_f32", f16: "gemv_f16", packed: "gemv_packed", i8: "gemv_i8" },
+  gemm: { f32: "gemm_f32", f16: "gemm_f16", packed: "gemm_packed", i8: "gemm_i8" },
+} as const satisfies Record<MatmulOp, Record<WeightKind, string>>;
 
 // Bindings: 0 params, 1 the weight chunk, then x4, y, x1 at 2, 3, 4 (dense) or, after g = 2 and h = 3,
-// at 4, 5, 6 (packed). The uniform-x variants declare no x1.
+// at 4, 5, 6 (packed, i8). The uniform-x variants declare no x1.
 
 /**
  * The WGSL of one kernel for a geometry and variant: the GEMM kernels' register arrays sized (MAX_RPT,
@@ -378,7 +429,7 @@ export class MatmulEngine {
   static create(ctx: GpuContext, options: MatmulEngineOptions = {}): Promise<MatmulEngine> {
     const engine = new MatmulEngine(ctx, options);
     for (const op of ["gemv", "gemm"] as const) {
-      for (const kind of ["f32", "f16", "packed"] as const) {
+      for (const kind of WEIGHT_KINDS) {
         validateGeometry(ctx, op, engine.geometryFor(op, kind));
       }
     }
@@ -472,7 +523,7 @@ export class MatmulEngine {
       k: lin.kind === "packed" ? lin.k : 1,
       xUniform,
       hUniform: lin.kind === "packed" && lin.hUniform && !lin.hF32 ? lin.k * lin.hStride : 0,
-      hF32: lin.kind === "packed" && lin.hF32 ? lin.k * lin.hStride * 2 : 0,
+      hF32: (lin.kind === "packed" || lin.kind === "i8") && lin.hF32 ? lin.k * lin.hStride * 2 : 0,
       norm: norm ? 1 : 0,
     };
   }
@@ -618,9 +669,9 @@ export class MatmulEngine {
         f32Bits(options.normEps ?? 0),
         0,
       ]);
-      // Bindings 1.. in order: the chunk, (packed: g, h), x4, y, x1.
+      // Bindings 1.. in order: the chunk, (packed, i8: g, h), x4, y, x1.
       const resources: GPUBufferBinding[] = [{ buffer: chunk.buffer }];
-      if (lin.kind === "packed") {
+      if (lin.kind === "packed" || lin.kind === "i8") {
         resources.push({ buffer: lin.g! }, { buffer: variant.hF32 > 0 ? lin.hF32! : lin.h! });
       }
       resources.push(x4, { buffer: y.buffer });

@@ -4,7 +4,10 @@
 import type { GpuContext } from "./device.ts";
 
 /** Storage of a linear layer's weights on the device. */
-export type WeightKind = "f32" | "f16" | "packed";
+export type WeightKind = "f32" | "f16" | "packed" | "i8";
+
+/** Every weight kind, in the order they were added. */
+export const WEIGHT_KINDS: readonly WeightKind[] = ["f32", "f16", "packed", "i8"];
 
 /** GEMV (one token, decode) or token-tiled GEMM (several tokens). */
 export type MatmulOp = "gemv" | "gemm";

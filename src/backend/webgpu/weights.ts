@@ -1,11 +1,14 @@
 // Model weights on a WebGPU device: embeddings as an f32 buffer, each block linear as a dense (f32 or
-// fp16-storage) or residual-binary packed GPU linear, and the classifier as a dense linear. The RMSNorm
+// fp16-storage) or residual-binary packed GPU linear, and the classifier as a dense linear or as int8
+// codes with per-row scales (a model whose file stores it so: LlamaModel.classifierStorage). The RMSNorm
 // weights are folded into the columns of the linears that read the normalized stream (wq, wk, wv by
-// attention_norm; w1, w3 by ffn_norm; the classifier by norm): decode GEMVs then fuse the normalization,
-// and a prefill normalizes with a unit weight (`unitNorm`) before its GEMMs.
+// attention_norm; w1, w3 by ffn_norm; the classifier by norm, into h when it is int8, so that its codes
+// stay the file's): decode GEMVs then fuse the normalization, and a prefill normalizes with a unit weight
+// (`unitNorm`) before its GEMMs.
 
 import type { LlamaConfig } from "../../model/config.ts";
 import { classifierWeight } from "../../model/model.ts";
+import { quantizeRowsInt8 } from "../../quant/int8_rows.ts";
 import type { PackedModel } from "../../quant/residual_binary.ts";
 import { BLOCK_LINEARS, type BlockLinear } from "../../model/params.ts";
 import { createStorageBuffer, type GpuContext } from "./device.ts";
@@ -48,6 +51,12 @@ export interface GpuModelWeights {
 export interface UploadOptions {
   /** Storage of float linears on the device: "f32" (default) or "f16" (two halves per u32). */
   denseDtype?: "f32" | "f16";
+  /**
+   * Storage of the classifier: "i8" (int8 codes with per-row scales, from `quantizeRowsInt8` of the
+   * classifier weight) or a float dtype. Default: "i8" when `model.classifierStorage` is "i8" (its params
+   * then hold the dequantized values, whose codes are recovered exactly), else `denseDtype`.
+   */
+  classifierDtype?: "f32" | "f16" | "i8";
 }
 
 /** Builds device weights from a source of per-tensor data (a model in memory, or a random generator). */
@@ -111,13 +120,17 @@ export function buildWeights(
   };
 }
 
-/** Uploads a model: residual-binary linears packed, float linears as `denseDtype`. */
+/**
+ * Uploads a model: residual-binary linears packed, float linears as `denseDtype`, the classifier as
+ * `classifierDtype`.
+ */
 export function uploadModel(
   ctx: GpuContext,
   model: PackedModel,
   options: UploadOptions = {},
 ): GpuModelWeights {
   const dense = options.denseDtype ?? "f32";
+  const head = options.classifierDtype ?? (model.classifierStorage === "i8" ? "i8" : dense);
   const c = model.config;
   return buildWeights(ctx, c, {
     fp: (name) => model.params.get(name),
@@ -127,6 +140,9 @@ export function uploadModel(
       const [out, inF] = model.params.shape(name);
       return { kind: dense, w: model.params.get(name), out, in: inF };
     },
-    classifier: () => ({ kind: dense, w: classifierWeight(model), out: c.vocabSize, in: c.dim }),
+    classifier: () =>
+      head === "i8"
+        ? { kind: "i8", rows: quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim) }
+        : { kind: head, w: classifierWeight(model), out: c.vocabSize, in: c.dim },
   });
 }
