@@ -65,10 +65,12 @@ Options:
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --seq S              tokens per window (default ${D.seq})
-  --lr X               peak learning rate, warmup then cosine decay (default ${D.lr})
+  --lr X               peak learning rate, warmup then cosine decay (default ${D.lr}; standard, dbllm 0.002;
+                       freeze 0.004; onebit 0.008: each method's tuned value)
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
   --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier})
-  --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma})
+  --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma}; standard,
+                       freeze, dbllm 1)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
   --checkpoint-every N (default 50)
   --resume F           continue from checkpoint F (same options; continues to the same --steps)
