@@ -159,8 +159,10 @@ export type { PackedModel, ResidualBinaryLinear } from "./src/quant/residual_bin
 export { dequantize, PackedLinear, residualBinaryMatmul } from "./src/quant/residual_binary.ts";
 export { packSigns, unpackSigns, wordsPerRow } from "./src/quant/bitpack.ts";
 export { roundScalesF16 } from "./src/quant/scales.ts";
-export { parseRabit, readRabit, serializeRabit, writeRabit } from "./src/io/rabit_format.ts";
-export type { FpDtype, LoadedRabit, RabitCreated, RabitFile } from "./src/io/rabit_format.ts";
+export { parseRabit, readRabit, serializeRabit, vocabDtypes, writeRabit } from "./src/io/rabit_format.ts";
+export type { FpDtype, LoadedRabit, RabitCreated, RabitFile, StoredDtype } from "./src/io/rabit_format.ts";
+export { Int8RowsLinear, quantizeRowsInt8 } from "./src/quant/int8_rows.ts";
+export type { Int8Rows } from "./src/quant/int8_rows.ts";
 
 // Run: inference sessions (CPU reference, WebGPU; createSession picks one, wasm included).
 export type { BackendName, InferenceSession, RunOptions } from "./src/backend/backend.ts";

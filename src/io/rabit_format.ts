@@ -79,7 +79,7 @@ import {
 import { dequantizeRowsInt8, quantizeRowsInt8, validateInt8Rows } from "../quant/int8_rows.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
-export type { FpDtype } from "./tensor_codec.ts";
+export type { FpDtype, StoredDtype } from "./tensor_codec.ts";
 
 /** The 8 bytes every .rabit file starts with: "RABIT\0\0\0". */
 export const RABIT_MAGIC: Uint8Array = new Uint8Array([0x52, 0x41, 0x42, 0x49, 0x54, 0, 0, 0]);

@@ -105,8 +105,10 @@ export function validateInt8Rows(m: Int8Rows, what: string): void {
 export class Int8RowsLinear implements LinearLayer {
   readonly out: number;
   readonly in: number;
+  /** The codes and scales (not copied). */
   readonly rows: Int8Rows;
 
+  /** Wraps `rows` after checking their sizes and scales. */
   constructor(rows: Int8Rows) {
     validateInt8Rows(rows, "Int8RowsLinear");
     this.rows = rows;
