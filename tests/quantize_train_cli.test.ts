@@ -184,7 +184,7 @@ Deno.test("a checkpoint resumes only with its model and options", async () => {
     "0.01",
   ]);
   assert.equal(wrongOptions.code, 1);
-  assert.match(wrongOptions.stderr, /other options: lr = 0\.002 there, 0\.01 now/);
+  assert.match(wrongOptions.stderr, /other options: lr = 0\.003 there, 0\.01 now/);
   const notCk = await runCli(["quantize", "--out", `${tmp.dir}/d.rabit`, "--resume", other, ...TINY]);
   assert.equal(notCk.code, 1);
   assert.match(notCk.stderr, /not a checkpoint file/);
