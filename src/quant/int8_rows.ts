@@ -8,6 +8,7 @@
 // Dimension legend: out rows (vocabulary for the classifier and embedding), in columns (model dim).
 
 import { checkInput, type LinearLayer } from "../model/linear.ts";
+import { classifierWeight, type LlamaModel } from "../model/model.ts";
 
 /** A (out, in) matrix as int8 codes and per-row scales. */
 export interface Int8Rows {
@@ -135,4 +136,22 @@ export class Int8RowsLinear implements LinearLayer {
   backward(): void {
     throw new Error("Int8RowsLinear is for inference: int8 storage is applied after training, not trained");
   }
+}
+
+/**
+ * The classifier of a model as int8 codes with per-row scales: what every backend's int8 classifier kernel
+ * multiplies with. For a model whose file stored it as int8 (`classifierStorage` "i8") the params hold the
+ * dequantized values, from which the same codes come back exactly.
+ *
+ * @example
+ * ```ts
+ * import { classifierInt8Rows } from "./int8_rows.ts";
+ * import { loadLlama2c } from "../io/llama2c.ts";
+ * const { config, params } = await loadLlama2c("../shared/data/stories260K.bin");
+ * classifierInt8Rows({ config, params, quantized: new Map() }).scales.length; // 512
+ * ```
+ */
+export function classifierInt8Rows(model: LlamaModel): Int8Rows {
+  const c = model.config;
+  return quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim);
 }

@@ -2,9 +2,9 @@
 
 import type { InferenceSession, RunOptions } from "../backend.ts";
 import { createKvCache, forwardChunk, type KvCache } from "../../model/forward.ts";
-import { classifierWeight, type LlamaModel } from "../../model/model.ts";
+import type { LlamaModel } from "../../model/model.ts";
 import type { LinearLayer } from "../../model/linear.ts";
-import { Int8RowsLinear, quantizeRowsInt8 } from "../../quant/int8_rows.ts";
+import { classifierInt8Rows, Int8RowsLinear } from "../../quant/int8_rows.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 
 /**
@@ -37,7 +37,7 @@ export class CpuSession implements InferenceSession {
   constructor(model: LlamaModel) {
     this.model = model;
     this.#cache = createKvCache(model);
-    if (model.classifierStorage === "i8") this.#classifier = int8Classifier(model);
+    if (model.classifierStorage === "i8") this.#classifier = new Int8RowsLinear(classifierInt8Rows(model));
   }
 
   /** The model's hyper-parameters. */
@@ -56,14 +56,4 @@ export class CpuSession implements InferenceSession {
 
   /** Nothing to free: the cache is garbage-collected. */
   dispose(): void {}
-}
-
-/**
- * The classifier of a model as int8 codes with per-row scales (quant/int8_rows.ts), the reference every
- * backend's int8 classifier kernel is held to. For a model whose file stored it as int8 the params hold
- * the dequantized values, from which the same codes come back exactly.
- */
-export function int8Classifier(model: LlamaModel): Int8RowsLinear {
-  const c = model.config;
-  return new Int8RowsLinear(quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim));
 }

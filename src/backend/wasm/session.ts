@@ -9,7 +9,7 @@ import { DenseLinear, type LinearLayer } from "../../model/linear.ts";
 import { classifierWeight, linearLayer, type LlamaModel } from "../../model/model.ts";
 import type { LlamaConfig } from "../../model/config.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
-import { quantizeRowsInt8 } from "../../quant/int8_rows.ts";
+import { classifierInt8Rows } from "../../quant/int8_rows.ts";
 import { DEFAULT_PACKED_TABLES, MIN_PARALLEL_WORK, type PackedTables, WasmKernels } from "./kernels.ts";
 
 /** Options of {@link WasmSession}. */
@@ -99,7 +99,7 @@ export class WasmSession implements InferenceSession {
     }
     const classifier = options.classifier ?? (model.classifierStorage === "i8" ? "i8" : "f32");
     this.#classifier = classifier === "i8"
-      ? kernels.int8Rows(quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim))
+      ? kernels.int8Rows(classifierInt8Rows(model))
       : kernels.dense(classifierWeight(model), c.vocabSize, c.dim, classifier);
     this.model = { config: c, params: model.params, quantized };
     this.#kernels = kernels;

@@ -8,7 +8,7 @@
 
 import type { LlamaConfig } from "../../model/config.ts";
 import { classifierWeight } from "../../model/model.ts";
-import { quantizeRowsInt8 } from "../../quant/int8_rows.ts";
+import { classifierInt8Rows } from "../../quant/int8_rows.ts";
 import type { PackedModel } from "../../quant/residual_binary.ts";
 import { BLOCK_LINEARS, type BlockLinear } from "../../model/params.ts";
 import { createStorageBuffer, type GpuContext } from "./device.ts";
@@ -142,7 +142,7 @@ export function uploadModel(
     },
     classifier: () =>
       head === "i8"
-        ? { kind: "i8", rows: quantizeRowsInt8(classifierWeight(model), c.vocabSize, c.dim) }
+        ? { kind: "i8", rows: classifierInt8Rows(model) }
         : { kind: head, w: classifierWeight(model), out: c.vocabSize, in: c.dim },
   });
 }
