@@ -9,6 +9,7 @@
 //      [--reps 5] [--no-webgpu] [--json]     Needs /usr/bin/chromium (or $CHROMIUM) and `npm install`.
 
 import { parseArgs } from "node:util";
+import { parseShapeList } from "../src/bench/gemv.ts";
 import { type Browser, chromium } from "playwright-core";
 import { markdownTable, type ShapeResult } from "./gpujs/gemv.ts";
 import { PAGE_CONTENDERS, type PageContender } from "./gpujs/page_contenders.ts";
@@ -35,13 +36,7 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
   },
 });
-const shapes = values.shapes
-  ? values.shapes.split(",").map((s) => {
-    const [out, inF] = s.split("x").map(Number);
-    if (!(out > 0 && inF > 0)) throw new RangeError(`--shapes: expected OUTxIN, found "${s}"`);
-    return { out, in: inF };
-  })
-  : SHAPES;
+const shapes = values.shapes ? parseShapeList(values.shapes) : SHAPES;
 const keys = (values.only ? values.only.split(",") : Object.keys(LABELS)) as PageContender[];
 for (const k of keys) {
   if (!(k in LABELS)) throw new RangeError(`--only: unknown contender "${k}" (${Object.keys(LABELS)})`);

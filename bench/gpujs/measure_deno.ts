@@ -6,13 +6,13 @@
 //      [--json]   (prints a markdown table; with --json the last line is one JSON object)
 
 import { parseArgs } from "node:util";
+import { parseShapeList } from "../../src/bench/gemv.ts";
 import { WasmKernels } from "../../src/backend/wasm/kernels.ts";
 import { DenseLinear } from "../../src/model/linear.ts";
 import {
   type Contender,
-  createGpuJsGemv,
-  type GpuJs,
   type GpuJsConstructor,
+  gpuJsContender,
   markdownTable,
   measureShape,
   type ShapeResult,
@@ -71,27 +71,11 @@ export async function createContender(
     : key === "gpujs_threads"
     ? "webasm"
     : "webgpu";
-  const gpu: GpuJs = new GPU({ mode });
-  try {
-    const g = await createGpuJsGemv(gpu, w, out, inF, {
-      placement: key === "gpujs_webgpu_resident" ? "resident" : "upload",
-      asyncMode: key === "gpujs_threads",
-      poolSize: key === "gpujs_threads" ? 2 : undefined,
-    });
-    await g.forward(x); // compiles; the kernel's mode is known after the first call
-    return {
-      key,
-      mode: g.mode,
-      forward: () => g.forward(x),
-      destroy: () => {
-        g.destroy();
-        gpu.destroy();
-      },
-    };
-  } catch (e) {
-    gpu.destroy();
-    throw e;
-  }
+  return await gpuJsContender(key, new GPU({ mode }), w, x, out, inF, {
+    placement: key === "gpujs_webgpu_resident" ? "resident" : "upload",
+    asyncMode: key === "gpujs_threads",
+    poolSize: key === "gpujs_threads" ? 2 : undefined,
+  });
 }
 
 /** Measures `keys` at each shape (contenders of one shape alive together, freed before the next shape). */
@@ -125,13 +109,7 @@ if (import.meta.main) {
       json: { type: "boolean", default: false },
     },
   });
-  const shapes = values.shapes
-    ? values.shapes.split(",").map((s) => {
-      const [out, inF] = s.split("x").map(Number);
-      if (!(out > 0 && inF > 0)) throw new RangeError(`--shapes: expected OUTxIN, found "${s}"`);
-      return { out, in: inF };
-    })
-    : DENO_SHAPES;
+  const shapes = values.shapes ? parseShapeList(values.shapes) : DENO_SHAPES;
   const keys = (values.only ? values.only.split(",") : Object.keys(CONTENDERS)) as ContenderKey[];
   for (const k of keys) {
     if (!(k in CONTENDERS)) {

@@ -15,6 +15,26 @@ export interface GemvShape {
   in: number;
 }
 
+/**
+ * Shapes from a comma-separated `OUTxIN` list (what `--shapes` takes); throws a RangeError naming the first
+ * item that is not two positive integers.
+ *
+ * @example
+ * ```ts
+ * import { parseShapeList } from "./gemv.ts";
+ * parseShapeList("4096x4096, 32000x2048"); // [{ out: 4096, in: 4096 }, { out: 32000, in: 2048 }]
+ * ```
+ */
+export function parseShapeList(text: string): GemvShape[] {
+  return text.split(",").map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+      throw new RangeError(`--shapes: expected OUTxIN like 4096x4096, found "${s}"`);
+    }
+    return { out: Number(m[1]), in: Number(m[2]) };
+  });
+}
+
 /** Llama-2-7B's and TinyLlama-1.1B's linear shapes (ENGINEERING.md §5), out x in. */
 export const DEFAULT_GEMV_SHAPES: GemvShape[] = [
   { out: 4096, in: 4096 },
@@ -277,13 +297,7 @@ if (import.meta.main) {
   });
   const ctx = await requestGpu();
   if (!ctx) throw new Error("No WebGPU adapter: the GEMV benchmark needs one");
-  const shapes = values.shapes
-    ? values.shapes.split(",").map((s) => {
-      const [out, inF] = s.split("x").map(Number);
-      if (!(out > 0 && inF > 0)) throw new SyntaxError(`--shapes: expected OUTxIN, found "${s}"`);
-      return { out, in: inF };
-    })
-    : DEFAULT_GEMV_SHAPES;
+  const shapes = values.shapes ? parseShapeList(values.shapes) : DEFAULT_GEMV_SHAPES;
   const log = values.json ? (s: string) => console.error(s) : (s: string) => console.log(s);
   log(`adapter: ${ctx.adapterDescription}`);
   log("shape (out x in)   fp32 ms  fp16 ms  packed2 ms  tfjs ms   packed speedup vs fp32 / fp16 / tfjs");

@@ -9,7 +9,7 @@ import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import { quantizeModel } from "../quant/quantize_model.ts";
 import { requestGpu } from "../backend/webgpu/device.ts";
-import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv } from "../bench/gemv.ts";
+import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv, parseShapeList } from "../bench/gemv.ts";
 import { type DecodeVariant, measureDecode } from "../bench/decode.ts";
 import { TINYLLAMA_CONFIG } from "../bench/random_model.ts";
 import { randomCpuModel } from "../bench/random_cpu_model.ts";
@@ -63,12 +63,13 @@ Options:
   --json              one JSON object as the last line: gemv[shape][variant] ms, decode tokens/s, speedup_vs_fp16
   -h, --help          show this help`;
 
+/** `--shapes` as shapes; a bad item is a usage error (exit 2). */
 function parseShapes(text: string): GemvShape[] {
-  return text.split(",").map((s) => {
-    const m = /^(\d+)x(\d+)$/.exec(s.trim());
-    if (!m) throw new UsageError(`--shapes: expected OUTxIN like 4096x4096, found "${s}"`);
-    return { out: Number(m[1]), in: Number(m[2]) };
-  });
+  try {
+    return parseShapeList(text);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 /** Runs `bench` with argv (after the command name). */
