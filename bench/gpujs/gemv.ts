@@ -326,6 +326,37 @@ export interface Contender<K extends string = string> {
   destroy: () => void;
 }
 
+/**
+ * A gpu.js contender: the GEMV compiled on `gpu` and run once (so its mode is known), owning `gpu` from here
+ * on — destroyed with the contender, or at once when building it fails.
+ */
+export async function gpuJsContender<K extends string>(
+  key: K,
+  gpu: GpuJs,
+  w: Float32Array,
+  x: Float32Array,
+  out: number,
+  inF: number,
+  options: GpuJsGemvOptions,
+): Promise<Contender<K>> {
+  try {
+    const g = await createGpuJsGemv(gpu, w, out, inF, options);
+    await g.forward(x); // compiles; the kernel's mode is known after the first call
+    return {
+      key,
+      mode: g.mode,
+      forward: () => g.forward(x),
+      destroy: () => {
+        g.destroy();
+        gpu.destroy();
+      },
+    };
+  } catch (e) {
+    gpu.destroy();
+    throw e;
+  }
+}
+
 /** Largest accepted max |y − ref| / max |ref| (fp32 sums of up to 4096 terms stay near 1e-6). */
 export const TOLERANCE = 1e-4;
 

@@ -7,9 +7,8 @@ import { WasmKernels } from "../../src/backend/wasm/kernels.ts";
 import { DenseLinear } from "../../src/model/linear.ts";
 import {
   type Contender,
-  createGpuJsGemv,
   type GpuJsConstructor,
-  type GpuJsGemvOptions,
+  gpuJsContender,
   kernelMode,
   measureShape,
   type ShapeResult,
@@ -93,24 +92,9 @@ async function contender(key: PageContender, w: Float32Array, x: Float32Array, o
   if (mode === "webgpu" && !(await G.isWebGPUAvailable?.())) {
     throw new Error("no WebGPU adapter in this browser");
   }
-  const gpu = new G({ mode });
-  const opts: GpuJsGemvOptions = { placement: key.endsWith("_resident") ? "resident" : "upload" };
-  try {
-    const g = await createGpuJsGemv(gpu, w, out, inF, opts);
-    await g.forward(x);
-    return {
-      key,
-      mode: g.mode,
-      forward: () => g.forward(x),
-      destroy: () => {
-        g.destroy();
-        gpu.destroy();
-      },
-    };
-  } catch (e) {
-    gpu.destroy();
-    throw e;
-  }
+  return await gpuJsContender(key, new G({ mode }), w, x, out, inF, {
+    placement: key.endsWith("_resident") ? "resident" : "upload",
+  });
 }
 
 async function measure(
