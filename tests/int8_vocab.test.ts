@@ -19,20 +19,12 @@ import {
 } from "../src/quant/int8_rows.ts";
 import { Rng } from "../src/util/rng.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig } from "./_data.ts";
+import { relativeError } from "./_numeric.ts";
 
 const SHAPES: [number, number][] = [[1, 1], [3, 5], [17, 33], [37, 53], [64, 64], [100, 300], [19, 1041]];
 
 function randomMatrix(rng: Rng, n: number): Float32Array {
   return new Float32Array(n).map(() => rng.normal() * (rng.next() < 0.01 ? 8 : 1)); // a few outliers
-}
-
-function relError(a: Float32Array, b: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / Math.max(m, 1e-30);
 }
 
 Deno.test("int8 rows: codes within half a step of every value, symmetric range, exact re-quantization", () => {
@@ -81,7 +73,7 @@ Deno.test("Int8RowsLinear equals the dense product of the dequantized matrix to 
     for (const T of [1, 3]) {
       const x = randomMatrix(rng, T * inF);
       const want = matmul(x, dequantizeRowsInt8(rows), T, inF, out);
-      assert.ok(relError(layer.forward(x, T), want) < 1e-5, `${out}x${inF} T=${T}`);
+      assert.ok(relativeError(layer.forward(x, T), want) < 1e-5, `${out}x${inF} T=${T}`);
     }
   }
   assert.throws(() =>
@@ -129,7 +121,7 @@ Deno.test("wasm int8 product (int16 activations) stays within its rounding bound
         const want = ref.forward(x, T);
         const got = a.forward(x, T);
         assertWithinInt16Bound(got, want, rows, x, T, `${out}x${inF} T=${T}`);
-        assert.ok(relError(got, want) < 3e-4, `${out}x${inF} T=${T}: ${relError(got, want)}`);
+        assert.ok(relativeError(got, want) < 3e-4, `${out}x${inF} T=${T}: ${relativeError(got, want)}`);
         assert.deepEqual(b.forward(x, T), got, `threads ${out}x${inF}`);
       }
     }

@@ -11,6 +11,7 @@ import { wordsPerRow } from "../src/quant/bitpack.ts";
 import { roundThroughF16 } from "../src/util/fp16.ts";
 import { Rng } from "../src/util/rng.ts";
 import { sourceHash } from "../scripts/build_wasm.ts";
+import { relativeError } from "./_numeric.ts";
 
 /** (out, in) shapes: tiny, ragged in every tiling the kernels use, and one past a 128-column block. */
 const SHAPES: [number, number][] = [[1, 1], [3, 5], [17, 33], [45, 100], [64, 64], [19, 161], [130, 300]];
@@ -28,16 +29,6 @@ function randomPacked(rng: Rng, out: number, inF: number, k: number): ResidualBi
   const g = new Float32Array(k * out).map(() => 0.5 + rng.next());
   const h = new Float32Array(k * inF).map(() => 0.5 + rng.next());
   return { out, in: inF, k, planes, g, h };
-}
-
-/** max |a − b| / max |b|: relative to the output's scale, so near-zero entries don't dominate. */
-function relError(a: Float32Array, b: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / Math.max(m, 1e-30);
 }
 
 /**
@@ -93,7 +84,7 @@ Deno.test("wasm fp32 GEMV/GEMM equals the reference matmul to float rounding", (
     const layer = kernels.dense(w, out, inF);
     for (const T of TOKENS) {
       const x = randomVector(rng, T * inF);
-      const e = relError(layer.forward(x, T), matmul(x, w, T, inF, out));
+      const e = relativeError(layer.forward(x, T), matmul(x, w, T, inF, out));
       assert.ok(e < 1e-5, `${out}x${inF} T=${T}: relative error ${e}`);
     }
   }
@@ -109,7 +100,7 @@ Deno.test("wasm fp16-storage GEMV/GEMM equals the reference on fp16-rounded weig
     const wr = roundThroughF16(w);
     for (const T of TOKENS) {
       const x = randomVector(rng, T * inF);
-      const e = relError(layer.forward(x, T), matmul(x, wr, T, inF, out));
+      const e = relativeError(layer.forward(x, T), matmul(x, wr, T, inF, out));
       assert.ok(e < 1e-5, `${out}x${inF} T=${T}: relative error ${e}`);
     }
   }
@@ -124,7 +115,7 @@ Deno.test("wasm packed product with f32 tables equals residualBinaryMatmul to 1e
       const wl = kernels.packed(layer, { tables: "f32" });
       for (const T of TOKENS) {
         const x = randomVector(rng, T * inF);
-        const e = relError(wl.forward(x, T), residualBinaryMatmul(layer, x, T));
+        const e = relativeError(wl.forward(x, T), residualBinaryMatmul(layer, x, T));
         assert.ok(e < 1e-5, `${out}x${inF} k=${k} T=${T}: relative error ${e}`);
       }
     }
@@ -190,7 +181,7 @@ Deno.test("wasm kernels on worker threads give bit-identical results to one thre
       for (const tables of ["i8", "i16", "f32"] as const) {
         const got = threaded.packed(layer, { tables }).forward(x, T);
         assert.deepEqual(got, single.packed(layer, { tables }).forward(x, T), tables);
-        assert.ok(relError(got, residualBinaryMatmul(layer, x, T)) < 0.02);
+        assert.ok(relativeError(got, residualBinaryMatmul(layer, x, T)) < 0.02);
       }
     }
   } finally {

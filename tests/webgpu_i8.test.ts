@@ -27,22 +27,11 @@ import { openModel } from "../src/io/load_model.ts";
 import { argmax } from "../src/eval/sampling.ts";
 import { Rng } from "../src/util/rng.ts";
 import { MODEL_PATH } from "./_data.ts";
+import { relativeError } from "./_numeric.ts";
 
 const ctx = await requestGpu();
 if (!ctx) throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough; ENGINEERING.md §1)");
 const rng = new Rng(7);
-
-/** Max |got − want| over the output scale (max |want|), NaN counting as infinite. */
-function relErr(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let err = 0, mag = 1e-30;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    err = e <= err ? err : e;
-    mag = Math.max(mag, Math.abs(want[i]));
-  }
-  return err / mag;
-}
 
 /** y (T, out) = x (T, in) through `lin` with `geo`, x at element offset `xOff` of a UNIFORM-usage buffer. */
 async function product(
@@ -90,7 +79,7 @@ Deno.test("i8 GEMV and GEMM equal Int8RowsLinear on (h ⊙ x) within 1e-4 on rag
       for (const geo of geos) {
         for (const xOff of [0, 3]) { // aligned (uniform x for a GEMV, vec4 x) and misaligned (scalar x)
           const got = await product(engine, lin, x, T, geo, xOff);
-          const e = relErr(got, want);
+          const e = relativeError(got, want);
           assert.ok(e <= 1e-4, `${out}x${inF} T=${T} ${JSON.stringify(geo)} x at ${xOff}: error ${e}`);
         }
       }
@@ -162,7 +151,7 @@ Deno.test("a WebGPU session with an int8 classifier matches the CPU forward with
     const cache = createKvCache(model);
     const want = forwardChunk(model, prompt, 0, cache, { classifier }).logits;
     const got = await session.run(prompt, 0);
-    assert.ok(relErr(got, want) <= 1e-3, `prefill logits: error ${relErr(got, want)}`);
+    assert.ok(relativeError(got, want) <= 1e-3, `prefill logits: error ${relativeError(got, want)}`);
     // Greedy decoding (GEMV with the norm fused) from that prompt: logits and tokens.
     let gpuToken = argmax(got.subarray((prompt.length - 1) * c.vocabSize));
     let cpuToken = argmax(want.subarray((prompt.length - 1) * c.vocabSize));
@@ -171,7 +160,7 @@ Deno.test("a WebGPU session with an int8 classifier matches the CPU forward with
       const g = await session.run([gpuToken], pos, { lastOnly: true });
       const w = forwardChunk(model, [cpuToken], pos, cache, { classifier, lastLogitsOnly: true }).logits;
       if (gpuToken === cpuToken) {
-        assert.ok(relErr(g, w) <= 1e-3, `decode logits at ${pos}: error ${relErr(g, w)}`);
+        assert.ok(relativeError(g, w) <= 1e-3, `decode logits at ${pos}: error ${relativeError(g, w)}`);
       }
       gpuToken = argmax(g);
       cpuToken = argmax(w);
