@@ -5,12 +5,12 @@ import { choiceOption, numberOption, parseCommand, printJson, UsageError } from 
 import { writeFileAtomic } from "../io/container.ts";
 import { readFileOrThrow } from "../io/errors.ts";
 import { hfSingleFile, type HfWeightDtype, writeHfModel } from "../io/hf.ts";
-import { openModel } from "../io/load_model.ts";
+import { type OpenedModel, openModel } from "../io/load_model.ts";
 import { DENSE_LAYOUT, dequantizedModel, PACKED_LAYOUT, packedSafetensors } from "../io/rabit_safetensors.ts";
 import { readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
 import { exportTrainState, importTrainState } from "../train/state_safetensors.ts";
 import { stat } from "../io/fs.ts";
-import { vocabDtypes, writeRabit } from "../io/rabit_format.ts";
+import { type RabitFile, vocabDtypes, writeRabit } from "../io/rabit_format.ts";
 
 export const EXPORT_HELP =
   `rabit export — write a model as safetensors (packed planes and scales, or dense for transformers)
@@ -80,6 +80,19 @@ function onePositional(command: string, positionals: string[], what: string): st
   return positionals[0];
 }
 
+/** An opened model as the file it would be written as: a .rabit's method, options, metadata and dtypes kept. */
+function packedFileOf(opened: OpenedModel, input: string): RabitFile {
+  const r = opened.rabit;
+  return {
+    model: opened.model,
+    tokenizerBytes: opened.tokenizer?.bytes,
+    method: r?.method ?? "none",
+    options: r?.options ?? {},
+    metadata: r ? r.metadata : { source: input },
+    dtypes: r?.dtypes,
+  };
+}
+
 /** `export MODEL --out F.rabit --vocab-dtype D`: the model re-stored as .rabit with its vocabulary tensors as D. */
 async function exportRabit(
   input: string,
@@ -92,16 +105,9 @@ async function exportRabit(
   }
   const vocab = choiceOption(values, "vocab-dtype", ["f32", "f16", "i8"] as const, "f32");
   const opened = await openModel(input, { tokenizer: values.tokenizer });
-  const r = opened.rabit;
-  const c = opened.model.config;
-  await writeRabit(out, {
-    model: opened.model,
-    tokenizerBytes: opened.tokenizer?.bytes,
-    method: r?.method ?? "none",
-    options: r?.options ?? {},
-    metadata: r ? r.metadata : { source: input },
-    dtypes: { ...(r?.dtypes ?? {}), ...vocabDtypes(c.sharedClassifier, vocab) },
-  });
+  const file = packedFileOf(opened, input);
+  const shared = opened.model.config.sharedClassifier;
+  await writeRabit(out, { ...file, dtypes: { ...file.dtypes, ...vocabDtypes(shared, vocab) } });
   const bytes = (await stat(out)).size;
   if (values.json) printJson({ out, layout: "rabit", vocabDtype: vocab, bytes });
   else console.log(`wrote ${out} (${bytes} bytes; vocabulary tensors ${vocab})`);
@@ -145,15 +151,7 @@ export async function runExport(argv: string[]): Promise<void> {
   let files: string[];
   let layout: string;
   if (!values.dequantize) {
-    const r = opened.rabit;
-    const bytes = packedSafetensors({
-      model: opened.model,
-      tokenizerBytes: tokenizer?.bytes,
-      method: r?.method ?? "none",
-      options: r?.options ?? {},
-      metadata: r ? r.metadata : { source: input },
-      dtypes: r?.dtypes,
-    });
+    const bytes = packedSafetensors(packedFileOf(opened, input));
     await writeFileAtomic(out, bytes);
     files = [out];
     layout = PACKED_LAYOUT;
