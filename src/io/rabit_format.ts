@@ -706,9 +706,8 @@ function readBody(
     return { dtype: d, data: data as Uint8Array };
   };
   /** A float tensor's values; its dtype is recorded under `key` (null: an i8 tensor's row scales, always f32). */
-  const floats = (v: unknown, what: string, key: string | null, want: number[], into?: Float32Array) => {
-    const { dtype, data } = tensor(v, what, key === null ? ["f32"] : FP, want);
-    if (key !== null) dtypes[key] = dtype.name as FpDtype;
+  /** Float values of a tensor's bytes, refusing NaN and Inf. */
+  const decodeFinite = (data: Uint8Array, dtype: DtypeTraits, what: string, into?: Float32Array) => {
     const values = decodeFloatsInto(
       data,
       dtype.name as FpDtype,
@@ -717,6 +716,23 @@ function readBody(
     const bad = firstNonFinite(values);
     if (bad >= 0) fail(`${what} holds a non-finite value ${values[bad]} at index ${bad}`);
     return values;
+  };
+  /** A float tensor's values; its dtype is recorded under `key` (null: an i8 tensor's row scales, always f32). */
+  const floats = (v: unknown, what: string, key: string | null, want: number[], into?: Float32Array) => {
+    const { dtype, data } = tensor(v, what, key === null ? ["f32"] : FP, want);
+    if (key !== null) dtypes[key] = dtype.name as FpDtype;
+    return decodeFinite(data, dtype, what, into);
+  };
+  /** An i8 tensor's codes (`data`) and its record's per-row scales, dequantized into `into`. */
+  const int8Into = (v: unknown, data: Uint8Array, what: string, want: number[], into: Float32Array) => {
+    const scales = floats(field(map(v, what), "scales", what), `the row scales of ${what}`, null, [want[0]]);
+    const rows = { out: want[0], in: want[1], q: new Int8Array(data.slice().buffer), scales };
+    try {
+      validateInt8Rows(rows, what);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    into.set(dequantizeRowsInt8(rows));
   };
 
   const layout = layoutOf(config, (name) => Object.hasOwn(qm, name));
@@ -727,19 +743,6 @@ function readBody(
   for (const name of Object.keys(tm)) {
     if (!expectedFp.has(name)) fail(`unexpected tensor "${name}": not a parameter of this config`);
   }
-  /** An i8 tensor's codes and per-row scales, dequantized into `into`. */
-  const int8 = (v: unknown, what: string, key: string, want: number[], into: Float32Array) => {
-    const { data } = tensor(v, what, ["i8"], want);
-    const scales = floats(field(map(v, what), "scales", what), `the row scales of ${what}`, null, [want[0]]);
-    const rows = { out: want[0], in: want[1], q: new Int8Array(data.slice().buffer), scales };
-    try {
-      validateInt8Rows(rows, what);
-    } catch (e) {
-      fail((e as Error).message);
-    }
-    into.set(dequantizeRowsInt8(rows));
-    dtypes[key] = "i8";
-  };
   const params = ParamTable.fromSpecs(layout.fp);
   for (const [name, shape] of layout.fp) {
     if (!Object.hasOwn(tm, name)) {
@@ -750,12 +753,11 @@ function readBody(
       );
     }
     const what = `tensor "${name}"`;
-    const id = isPlainObject(tm[name]) ? (tm[name] as Record<string, unknown>).dtype : undefined;
-    if (id === dtypeByName("i8").id && INT8_TENSORS.includes(name)) {
-      int8(tm[name], what, name, shape, params.get(name));
-    } else {
-      floats(tm[name], what, name, shape, params.get(name));
-    }
+    const allowed: readonly StoredDtype[] = INT8_TENSORS.includes(name) ? [...FP, "i8"] : FP;
+    const { dtype, data } = tensor(tm[name], what, allowed, shape);
+    dtypes[name] = dtype.name as StoredDtype;
+    if (dtype.name === "i8") int8Into(tm[name], data, what, shape, params.get(name));
+    else decodeFinite(data, dtype, what, params.get(name));
   }
 
   const quantized = new Map<string, PackedLinear>();
