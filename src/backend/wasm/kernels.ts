@@ -159,7 +159,7 @@ export interface PackedOptions {
 /**
  * The default tables: int8, the fastest (T-MAC's choice). At 4096x4096, k = 2, one thread (`rabit bench
  * --backend wasm`, 2-core EPYC under load): int8 5.5×, int16 3.6×, f32 tables 1.3× the speed of the fp32
- * SIMD GEMV. What int8 rounding costs: on the default-trained stories260K (held-out TinyStories, context 512)
+ * SIMD GEMV. What int8 rounding costs: on a trained 2-bit stories260K (1,200 steps, γ 1) (held-out TinyStories, context 512)
  * perplexity 10.4646 against the reference's 10.4629 (+1.6e-4; int16 10.4629); on an untrained PTQ copy,
  * whose activations are rougher, a few 1e-3 (tests/wasm_session.test.ts). Greedy text is the reference's.
  */
