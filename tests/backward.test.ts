@@ -277,6 +277,20 @@ Deno.test("attentionBackward matches finite differences (GQA, causal, S ≥ T)",
   }
 });
 
+Deno.test("attentionForward: one query (the decoding path) equals the windowed path bit for bit", () => {
+  const rng = new Rng(3);
+  for (const [nH, nKv, hs, S] of [[8, 4, 8, 1], [8, 4, 8, 37], [6, 2, 5, 100], [4, 4, 16, 511]]) {
+    const q = Float32Array.from({ length: nH * hs }, () => rng.next() * 2 - 1); // (1, nH·hs)
+    const k = Float32Array.from({ length: S * nKv * hs }, () => rng.next() * 4 - 2); // (S, kvD)
+    const v = Float32Array.from({ length: S * nKv * hs }, () => rng.next() * 2 - 1); // (S, kvD)
+    const shape = { nHeads: nH, nKvHeads: nKv, headSize: hs };
+    const decoded = attentionForward(q, k, v, 1, S, shape);
+    // Asking for the probabilities takes the windowed (transposed) path.
+    const windowed = attentionForward(q, k, v, 1, S, shape, undefined, new Float32Array(nH * S));
+    assert.deepEqual(Array.from(decoded), Array.from(windowed), `nH ${nH} nKv ${nKv} hs ${hs} S ${S}`);
+  }
+});
+
 Deno.test("swigluBackward matches finite differences", () => {
   const rng = new Rng(15);
   const n = 37;

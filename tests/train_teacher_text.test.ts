@@ -1,7 +1,11 @@
 // Text sampled from the teacher as extra training data, and token streams cut into windows.
 
 import assert from "node:assert/strict";
-import { sampleTeacherTokens } from "../src/train/teacher_text.ts";
+import {
+  sampleTeacherTokens,
+  sampleTeacherTokensParallel,
+  teacherShards,
+} from "../src/train/teacher_text.ts";
 import { WindowSet } from "../src/train/data.ts";
 import { BOS, EOS } from "../src/io/tokenizer.ts";
 import { randomModel, tinyConfig } from "./_data.ts";
@@ -35,4 +39,24 @@ Deno.test("WindowSet.fromStreams: whole windows of each stream in order, remaind
   assert.equal(w.count, 4);
   assert.deepEqual([...w.tokens], [1, 2, 3, 4, 1, 9, 1, 7]);
   assert.throws(() => WindowSet.fromStreams([{ name: "x", ids: [1] }], 2), /x \(1 tokens\)/);
+});
+
+Deno.test("teacher samples on worker threads equal the single-thread stream, shard for shard", async () => {
+  const teacher = randomModel(tinyConfig(), 4);
+  const options = { tokens: 700, seed: 3, shardTokens: 150 };
+  const serial = sampleTeacherTokens(teacher, options);
+  const progress: number[] = [];
+  const parallel = await sampleTeacherTokensParallel(teacher, {
+    ...options,
+    threads: 2,
+    requireWorkers: true,
+    onProgress: (done) => progress.push(done),
+  });
+  assert.deepEqual(parallel, serial);
+  assert.equal(progress.length, 5); // one call per shard: 150 × 4 + 100
+  assert.equal(Math.max(...progress), 700);
+  // Each shard is a stream of stories of its own: it starts with BOS.
+  for (const s of teacherShards(700, 3, 150)) assert.equal(serial[s.start], BOS);
+  assert.notDeepEqual(sampleTeacherTokens(teacher, { ...options, shardTokens: 700 }), serial);
+  assert.throws(() => teacherShards(10, 1, 0), /shardTokens ≥ 1/);
 });

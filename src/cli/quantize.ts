@@ -25,7 +25,7 @@ export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
-                      [--preset default|quality] [--teacher-tokens N] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
+                      [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -62,6 +62,8 @@ Options:
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
   --teacher-tokens N   also train on N tokens of stories sampled from the full-precision model itself
                        (temperature 1, seeded by --seed; default ${D.teacherTokens})
+  --shift-windows on|off  lay each later epoch's windows at a seeded offset into the text, so repeated
+                       epochs read it in new windows (default ${D.shiftWindows ? "on" : "off"})
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --seq S              tokens per window (default ${D.seq})
@@ -103,6 +105,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     data: { type: "string", multiple: true },
     holdout: { type: "string" },
     "teacher-tokens": { type: "string" },
+    "shift-windows": { type: "string" },
     steps: { type: "string" },
     batch: { type: "string" },
     seq: { type: "string" },
@@ -148,6 +151,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
     teacherTokens: numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
+    shiftWindows: values["shift-windows"] === undefined
+      ? undefined
+      : choiceOption(values, "shift-windows", ["on", "off"] as const, "off") === "on",
     steps: numberOption(v, "steps", { integer: true, min: 1 }),
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
@@ -179,6 +185,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "checkpoint",
       "resume",
       "teacher-tokens",
+      "shift-windows",
       "preset",
       "scale-lr",
     ] as const;

@@ -128,6 +128,10 @@ export function attentionForward(
   const group = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
   const scores = new Float32Array(S);
+  if (T === 1 && !probs) {
+    decodeAttention(q, k, v, S, shape, scale, scores, out);
+    return out;
+  }
   // Keys and values transposed to (nKV, hs, S): the inner loops then run over contiguous positions,
   // which is several times faster in JS than dots of length hs.
   const kT = new Float32Array(nKvHeads * hs * S);
@@ -179,6 +183,58 @@ export function attentionForward(
     }
   }
   return out;
+}
+
+/**
+ * One query (decoding) against keys and values in their (S, kvD) layout: transposing the whole cache for
+ * one query would cost as much as the attention itself. The same sums in the same order as the windowed
+ * path of {@link attentionForward} (scores over i = 0..hs−1; values in even and odd positions, then
+ * added), so decoding a token gives bit for bit the logits the window gives it.
+ */
+function decodeAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  S: number,
+  shape: AttentionShape,
+  scale: number,
+  scores: Float32Array,
+  out: Float32Array,
+): void {
+  const { nHeads, nKvHeads, headSize: hs } = shape;
+  const kvD = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  for (let h = 0; h < nHeads; h++) {
+    const kvBase = Math.floor(h / group) * hs;
+    const qo = h * hs;
+    for (let s = 0; s < S; s++) {
+      const ko = s * kvD + kvBase;
+      // Rounded to f32 after every term, as the windowed path's Float32Array accumulator is.
+      let acc = 0;
+      for (let i = 0; i < hs; i++) acc = Math.fround(acc + q[qo + i] * scale * k[ko + i]);
+      scores[s] = acc;
+    }
+    let max = -Infinity;
+    for (let s = 0; s < S; s++) if (scores[s] > max) max = scores[s];
+    let sum = 0;
+    for (let s = 0; s < S; s++) {
+      const e = Math.exp(scores[s] - max);
+      scores[s] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let s = 0; s < S; s++) scores[s] *= inv;
+    for (let i = 0; i < hs; i++) {
+      let a0 = 0, a1 = 0;
+      let s = 0;
+      for (; s + 1 < S; s += 2) {
+        a0 += scores[s] * v[s * kvD + kvBase + i];
+        a1 += scores[s + 1] * v[(s + 1) * kvD + kvBase + i];
+      }
+      if (s < S) a0 += scores[s] * v[s * kvD + kvBase + i];
+      out[qo + i] = a0 + a1;
+    }
+  }
 }
 
 /** SwiGLU gate: out = silu(a) ⊙ b elementwise, silu(a) = a / (1 + e^−a). */

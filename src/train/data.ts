@@ -35,6 +35,12 @@ export function splitHoldout(text: string, fraction: number): { train: string; h
  * Non-overlapping windows of S tokens over several token streams (each stream starts with BOS), and the
  * seeded batches a training run reads from them.
  *
+ * With `shift`, every epoch after the first lays its grid of windows at a seeded offset into each stream
+ * (epoch 0 keeps offset 0), wrapping round to the stream's start so every epoch has the same number of
+ * windows. A token is then predicted from a different stretch of context in each epoch: on a few hundred
+ * windows read five or more times, this is data augmentation the teacher's logits follow for free
+ * (the student fits the exact windows it trained on far better than unseen text of the same difficulty).
+ *
  * @example
  * ```ts
  * import { WindowSet } from "./data.ts";
@@ -44,17 +50,26 @@ export function splitHoldout(text: string, fraction: number): { train: string; h
  * ```
  */
 export class WindowSet {
-  /** (count, S) token ids, window after window. */
+  /** (count, S) token ids of epoch 0's grid, window after window. */
   readonly tokens: Int32Array;
   /** Tokens per window S. */
   readonly seq: number;
-  /** Number of windows. */
+  /** Number of windows (in every epoch). */
   readonly count: number;
+  /** Whether epochs after the first shift their grid (see the class comment). */
+  readonly shift: boolean;
+  /** The streams whole (remainders included), for the shifted grids. */
+  private readonly streams: Int32Array[];
+  /** Windows of stream i in each epoch: floor(length / S). */
+  private readonly perStream: number[];
 
-  private constructor(tokens: Int32Array, seq: number) {
+  private constructor(tokens: Int32Array, seq: number, streams: Int32Array[], shift: boolean) {
     this.tokens = tokens;
     this.seq = seq;
     this.count = tokens.length / seq;
+    this.streams = streams;
+    this.perStream = streams.map((s) => Math.floor(s.length / seq));
+    this.shift = shift;
   }
 
   /**
@@ -65,15 +80,24 @@ export class WindowSet {
     texts: { name: string; text: string }[],
     encode: (t: string) => number[],
     seq: number,
+    options: { shift?: boolean } = {},
   ): WindowSet {
-    return WindowSet.fromStreams(texts.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] })), seq);
+    return WindowSet.fromStreams(
+      texts.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] })),
+      seq,
+      options,
+    );
   }
 
   /**
    * Cuts token streams (each already starting with BOS, e.g. text sampled from the teacher) into windows
    * of `seq` tokens, dropping each stream's remainder. Throws when no stream yields a whole window.
    */
-  static fromStreams(streams: { name: string; ids: ArrayLike<number> }[], seq: number): WindowSet {
+  static fromStreams(
+    streams: { name: string; ids: ArrayLike<number> }[],
+    seq: number,
+    options: { shift?: boolean } = {},
+  ): WindowSet {
     if (!Number.isInteger(seq) || seq < 2) {
       throw new RangeError(`WindowSet: expected a window length ≥ 2, found ${seq}`);
     }
@@ -96,12 +120,35 @@ export class WindowSet {
       const n = Math.floor(ids.length / seq);
       for (let i = 0; i < n * seq; i++) tokens[at++] = ids[i];
     }
-    return new WindowSet(tokens, seq);
+    const kept = streams.filter(({ ids }) => ids.length >= seq).map(({ ids }) => Int32Array.from(ids));
+    return new WindowSet(tokens, seq, kept, options.shift === true);
   }
 
-  /** Window i (S) as a view. */
+  /** Window i (S) of epoch 0's grid, as a view. */
   window(i: number): Int32Array {
     return this.tokens.subarray(i * this.seq, (i + 1) * this.seq);
+  }
+
+  /** The grid offset of epoch e in tokens: 0 for epoch 0 or without `shift`, else seeded in [0, S). */
+  epochOffset(seed: number, epoch: number): number {
+    if (!this.shift || epoch === 0) return 0;
+    const rng = new Rng((Math.imul(seed >>> 0, 0x27d4eb2f) ^ Math.imul(epoch + 1, 0x165667b1)) >>> 0);
+    return rng.int(this.seq);
+  }
+
+  /** Window i (S) of the grid at `offset`: stream tokens offset + j·S … onwards, wrapping round. */
+  shiftedWindow(i: number, offset: number): Int32Array {
+    if (offset === 0) return this.window(i);
+    let stream = 0;
+    while (i >= this.perStream[stream]) i -= this.perStream[stream++];
+    const ids = this.streams[stream];
+    const out = new Int32Array(this.seq); // (S)
+    let at = (offset + i * this.seq) % ids.length;
+    for (let t = 0; t < this.seq; t++) {
+      out[t] = ids[at];
+      if (++at === ids.length) at = 0;
+    }
+    return out;
   }
 
   /** The order of windows in epoch e: a Fisher–Yates shuffle seeded by (seed, e). */
@@ -126,14 +173,16 @@ export class WindowSet {
     const out: Int32Array[] = [];
     let cachedEpoch = -1;
     let order: Int32Array | undefined;
+    let offset = 0;
     for (let j = 0; j < batch; j++) {
       const pos = step * batch + j;
       const epoch = Math.floor(pos / this.count);
       if (epoch !== cachedEpoch) {
         order = this.epochOrder(seed, epoch);
+        offset = this.epochOffset(seed, epoch);
         cachedEpoch = epoch;
       }
-      out.push(this.window(order![pos % this.count]));
+      out.push(this.shiftedWindow(order![pos % this.count], offset));
     }
     return out;
   }

@@ -13,7 +13,7 @@ import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./che
 import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
 import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable, type InitKind } from "./init.ts";
-import { sampleTeacherTokens } from "./teacher_text.ts";
+import { sampleTeacherTokensParallel } from "./teacher_text.ts";
 import { BOS } from "../io/tokenizer.ts";
 import { runTraining, type StepInfo } from "./loop.ts";
 import {
@@ -88,6 +88,11 @@ export interface QuantizeOptions {
    * training windows (default 0; never used for calibration). See teacher_text.ts.
    */
   teacherTokens?: number;
+  /**
+   * Shift each later epoch's grid of windows by a seeded offset (data.ts's WindowSet), so repeated epochs
+   * see the text in new windows (default false).
+   */
+  shiftWindows?: boolean;
   /** Progress of the teacher sampling. */
   onTeacherText?: (done: number, total: number) => void;
   /** Gauss–Seidel rounds T of the SVID start (default 4). */
@@ -145,6 +150,7 @@ export const QUANTIZE_DEFAULTS = {
   gamma: 0.1,
   holdout: 0.1,
   teacherTokens: 0,
+  shiftWindows: false,
   svidRounds: 4,
   precondition: 0.5,
   calibTokens: 4096,
@@ -367,14 +373,14 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const trainMethod = method as TrainMethod;
   const streams = split.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] }));
   if (o.teacherTokens > 0) {
-    const ids = sampleTeacherTokens(model, {
+    const ids = await sampleTeacherTokensParallel(model, {
       tokens: o.teacherTokens,
       seed: o.seed,
       onProgress: o.onTeacherText,
     });
     streams.push({ name: "teacher samples", ids: Array.from(ids) });
   }
-  const windows = WindowSet.fromStreams(streams, o.seq);
+  const windows = WindowSet.fromStreams(streams, o.seq, { shift: o.shiftWindows });
   const runOptions = {
     method,
     preset,
@@ -388,6 +394,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     gamma: o.gamma,
     holdout: o.holdout,
     teacherTokens: o.teacherTokens,
+    shiftWindows: o.shiftWindows,
     svidRounds: o.svidRounds,
     precondition: o.precondition,
     calibTokens: o.calibTokens,
