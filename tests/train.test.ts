@@ -8,7 +8,7 @@ import { initializeTable } from "../src/train/init.ts";
 import { WindowSet } from "../src/train/data.ts";
 import { learningRate, runTraining } from "../src/train/loop.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
-import { trainLayout, type TrainMethod } from "../src/train/trainable.ts";
+import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
 import { calibrate } from "../src/quant/calibrate.ts";
 import { randomModel, tinyConfig } from "./_data.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -17,9 +17,15 @@ import { tempDir } from "./_cli.ts";
 const config = tinyConfig();
 
 /** A tiny teacher, its table initialized for `method`, and random token windows. */
-function setup(method: TrainMethod, k = 2, gamma = 0.5, optimizer: "adamw" | "muon" = "adamw") {
+function setup(
+  method: TrainMethod,
+  k = 2,
+  gamma = 0.5,
+  optimizer: "adamw" | "muon" = "adamw",
+  trainFloat: TrainFloat = "norms",
+) {
   const teacher = randomModel(config, 11);
-  const layout = trainLayout(config, k, method, "norms");
+  const layout = trainLayout(config, k, method, trainFloat);
   const rng = new Rng(5);
   const windowsRaw = Array.from(
     { length: 6 },
@@ -104,6 +110,36 @@ for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const
     }
   });
 }
+
+Deno.test("train float all: the embedding's and the shared classifier's gradient match finite differences", async () => {
+  const { backend, layout, windows } = setup("rabit", 2, 0.5, "adamw", "all");
+  assert.ok(layout.floats.includes("tok_embeddings"));
+  const batch = windows.batch(1, 0, 2);
+  await batchLoss(backend, batch);
+  await backend.backward();
+  const g = backend.gradient();
+  const table = layout.table;
+  const D = config.dim;
+  // A token of the batch (gathered and predicted: both terms) and one absent (classifier term alone).
+  const present = batch[0][3];
+  const absent = [...Array(config.vocabSize).keys()].find((id) => !batch.some((w) => w.includes(id)))!;
+  for (const [id, col] of [[present, 2], [absent, 5]]) {
+    const at = table.entry("tok_embeddings").offset + id * D + col;
+    const old = table.data[at];
+    const h = 1e-3;
+    const lossAt = async (v: number) => {
+      table.data[at] = v;
+      await backend.writeState({ ...(await backend.readState()), params: table.data.slice() });
+      return (await batchLoss(backend, batch)).loss;
+    };
+    const numeric = ((await lossAt(old + h)) - (await lossAt(old - h))) / (2 * h);
+    await lossAt(old);
+    assert.ok(
+      Math.abs(numeric - g[at]) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
+      `tok_embeddings[${id}, ${col}]: finite difference ${numeric}, backward ${g[at]}`,
+    );
+  }
+});
 
 Deno.test("a seeded rabit run: the loss falls, and its values are pinned", async () => {
   const { backend, windows } = setup("rabit");

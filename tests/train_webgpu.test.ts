@@ -7,7 +7,7 @@ import { requestGpu } from "../src/backend/webgpu/device.ts";
 import { randomTeacher } from "../src/bench/train_step.ts";
 import { CpuTrainingBackend } from "../src/train/cpu_backend.ts";
 import { initializeTable } from "../src/train/init.ts";
-import { trainLayout, type TrainMethod } from "../src/train/trainable.ts";
+import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
 import { WebGpuTrainingBackend } from "../src/train/webgpu_backend.ts";
 import type { TrainingBackend } from "../src/train/backend.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -27,11 +27,18 @@ const config = {
   ropeTheta: 10000,
 };
 
-async function pair(method: TrainMethod, optimizer: "adamw" | "muon", k = 2) {
+async function pair(
+  method: TrainMethod,
+  optimizer: "adamw" | "muon",
+  k = 2,
+  trainFloat: TrainFloat = "norms",
+  sharedClassifier = false,
+) {
   if (!ctx) throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough)");
-  const teacher = randomTeacher(config, 3);
+  const c = { ...config, sharedClassifier };
+  const teacher = randomTeacher(c, 3);
   const layout = () => {
-    const l = trainLayout(config, k, method, "norms");
+    const l = trainLayout(c, k, method, trainFloat);
     initializeTable(teacher, l, {
       method,
       k,
@@ -56,17 +63,21 @@ async function step(b: TrainingBackend, windows: Int32Array[], s: number) {
   return [l.loss, l.kl, l.mse, r.gradNorm];
 }
 
-const cases = [
+const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolean?][] = [
   ["rabit", "adamw", 2, 20],
   ["rabit", "muon", 2, 20],
   ["standard", "muon", 2, 20],
   ["freeze", "muon", 3, 8],
   ["dbllm", "adamw", 2, 8],
   ["onebit", "muon", 1, 8],
-] as const;
-for (const [method, optimizer, k, steps] of cases) {
-  Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, k = ${k}`, async () => {
-    const { cpu, gpu } = await pair(method, optimizer, k);
+  // The embedding and classifier trained too: separate, then shared (both gradients in one tensor).
+  ["rabit", "muon", 2, 8, "all", false],
+  ["rabit", "adamw", 2, 8, "all", true],
+];
+for (const [method, optimizer, k, steps, trainFloat = "norms", shared = false] of cases) {
+  const what = trainFloat === "norms" ? "" : `, train ${trainFloat}${shared ? " (shared classifier)" : ""}`;
+  Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, k = ${k}${what}`, async () => {
+    const { cpu, gpu } = await pair(method, optimizer, k, trainFloat, shared);
     try {
       const rng = new Rng(4);
       let worst = 0;

@@ -62,6 +62,9 @@ Options:
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
   --teacher-tokens N   also train on N tokens of stories sampled from the full-precision model itself
                        (temperature 1, seeded by --seed; default ${D.teacherTokens})
+  --train-float WHICH  float tensors trained besides the binarized layers: norms (the RMSNorm weights),
+                       all (norms, token embedding and classifier; they stay floating point in the
+                       file), or none (default ${D.trainFloat})
   --shift-windows on|off  lay each later epoch's windows at a seeded offset into the text, so repeated
                        epochs read it in new windows (default ${D.shiftWindows ? "on" : "off"})
   --steps N            optimizer steps (default ${D.steps})
@@ -106,6 +109,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     holdout: { type: "string" },
     "teacher-tokens": { type: "string" },
     "shift-windows": { type: "string" },
+    "train-float": { type: "string" },
     steps: { type: "string" },
     batch: { type: "string" },
     seq: { type: "string" },
@@ -151,6 +155,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
     teacherTokens: numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
+    trainFloat: values["train-float"] === undefined
+      ? undefined
+      : choiceOption(values, "train-float", ["norms", "none", "all"] as const, "norms"),
     shiftWindows: values["shift-windows"] === undefined
       ? undefined
       : choiceOption(values, "shift-windows", ["on", "off"] as const, "off") === "on",
@@ -186,6 +193,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "resume",
       "teacher-tokens",
       "shift-windows",
+      "train-float",
       "preset",
       "scale-lr",
     ] as const;

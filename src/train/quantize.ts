@@ -101,7 +101,7 @@ export interface QuantizeOptions {
   precondition?: number;
   /** Tokens of calibration text for the channel statistics (default 4096). */
   calibTokens?: number;
-  /** Float tensors trained besides the binarized layers: "norms" (default) or "none". */
+  /** Float tensors trained besides the binarized layers: "norms" (default), "all" (with the embedding and classifier) or "none". */
   trainFloat?: TrainFloat;
   /** Clipped straight-through estimator bound (default: identity STE; dbllm 4/3). */
   steClip?: number;
@@ -288,6 +288,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       `freeze trains the last of several paths: paths must be 2..4, found ${o.paths}`,
     );
   }
+  checkOption(
+    ["norms", "all", "none"].includes(o.trainFloat),
+    `expected trainFloat norms, all or none, found ${JSON.stringify(o.trainFloat)}`,
+  );
   checkOption(
     ["svid", "greedy", "none"].includes(o.init),
     `expected init svid, greedy or none, found ${JSON.stringify(o.init)}`,

@@ -64,8 +64,12 @@ export function latentSlabs(method: TrainMethod, k: number): number {
   return derivationOf(method) === "standard" ? k : 1;
 }
 
-/** Which float tensors train besides the binarized layers. */
-export type TrainFloat = "norms" | "none";
+/**
+ * Which float tensors train besides the binarized layers: "norms" (the RMSNorm weights), "none", or "all"
+ * (the norms, the token embedding and the classifier: they stay floating point in the file, and training
+ * them lets them absorb part of the binarization error).
+ */
+export type TrainFloat = "norms" | "none" | "all";
 
 /** Names of the table's groups, in table order. */
 export interface TrainLayout {
@@ -116,7 +120,9 @@ export function trainLayout(
     const [out, inF] = shapes.get(name)!;
     specs.push([`${name}.g`, [k, out]], [`${name}.h`, [k, inF]]);
   }
-  const floats = trainFloat === "norms" ? [...shapes.keys()].filter((n) => /norm$/.test(n)) : [];
+  const floats = trainFloat === "none"
+    ? []
+    : [...shapes.keys()].filter((n) => /norm$/.test(n) || (trainFloat === "all" && !/^layers\./.test(n)));
   for (const name of floats) specs.push([name, shapes.get(name)!]);
   const table = ParamTable.fromSpecs(specs);
   const latentEnd = linears.length

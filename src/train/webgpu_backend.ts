@@ -29,7 +29,13 @@ import { WebGpuOps } from "../backend/webgpu/ops.ts";
 import { RmsnormOps } from "../backend/webgpu/ops/rmsnorm.ts";
 import { RopeOps } from "../backend/webgpu/ops/rope.ts";
 import { SwigluOps } from "../backend/webgpu/ops/swiglu.ts";
-import { EmbeddingOps } from "../backend/webgpu/ops/embedding.ts";
+import {
+  bucketTokenIds,
+  EmbeddingOps,
+  type GpuTokenBuckets,
+  maxTokenBucketWords,
+  uploadTokenBuckets,
+} from "../backend/webgpu/ops/embedding.ts";
 import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
 import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
 import type { BackendOptions } from "./cpu_backend.ts";
@@ -69,7 +75,8 @@ interface BlockBuffers {
 /** Where a forward reads its weights. */
 interface WeightViews {
   linear(layer: number, kind: string): GpuView; // (out, in)
-  norm(name: string): GpuView; // (D)
+  /** A float tensor by model name: a norm (D), the embedding or the classifier (V, D). */
+  norm(name: string): GpuView;
 }
 
 /** Buffers sized for one batch shape (B, S). */
@@ -77,6 +84,10 @@ interface Activations {
   B: number;
   S: number;
   ids: GPUBuffer; // (N) u32
+  /** Room for the token buckets of the embedding backward (maxTokenBucketWords(N) u32), when it trains. */
+  bucketWords?: GPUBuffer;
+  /** This step's buckets, uploaded by studentForward when the embedding trains. */
+  buckets?: GpuTokenBuckets;
   step: { buffer: GPUBuffer; pos0: number; tokens: number };
   resid: GPUBuffer[]; // L + 1 × (N, D): the stream entering each block, then the last block's output
   tresid: GPUBuffer[]; // L + 1 × (N, D): the teacher's
@@ -335,6 +346,9 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       B,
       S,
       ids: f("ids", N),
+      bucketWords: this.#layout.floats.includes("tok_embeddings")
+        ? f("buckets", maxTokenBucketWords(N))
+        : undefined,
       step: { buffer: stepBuffer, pos0: 0, tokens: N },
       resid: Array.from({ length: L + 1 }, (_, l) => f(`resid${l}`, N * D)),
       tresid: Array.from({ length: L + 1 }, (_, l) => f(`tresid${l}`, N * D)),
@@ -418,11 +432,10 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   ): void {
     const c = this.#config;
     const N = a.B * a.S, D = c.dim, H = c.hiddenDim, kvD = kvDim(c), hs = headSize(c), V = c.vocabSize;
-    const emb: GpuView = { buffer: this.#tw, offset: this.#teacherParams.entry("tok_embeddings").offset };
     this.#embedding.forward(pass, {
       step: a.step,
       ids: { buffer: a.ids },
-      table: emb,
+      table: weights.norm("tok_embeddings"),
       vocab: V,
       dim: D,
       out: { buffer: resid[0] },
@@ -498,7 +511,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     });
     this.#gemm.gemm(pass, {
       a: { buffer: a.xnF },
-      b: this.#classifier(),
+      b: weights.norm(this.#classifierName()),
       c: { buffer: logits },
       M: N,
       N: V,
@@ -507,9 +520,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     });
   }
 
-  #classifier(): GpuView {
-    const name = this.#config.sharedClassifier ? "tok_embeddings" : "output";
-    return { buffer: this.#tw, offset: this.#teacherParams.entry(name).offset };
+  #classifierName(): string {
+    return this.#config.sharedClassifier ? "tok_embeddings" : "output";
   }
 
   #uploadIds(a: Activations, windows: Int32Array[]): void {
@@ -540,6 +552,13 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   studentForward(windows: Int32Array[]): Promise<void> {
     const a = this.#activations(windows);
     this.#uploadIds(a, windows);
+    if (a.bucketWords) {
+      const ids = new Uint32Array(a.B * a.S); // (N), checked by #uploadIds
+      windows.forEach((w, b) => ids.set(w.subarray(0, a.S), b * a.S));
+      a.buckets = uploadTokenBuckets(this.ctx, bucketTokenIds(ids, this.#config.vocabSize), {
+        buffer: a.bucketWords,
+      });
+    }
     this.#record("student forward", (pass) => {
       this.#deriveAll(pass);
       this.#forward(pass, a, this.#studentWeights(), a.resid, (l) => a.blocks[l], a.logits);
@@ -651,15 +670,29 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         transA: true,
       });
     };
-    // Classifier and final norm.
+    // Classifier and final norm: dXn (N, D) = dLogits · Wcls; a trained classifier also gets
+    // dWcls (V, D) = dLogitsᵀ · xn (written first: a shared one's embedding gradient is added below).
+    const cls = this.#classifierName();
     this.#gemm.gemm(pass, {
       a: { buffer: a.dLogits },
-      b: this.#classifier(),
+      b: w.norm(cls),
       c: { buffer: a.dXn },
       M: N,
       N: D,
       K: V,
     });
+    const dCls = gNorm(cls);
+    if (dCls) {
+      this.#gemm.gemm(pass, {
+        a: { buffer: a.dLogits },
+        b: { buffer: a.xnF },
+        c: dCls,
+        M: V,
+        N: D,
+        K: N,
+        transA: true,
+      });
+    }
     this.#rmsnorm.backward(pass, {
       x: { buffer: a.resid[c.nLayers] },
       weight: w.norm("norm"),
@@ -749,6 +782,18 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         dWeight: gNorm(p + "attention_norm"),
         rows: N,
         dim: D,
+      });
+    }
+    // A trained embedding: its rows gather dResid₀ (now in dx), added to a shared classifier's gradient.
+    const dEmb = gNorm("tok_embeddings");
+    if (dEmb) {
+      this.#embedding.backward(pass, {
+        buckets: a.buckets!,
+        dOut: { buffer: a.dx },
+        dTable: dEmb,
+        vocab: V,
+        dim: D,
+        accumulate: true,
       });
     }
     // Straight-through: dWhat → latent, dg, dh.

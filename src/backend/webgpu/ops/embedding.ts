@@ -117,9 +117,12 @@ export function bucketTokenIds(tokens: ArrayLike<number>, vocab: number): TokenB
   return { ids: Uint32Array.from(ids), starts: Uint32Array.from(starts), rows };
 }
 
-/** Words the buckets of N rows can take at most (U ≤ N): the size of a reusable upload target. */
+/**
+ * Words the buckets of N rows can take at most: ids (U) + starts (U + 1) + rows (N) with U ≤ N, so 3N + 1.
+ * The size of a reusable upload target.
+ */
 export function maxTokenBucketWords(rows: number): number {
-  return 2 * rows + 1;
+  return 3 * rows + 1;
 }
 
 /**
