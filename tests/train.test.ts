@@ -56,6 +56,25 @@ async function batchLoss(backend: CpuTrainingBackend, batch: Int32Array[]) {
   return await backend.losses();
 }
 
+/** (L(θ + h·e_at) − L(θ − h·e_at)) / 2h over the batch, leaving the table and the backend as they were. */
+async function centralDifference(
+  backend: CpuTrainingBackend,
+  table: { data: Float32Array },
+  batch: Int32Array[],
+  at: number,
+  h: number,
+): Promise<number> {
+  const old = table.data[at];
+  const lossAt = async (v: number) => {
+    table.data[at] = v;
+    await backend.writeState({ ...(await backend.readState()), params: table.data.slice() });
+    return (await batchLoss(backend, batch)).loss;
+  };
+  const numeric = ((await lossAt(old + h)) - (await lossAt(old - h))) / (2 * h);
+  await lossAt(old);
+  return numeric;
+}
+
 for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const) {
   Deno.test(`${method}: scale, latent and norm gradients of KL + γ·MSE match finite differences`, async () => {
     const k = method === "onebit" ? 1 : 2;
@@ -92,15 +111,13 @@ for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const
     for (const [name, i] of probes) {
       const e = table.entry(name);
       const at = e.offset + i;
-      const old = table.data[at];
-      const h = 1e-3 * Math.max(1, Math.abs(old));
-      const lossAt = async (v: number) => {
-        table.data[at] = v;
-        await backend.writeState({ ...(await backend.readState()), params: table.data.slice() });
-        return (await batchLoss(backend, batch)).loss;
-      };
-      const numeric = ((await lossAt(old + h)) - (await lossAt(old - h))) / (2 * h);
-      await lossAt(old);
+      const numeric = await centralDifference(
+        backend,
+        table,
+        batch,
+        at,
+        1e-3 * Math.max(1, Math.abs(table.data[at])),
+      );
       const analytic = g[at];
       const tol = 2e-2 * Math.max(Math.abs(numeric), 1e-3);
       assert.ok(
@@ -125,15 +142,7 @@ Deno.test("train float all: the embedding's and the shared classifier's gradient
   const absent = [...Array(config.vocabSize).keys()].find((id) => !batch.some((w) => w.includes(id)))!;
   for (const [id, col] of [[present, 2], [absent, 5]]) {
     const at = table.entry("tok_embeddings").offset + id * D + col;
-    const old = table.data[at];
-    const h = 1e-3;
-    const lossAt = async (v: number) => {
-      table.data[at] = v;
-      await backend.writeState({ ...(await backend.readState()), params: table.data.slice() });
-      return (await batchLoss(backend, batch)).loss;
-    };
-    const numeric = ((await lossAt(old + h)) - (await lossAt(old - h))) / (2 * h);
-    await lossAt(old);
+    const numeric = await centralDifference(backend, table, batch, at, 1e-3);
     assert.ok(
       Math.abs(numeric - g[at]) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
       `tok_embeddings[${id}, ${col}]: finite difference ${numeric}, backward ${g[at]}`,

@@ -153,16 +153,7 @@ export function attentionForward(
         const ko = kvBase + i * S;
         for (let s = 0; s < n; s++) scores[s] += qi * kT[ko + s];
       }
-      let max = -Infinity;
-      for (let s = 0; s < n; s++) if (scores[s] > max) max = scores[s];
-      let sum = 0;
-      for (let s = 0; s < n; s++) {
-        const e = Math.exp(scores[s] - max);
-        scores[s] = e;
-        sum += e;
-      }
-      const inv = 1 / sum;
-      for (let s = 0; s < n; s++) scores[s] *= inv;
+      softmaxPrefixInPlace(scores, n);
       const oo = t * qDim + h * hs;
       for (let i = 0; i < hs; i++) {
         const vo = kvBase + i * S;
@@ -183,6 +174,20 @@ export function attentionForward(
     }
   }
   return out;
+}
+
+/** scores[0, n) ← softmax(scores[0, n)), the sum in f64 (one definition for both attention paths). */
+function softmaxPrefixInPlace(scores: Float32Array, n: number): void {
+  let max = -Infinity;
+  for (let s = 0; s < n; s++) if (scores[s] > max) max = scores[s];
+  let sum = 0;
+  for (let s = 0; s < n; s++) {
+    const e = Math.exp(scores[s] - max);
+    scores[s] = e;
+    sum += e;
+  }
+  const inv = 1 / sum;
+  for (let s = 0; s < n; s++) scores[s] *= inv;
 }
 
 /**
@@ -214,16 +219,7 @@ function decodeAttention(
       for (let i = 0; i < hs; i++) acc = Math.fround(acc + q[qo + i] * scale * k[ko + i]);
       scores[s] = acc;
     }
-    let max = -Infinity;
-    for (let s = 0; s < S; s++) if (scores[s] > max) max = scores[s];
-    let sum = 0;
-    for (let s = 0; s < S; s++) {
-      const e = Math.exp(scores[s] - max);
-      scores[s] = e;
-      sum += e;
-    }
-    const inv = 1 / sum;
-    for (let s = 0; s < S; s++) scores[s] *= inv;
+    softmaxPrefixInPlace(scores, S);
     for (let i = 0; i < hs; i++) {
       let a0 = 0, a1 = 0;
       let s = 0;
