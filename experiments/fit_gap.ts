@@ -1,0 +1,89 @@
+// Is a 2-bit model's gap to full precision a matter of data (it fits the windows it trained on, not new text)
+// or of capacity (it cannot fit even those)? Scores the teacher and a student window by window on text the
+// student trained on and on text it did not, and compares their ratios at matched teacher difficulty
+// (windows sorted by the teacher's perplexity, in quartiles).
+//
+//   deno run -A experiments/fit_gap.ts STUDENT.rabit TEXT [--holdout P] [--windows N] [--json]
+//
+// TEXT and --holdout as the student was trained (quantize --data TEXT --holdout P): the first N windows of
+// the trained part and the first N of the held-out part are scored (BOS first, 512 tokens, as eval does).
+// With the dev protocol of experiments/full_budget_dev.json: TEXT = .tmp/ablation/train.txt, P = 1/9.
+
+import { parseArgs } from "node:util";
+import { CpuSession } from "../src/backend/cpu/session.ts";
+import { perplexityTokens } from "../src/eval/perplexity.ts";
+import { openModel } from "../src/io/load_model.ts";
+import { logProb } from "../src/model/ops.ts";
+import { splitHoldout } from "../src/train/data.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    holdout: { type: "string", default: String(1 / 9) },
+    windows: { type: "string", default: "47" },
+    teacher: {
+      type: "string",
+      default: new URL("../../shared/data/stories260K.bin", import.meta.url).pathname,
+    },
+    json: { type: "boolean" },
+  },
+});
+const [studentPath, textPath] = positionals;
+if (!studentPath || !textPath) {
+  console.error(
+    "Usage: deno run -A experiments/fit_gap.ts STUDENT.rabit TEXT [--holdout P] [--windows N] [--json]",
+  );
+  Deno.exit(2);
+}
+const holdout = Number(values.holdout), maxWindows = Number(values.windows);
+const teacher = await openModel(values.teacher!, { requireTokenizer: true });
+const student = await openModel(studentPath, { requireTokenizer: true });
+const sessions = [new CpuSession(teacher.model), new CpuSession(student.model)];
+const context = teacher.model.config.seqLen, V = teacher.model.config.vocabSize;
+
+/** Mean NLL of each window (context − 1 predictions) under each session: (windows, 2). */
+async function windowNlls(ids: number[]): Promise<[number, number][]> {
+  const n = Math.min(maxWindows, Math.floor(ids.length / context));
+  const out: [number, number][] = [];
+  for (let w = 0; w < n; w++) {
+    const win = ids.slice(w * context, (w + 1) * context);
+    const nll = [0, 0];
+    for (let m = 0; m < 2; m++) {
+      const logits = await sessions[m].run(win, 0); // (context, V)
+      for (let t = 0; t + 1 < context; t++) {
+        nll[m] -= logProb(logits.subarray(t * V, (t + 1) * V), win[t + 1]);
+      }
+      nll[m] /= context - 1;
+    }
+    out.push([nll[0], nll[1]]);
+  }
+  return out;
+}
+
+const { train, heldOut } = splitHoldout(await Deno.readTextFile(textPath), holdout);
+const report: Record<string, unknown> = { student: studentPath, text: textPath, holdout };
+for (const [name, text] of [["trained", train], ["heldOut", heldOut]] as const) {
+  const rows = (await windowNlls(perplexityTokens((t) => teacher.tokenizer!.encode(t), text)))
+    .sort((a, b) => a[0] - b[0]);
+  const mean = (r: [number, number][], i: number) => r.reduce((s, x) => s + x[i], 0) / r.length;
+  const per = Math.floor(rows.length / 4);
+  const quartiles = [0, 1, 2, 3].map((q) => {
+    const r = rows.slice(q * per, (q + 1) * per);
+    return { teacherPpl: Math.exp(mean(r, 0)), ratio: Math.exp(mean(r, 1) - mean(r, 0)) };
+  });
+  const whole = {
+    windows: rows.length,
+    teacherPpl: Math.exp(mean(rows, 0)),
+    ratio: Math.exp(mean(rows, 1) - mean(rows, 0)),
+  };
+  report[name] = { ...whole, quartiles };
+  console.error(
+    `${name.padEnd(8)} ${whole.windows} windows: teacher ppl ${
+      whole.teacherPpl.toFixed(3)
+    }, student/teacher ` +
+      `${whole.ratio.toFixed(3)} | by teacher difficulty: ` +
+      quartiles.map((q) => `${q.teacherPpl.toFixed(2)} → ${q.ratio.toFixed(3)}`).join(", "),
+  );
+}
+if (values.json) console.log(JSON.stringify(report));
