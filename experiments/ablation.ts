@@ -155,6 +155,9 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       String(gamma),
       "--scale-lr",
       String(scaleLr),
+      // The text alone, for every method: the comparison the tables record (the default samples teacher text).
+      "--teacher-tokens",
+      "0",
       "--backend",
       "webgpu",
       "--out",
@@ -263,6 +266,8 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
             String(tuned!.scaleLr ?? 1),
             "--seed",
             String(seed),
+            "--teacher-tokens",
+            "0",
             "--backend",
             "webgpu",
           ]

@@ -60,7 +60,7 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
     const extra = method === "standard"
       ? ["--init", "none", "--precondition", "0"]
       : method === "onebit"
-      ? ["--preset", "quality", "--teacher-tokens", "600"] // the preset's 400K samples would take minutes
+      ? ["--preset", "quality", "--teacher-tokens", "600"] // explicit options win over the preset
       : [];
     const q = await runCli([
       "quantize",
@@ -88,6 +88,44 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
       assert.equal(s.options.teacherTokens, 600);
     }
   }
+});
+
+Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the text, and none when it is covered", async () => {
+  await using tmp = await tempDir();
+  // A short text (about 170 tokens after the 10 % holdout); 3 steps × 2 windows × 64 tokens read 384.
+  const text = `${tmp.dir}/short.txt`;
+  const story = "Tom had a red ball. He liked to throw it to his dog. The dog ran fast and brought it back.";
+  await Deno.writeTextFile(text, Array(5).fill(story).join("\n\n"));
+  const run = async (extra: string[]) => {
+    const q = await runCli([
+      "quantize",
+      "--out",
+      `${tmp.dir}/a.rabit`,
+      "--data",
+      text,
+      "--backend",
+      "cpu",
+      "--steps",
+      "3",
+      "--batch",
+      "2",
+      "--seq",
+      "64",
+      "--calib-tokens",
+      "32",
+      "--json",
+      ...extra,
+    ]);
+    assert.equal(q.code, 0, q.stderr);
+    return lastJson(q.stdout);
+  };
+  const auto = await run([]);
+  const sampled = auto.options.teacherTokens as number;
+  assert.ok(sampled > 150 && sampled < 300, `auto sampled ${sampled} tokens`);
+  // The default data covers a short run: nothing sampled.
+  const covered = await runCli(["quantize", "--out", `${tmp.dir}/c.rabit`, "--backend", "cpu", ...TINY]);
+  assert.equal(covered.code, 0, covered.stderr);
+  assert.equal(lastJson(covered.stdout).options.teacherTokens, 0);
 });
 
 Deno.test("quantize --backend webgpu trains on the GPU and gives the CPU's losses", async () => {

@@ -50,9 +50,8 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 20 minutes
-                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps plus ${QUANTIZE_PRESETS.quality.teacherTokens}
-                       tokens sampled from the teacher, about an hour); explicit options win
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 15 minutes
+                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps, over an hour); explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
@@ -60,8 +59,10 @@ Options:
                        tinystories_dev.txt next to the model). The last --holdout of each file is never
                        trained or calibrated on, so it can measure the result
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
-  --teacher-tokens N   also train on N tokens of stories sampled from the full-precision model itself
-                       (temperature 1, seeded by --seed; default ${D.teacherTokens})
+  --teacher-tokens N|auto  also train on N tokens of stories sampled from the full-precision model itself
+                       (temperature 1, seeded by --seed; on all cores). auto (default): what the run reads
+                       beyond the text, steps × batch × seq − text tokens, so no window repeats (0 when the
+                       text covers the run)
   --train-float WHICH  float tensors trained besides the binarized layers: norms (the RMSNorm weights),
                        all (norms, token embedding and classifier; they stay floating point in the
                        file), or none (default ${D.trainFloat})
@@ -154,7 +155,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
-    teacherTokens: numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
+    teacherTokens: values["teacher-tokens"] === "auto"
+      ? "auto" as const
+      : numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
     trainFloat: values["train-float"] === undefined
       ? undefined
       : choiceOption(values, "train-float", ["norms", "none", "all"] as const, "norms"),
