@@ -62,7 +62,8 @@ Options:
   --teacher-tokens N|auto  also train on N tokens of stories sampled from the full-precision model itself
                        (temperature 1, seeded by --seed; on all cores). auto (default): what the run reads
                        beyond the text, steps × batch × seq − text tokens, so no window repeats (0 when the
-                       text covers the run)
+                       text covers the run), at most what 2e12 FLOPs of sampling buy (3.8M tokens for
+                       stories260K, about nothing for a billion-parameter model: pass N there)
   --train-float WHICH  float tensors trained besides the binarized layers: norms (the RMSNorm weights),
                        all (norms, token embedding and classifier; they stay floating point in the
                        file), or none (default ${D.trainFloat})

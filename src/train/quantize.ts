@@ -10,6 +10,7 @@ import { quantizeModel } from "../quant/quantize_model.ts";
 import type { PackedModel } from "../quant/residual_binary.ts";
 import type { TrainingBackend } from "./backend.ts";
 import { type Checkpoint, paramsCrc, readCheckpoint, type TrainLog } from "./checkpoint.ts";
+import { llamaParamCount } from "../model/params.ts";
 import { type BackendOptions, CpuTrainingBackend, type LatentOptimizer } from "./cpu_backend.ts";
 import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable, type InitKind } from "./init.ts";
@@ -190,20 +191,29 @@ export const METHOD_DEFAULTS: Partial<Record<QuantizeMethodName, Partial<Quantiz
 };
 
 /**
+ * Floating-point operations "auto" may spend sampling teacher text: at about 2·params per token, 2e12 is a
+ * few minutes on two cores for stories260K (3.8M tokens at most) and nothing worth waiting for on a
+ * billion-parameter model, whose user should pass --teacher-tokens N knowingly.
+ */
+export const AUTO_TEACHER_FLOPS = 2e12;
+
+/**
  * The teacher tokens of `teacherTokens: "auto"`: what a run of `runTokens` (steps·batch·seq) reads beyond
- * the `textTokens` of its training text, capped at 1e8. Measured on the dev split at the default budget
- * (README): 400K teacher tokens 9.49, 800K 9.20 against 9.66 without; reading fresh windows beats repeating
- * the text for five epochs.
+ * the `textTokens` of its training text, at most what AUTO_TEACHER_FLOPS buys for a model of `params`
+ * scalars. Measured on the dev split at the default budget (README): 400K teacher tokens 9.49, 800K 9.20
+ * against 9.66 without; reading fresh windows beats repeating the text for five epochs.
  *
  * @example
  * ```ts
  * import { autoTeacherTokens } from "./quantize.ts";
- * autoTeacherTokens(1200 * 2 * 512, 220_000); // 1008800
- * autoTeacherTokens(150 * 2 * 512, 220_000); // 0: the text covers a short run
+ * autoTeacherTokens(1200 * 2 * 512, 220_000, 260_000); // 1008800
+ * autoTeacherTokens(150 * 2 * 512, 220_000, 260_000); // 0: the text covers a short run
+ * autoTeacherTokens(1200 * 2 * 512, 220_000, 1.1e9); // 909: a billion-parameter teacher samples little
  * ```
  */
-export function autoTeacherTokens(runTokens: number, textTokens: number): number {
-  return Math.min(1e8, Math.max(0, runTokens - textTokens));
+export function autoTeacherTokens(runTokens: number, textTokens: number, params: number): number {
+  const affordable = Math.floor(AUTO_TEACHER_FLOPS / (2 * Math.max(1, params)));
+  return Math.min(1e8, affordable, Math.max(0, runTokens - textTokens));
 }
 
 /** Named training budgets. */
@@ -397,7 +407,11 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const trainMethod = method as TrainMethod;
   const streams = split.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] }));
   const teacherTokens = o.teacherTokens === "auto"
-    ? autoTeacherTokens(o.steps * o.batch * o.seq, streams.reduce((n, s) => n + s.ids.length, 0))
+    ? autoTeacherTokens(
+      o.steps * o.batch * o.seq,
+      streams.reduce((n, s) => n + s.ids.length, 0),
+      llamaParamCount(model.config),
+    )
     : o.teacherTokens;
   if (teacherTokens > 0) {
     const ids = await sampleTeacherTokensParallel(model, {
