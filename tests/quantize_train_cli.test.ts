@@ -119,11 +119,20 @@ Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the 
     assert.equal(q.code, 0, q.stderr);
     return lastJson(q.stdout);
   };
-  const auto = await run([]);
+  const auto = await run(["--teacher-tokens", "auto"]);
   const sampled = auto.options.teacherTokens as number;
   assert.ok(sampled > 150 && sampled < 300, `auto sampled ${sampled} tokens`);
   // The default data covers a short run: nothing sampled.
-  const covered = await runCli(["quantize", "--out", `${tmp.dir}/c.rabit`, "--backend", "cpu", ...TINY]);
+  const covered = await runCli([
+    "quantize",
+    "--out",
+    `${tmp.dir}/c.rabit`,
+    "--backend",
+    "cpu",
+    "--teacher-tokens",
+    "auto",
+    ...TINY,
+  ]);
   assert.equal(covered.code, 0, covered.stderr);
   assert.equal(lastJson(covered.stdout).options.teacherTokens, 0);
 });

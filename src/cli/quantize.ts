@@ -50,8 +50,9 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 15 minutes
-                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps, over an hour); explicit options win
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 10–15 minutes
+                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps plus ${QUANTIZE_PRESETS.quality.teacherTokens}
+                       tokens sampled from the teacher, about an hour); explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
@@ -60,7 +61,7 @@ Options:
                        trained or calibrated on, so it can measure the result
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
   --teacher-tokens N|auto  also train on N tokens of stories sampled from the full-precision model itself
-                       (temperature 1, seeded by --seed; on all cores). auto (default): what the run reads
+                       (temperature 1, seeded by --seed; on all cores; default ${D.teacherTokens}). auto: what the run reads
                        beyond the text, steps × batch × seq − text tokens, so no window repeats (0 when the
                        text covers the run), at most what 2e12 FLOPs of sampling buy (3.8M tokens for
                        stories260K, about nothing for a billion-parameter model: pass N there)
