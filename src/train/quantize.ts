@@ -105,7 +105,10 @@ export interface QuantizeOptions {
   precondition?: number;
   /** Tokens of calibration text for the channel statistics (default 4096). */
   calibTokens?: number;
-  /** Float tensors trained besides the binarized layers: "norms" (default), "all" (with the embedding and classifier) or "none". */
+  /**
+   * Float tensors trained besides the binarized layers: "norms" (default), "all" (the norms, the token
+   * embedding and the classifier) or "none".
+   */
   trainFloat?: TrainFloat;
   /** Clipped straight-through estimator bound (default: identity STE; dbllm 4/3). */
   steClip?: number;

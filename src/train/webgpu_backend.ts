@@ -76,7 +76,7 @@ interface BlockBuffers {
 interface WeightViews {
   linear(layer: number, kind: string): GpuView; // (out, in)
   /** A float tensor by model name: a norm (D), the embedding or the classifier (V, D). */
-  norm(name: string): GpuView;
+  float(name: string): GpuView;
 }
 
 /** Buffers sized for one batch shape (B, S). */
@@ -392,7 +392,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const t = this.#teacherParams;
     return {
       linear: (l, kind) => ({ buffer: this.#tw, offset: t.entry(`layers.${l}.${kind}`).offset }),
-      norm: (name) => ({ buffer: this.#tw, offset: t.entry(name).offset }),
+      float: (name) => ({ buffer: this.#tw, offset: t.entry(name).offset }),
     };
   }
 
@@ -401,7 +401,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const trained = new Set(this.#layout.floats);
     return {
       linear: (l, kind) => ({ buffer: this.#wHat, offset: this.#slots.get(`layers.${l}.${kind}`)!.wHat }),
-      norm: (name) =>
+      float: (name) =>
         trained.has(name)
           ? { buffer: this.#p, offset: this.table.entry(name).offset }
           : { buffer: this.#tw, offset: t.entry(name).offset },
@@ -435,7 +435,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     this.#embedding.forward(pass, {
       step: a.step,
       ids: { buffer: a.ids },
-      table: weights.norm("tok_embeddings"),
+      table: weights.float("tok_embeddings"),
       vocab: V,
       dim: D,
       out: { buffer: resid[0] },
@@ -445,7 +445,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       const p = `layers.${l}.`;
       this.#rmsnorm.forwardTrain(pass, {
         x: { buffer: resid[l] },
-        weight: weights.norm(p + "attention_norm"),
+        weight: weights.float(p + "attention_norm"),
         out: { buffer: b.xnAtt },
         invRms: { buffer: b.invAtt },
         rows: N,
@@ -481,7 +481,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       this.#ops.add(pass, { x: { buffer: b.mid }, y: { buffer: resid[l] }, rows: N, cols: D });
       this.#rmsnorm.forwardTrain(pass, {
         x: { buffer: b.mid },
-        weight: weights.norm(p + "ffn_norm"),
+        weight: weights.float(p + "ffn_norm"),
         out: { buffer: b.xnFfn },
         invRms: { buffer: b.invFfn },
         rows: N,
@@ -502,7 +502,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     }
     this.#rmsnorm.forwardTrain(pass, {
       x: { buffer: resid[c.nLayers] },
-      weight: weights.norm("norm"),
+      weight: weights.float("norm"),
       out: { buffer: a.xnF },
       invRms: { buffer: a.invF },
       rows: N,
@@ -511,7 +511,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     });
     this.#gemm.gemm(pass, {
       a: { buffer: a.xnF },
-      b: weights.norm(this.#classifierName()),
+      b: weights.float(this.#classifierName()),
       c: { buffer: logits },
       M: N,
       N: V,
@@ -631,7 +631,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const c = this.#config;
     const N = a.B * a.S, D = c.dim, H = c.hiddenDim, kvD = kvDim(c), hs = headSize(c), V = c.vocabSize;
     const w = this.#studentWeights();
-    const gNorm = (name: string): GpuView | undefined =>
+    const gFloat = (name: string): GpuView | undefined =>
       this.#layout.floats.includes(name)
         ? { buffer: this.#g, offset: this.table.entry(name).offset }
         : undefined;
@@ -675,13 +675,13 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     const cls = this.#classifierName();
     this.#gemm.gemm(pass, {
       a: { buffer: a.dLogits },
-      b: w.norm(cls),
+      b: w.float(cls),
       c: { buffer: a.dXn },
       M: N,
       N: D,
       K: V,
     });
-    const dCls = gNorm(cls);
+    const dCls = gFloat(cls);
     if (dCls) {
       this.#gemm.gemm(pass, {
         a: { buffer: a.dLogits },
@@ -695,11 +695,11 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     }
     this.#rmsnorm.backward(pass, {
       x: { buffer: a.resid[c.nLayers] },
-      weight: w.norm("norm"),
+      weight: w.float("norm"),
       invRms: { buffer: a.invF },
       dOut: { buffer: a.dXn },
       dX: { buffer: a.dx },
-      dWeight: gNorm("norm"),
+      dWeight: gFloat("norm"),
       rows: N,
       dim: D,
     });
@@ -733,11 +733,11 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       linearBack(l, "w3", b.xnFfn, a.dH3, a.dXn, true);
       this.#rmsnorm.backward(pass, {
         x: { buffer: b.mid },
-        weight: w.norm(p + "ffn_norm"),
+        weight: w.float(p + "ffn_norm"),
         invRms: { buffer: b.invFfn },
         dOut: { buffer: a.dXn },
         dX: { buffer: a.dx },
-        dWeight: gNorm(p + "ffn_norm"),
+        dWeight: gFloat(p + "ffn_norm"),
         rows: N,
         dim: D,
       });
@@ -775,17 +775,17 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       linearBack(l, "wv", b.xnAtt, a.dV, a.dXn, true);
       this.#rmsnorm.backward(pass, {
         x: { buffer: a.resid[l] },
-        weight: w.norm(p + "attention_norm"),
+        weight: w.float(p + "attention_norm"),
         invRms: { buffer: b.invAtt },
         dOut: { buffer: a.dXn },
         dX: { buffer: a.dx },
-        dWeight: gNorm(p + "attention_norm"),
+        dWeight: gFloat(p + "attention_norm"),
         rows: N,
         dim: D,
       });
     }
     // A trained embedding: its rows gather dResid₀ (now in dx), added to a shared classifier's gradient.
-    const dEmb = gNorm("tok_embeddings");
+    const dEmb = gFloat("tok_embeddings");
     if (dEmb) {
       this.#embedding.backward(pass, {
         buckets: a.buckets!,
