@@ -119,6 +119,7 @@ export type { SvidOptions } from "./src/quant/svid.ts";
 
 // Train: `quantize` in one call, and the pieces of its loop for custom training.
 export {
+  autoTeacherTokens,
   METHOD_DEFAULTS,
   quantize,
   QUANTIZE_DEFAULTS,
@@ -138,6 +139,12 @@ export type { TrainFloat, TrainLayout, TrainMethod } from "./src/train/trainable
 export { initializeTable } from "./src/train/init.ts";
 export type { InitKind, InitOptions } from "./src/train/init.ts";
 export { splitHoldout, WindowSet } from "./src/train/data.ts";
+export {
+  sampleTeacherTokens,
+  sampleTeacherTokensParallel,
+  TEACHER_SHARD_TOKENS,
+} from "./src/train/teacher_text.ts";
+export type { TeacherTextOptions } from "./src/train/teacher_text.ts";
 export type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./src/train/backend.ts";
 export { CpuTrainingBackend } from "./src/train/cpu_backend.ts";
 export type { BackendOptions, LatentOptimizer } from "./src/train/cpu_backend.ts";
