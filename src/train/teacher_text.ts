@@ -119,18 +119,23 @@ export function sampleTeacherTokens(teacher: LlamaModel, options: TeacherTextOpt
   return out;
 }
 
-/** What a sampling worker is sent: the teacher (config and float table) and the shards to sample. */
-export interface TeacherWorkerJob {
-  config: LlamaConfig;
-  entries: [string, { offset: number; shape: number[]; size: number }][];
-  data: Float32Array;
-  temperature: number;
-  shard: TeacherShard;
-}
+/**
+ * What a sampling worker is sent: first the teacher (config and float table, once per worker: a large
+ * model's table is not copied per shard), then one shard at a time.
+ */
+export type TeacherWorkerMessage =
+  | {
+    kind: "teacher";
+    config: LlamaConfig;
+    entries: [string, { offset: number; shape: number[]; size: number }][];
+    data: Float32Array;
+    temperature: number;
+  }
+  | { kind: "shard"; shard: TeacherShard };
 
-/** Rebuilds a worker's teacher from a job (no quantized layers: the teacher is full precision). */
-export function teacherFromJob(job: TeacherWorkerJob): LlamaModel {
-  return { config: job.config, params: new ParamTable(new Map(job.entries), job.data), quantized: new Map() };
+/** Rebuilds a worker's teacher from its first message (no quantized layers: the teacher is full precision). */
+export function teacherFromMessage(m: Extract<TeacherWorkerMessage, { kind: "teacher" }>): LlamaModel {
+  return { config: m.config, params: new ParamTable(new Map(m.entries), m.data), quantized: new Map() };
 }
 
 /** Threads to sample on: the machine's logical cores (at least 1). */
@@ -182,15 +187,17 @@ export async function sampleTeacherTokensParallel(
         workers.push(w);
         const send = () => {
           if (next >= shards.length) return resolve();
-          const job: TeacherWorkerJob = {
-            config: teacher.config,
-            entries,
-            data: teacher.params.data,
-            temperature,
-            shard: shards[next++],
-          };
+          const job: TeacherWorkerMessage = { kind: "shard", shard: shards[next++] };
           w.postMessage(job);
         };
+        const model: TeacherWorkerMessage = {
+          kind: "teacher",
+          config: teacher.config,
+          entries,
+          data: teacher.params.data,
+          temperature,
+        };
+        w.postMessage(model);
         w.onmessage = (e: MessageEvent) => {
           const { shard, ids, error } = e.data as { shard: TeacherShard; ids?: Int32Array; error?: string };
           if (error !== undefined || ids === undefined) return reject(new Error(error ?? "no ids"));

@@ -1,19 +1,29 @@
-// A module worker that samples shards of teacher text (teacher_text.ts): it receives the teacher's float
-// table with each job and answers with the shard's ids (its buffer transferred).
+// A module worker that samples shards of teacher text (teacher_text.ts): its first message is the teacher's
+// float table, then each message a shard, answered with the shard's ids (their buffer transferred).
 
-import { sampleTeacherShard, teacherFromJob, type TeacherWorkerJob } from "./teacher_text.ts";
+import type { LlamaModel } from "../model/model.ts";
+import { sampleTeacherShard, teacherFromMessage, type TeacherWorkerMessage } from "./teacher_text.ts";
 
 const scope = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
   postMessage(value: unknown, transfer?: Transferable[]): void;
 };
 
+let teacher: LlamaModel | undefined;
+let temperature = 1;
+
 scope.onmessage = (e: MessageEvent) => {
-  const job = e.data as TeacherWorkerJob;
+  const m = e.data as TeacherWorkerMessage;
+  if (m.kind === "teacher") {
+    teacher = teacherFromMessage(m);
+    temperature = m.temperature;
+    return;
+  }
   try {
-    const ids = sampleTeacherShard(teacherFromJob(job), job.shard, job.temperature);
-    scope.postMessage({ shard: job.shard, ids }, [ids.buffer as ArrayBuffer]);
+    if (!teacher) throw new Error("teacher text worker: a shard arrived before the teacher");
+    const ids = sampleTeacherShard(teacher, m.shard, temperature);
+    scope.postMessage({ shard: m.shard, ids }, [ids.buffer as ArrayBuffer]);
   } catch (err) {
-    scope.postMessage({ shard: job.shard, error: err instanceof Error ? err.message : String(err) });
+    scope.postMessage({ shard: m.shard, error: err instanceof Error ? err.message : String(err) });
   }
 };
