@@ -58,7 +58,7 @@ export class WindowSet {
   readonly count: number;
   /** Whether epochs after the first shift their grid (see the class comment). */
   readonly shift: boolean;
-  /** The streams whole (remainders included), for the shifted grids. */
+  /** The streams whole (remainders included), kept only with `shift`, for the shifted grids. */
   private readonly streams: Int32Array[];
   /** Windows of stream i in each epoch: floor(length / S). */
   private readonly perStream: number[];
@@ -120,8 +120,12 @@ export class WindowSet {
       const n = Math.floor(ids.length / seq);
       for (let i = 0; i < n * seq; i++) tokens[at++] = ids[i];
     }
-    const kept = streams.filter(({ ids }) => ids.length >= seq).map(({ ids }) => Int32Array.from(ids));
-    return new WindowSet(tokens, seq, kept, options.shift === true);
+    // Only shifted grids read the streams whole; without shift epoch 0's grid is all there is.
+    const shift = options.shift === true;
+    const kept = shift
+      ? streams.filter(({ ids }) => ids.length >= seq).map(({ ids }) => Int32Array.from(ids))
+      : [];
+    return new WindowSet(tokens, seq, kept, shift);
   }
 
   /** Window i (S) of epoch 0's grid, as a view. */
