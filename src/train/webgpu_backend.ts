@@ -524,7 +524,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     return this.#config.sharedClassifier ? "tok_embeddings" : "output";
   }
 
-  #uploadIds(a: Activations, windows: Int32Array[]): void {
+  /** Checks and uploads the batch's token ids; returns them (N) for the embedding backward's buckets. */
+  #uploadIds(a: Activations, windows: Int32Array[]): Uint32Array {
     const ids = new Uint32Array(a.B * a.S);
     windows.forEach((w, b) => {
       for (let t = 0; t < a.S; t++) {
@@ -538,6 +539,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       }
     });
     this.ctx.device.queue.writeBuffer(a.ids, 0, ids);
+    return ids;
   }
 
   teacherForward(windows: Int32Array[]): Promise<void> {
@@ -551,10 +553,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
 
   studentForward(windows: Int32Array[]): Promise<void> {
     const a = this.#activations(windows);
-    this.#uploadIds(a, windows);
+    const ids = this.#uploadIds(a, windows);
     if (a.bucketWords) {
-      const ids = new Uint32Array(a.B * a.S); // (N), checked by #uploadIds
-      windows.forEach((w, b) => ids.set(w.subarray(0, a.S), b * a.S));
       a.buckets = uploadTokenBuckets(this.ctx, bucketTokenIds(ids, this.#config.vocabSize), {
         buffer: a.bucketWords,
       });
