@@ -11,9 +11,8 @@
 
 import { parseArgs } from "node:util";
 import { CpuSession } from "../src/backend/cpu/session.ts";
-import { perplexityTokens } from "../src/eval/perplexity.ts";
+import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
 import { openModel } from "../src/io/load_model.ts";
-import { logProb } from "../src/model/ops.ts";
 import { splitHoldout } from "../src/train/data.ts";
 
 const { values, positionals } = parseArgs({
@@ -40,25 +39,15 @@ const holdout = Number(values.holdout), maxWindows = Number(values.windows);
 const teacher = await openModel(values.teacher!, { requireTokenizer: true });
 const student = await openModel(studentPath, { requireTokenizer: true });
 const sessions = [new CpuSession(teacher.model), new CpuSession(student.model)];
-const context = teacher.model.config.seqLen, V = teacher.model.config.vocabSize;
 
-/** Mean NLL of each window (context − 1 predictions) under each session: (windows, 2). */
+/** Mean NLL of each of the first windows (eval's windows) under the teacher and the student: (windows, 2). */
 async function windowNlls(ids: number[]): Promise<[number, number][]> {
-  const n = Math.min(maxWindows, Math.floor(ids.length / context));
-  const out: [number, number][] = [];
-  for (let w = 0; w < n; w++) {
-    const win = ids.slice(w * context, (w + 1) * context);
-    const nll = [0, 0];
-    for (let m = 0; m < 2; m++) {
-      const logits = await sessions[m].run(win, 0); // (context, V)
-      for (let t = 0; t + 1 < context; t++) {
-        nll[m] -= logProb(logits.subarray(t * V, (t + 1) * V), win[t + 1]);
-      }
-      nll[m] /= context - 1;
-    }
-    out.push([nll[0], nll[1]]);
-  }
-  return out;
+  const per = await Promise.all(sessions.map(async (session) => {
+    const nlls: number[] = [];
+    await perplexity(session, ids, { maxWindows, onWindow: (_done, _total, nll) => nlls.push(nll) });
+    return nlls;
+  }));
+  return per[0].map((t, w) => [t, per[1][w]]);
 }
 
 const { train, heldOut } = splitHoldout(await Deno.readTextFile(textPath), holdout);

@@ -12,8 +12,8 @@ export interface PerplexityOptions {
   context?: number;
   /** Evaluate at most this many windows (for quick checks); all by default. */
   maxWindows?: number;
-  /** Called after each window with (windows done, windows total). */
-  onWindow?: (done: number, total: number) => void;
+  /** Called after each window with (windows done, windows total, that window's mean NLL in nats). */
+  onWindow?: (done: number, total: number, windowNll: number) => void;
 }
 
 /** What {@link perplexity} measured. */
@@ -95,8 +95,12 @@ export async function perplexity(
   for (let w = 0; w < windows; w++) {
     const win = ids.slice(w * context, (w + 1) * context);
     const logits = await session.run(win, 0); // (context, V)
-    for (let t = 0; t + 1 < context; t++) total -= logProb(logits.subarray(t * V, (t + 1) * V), win[t + 1]);
-    options.onWindow?.(w + 1, windows);
+    let windowTotal = 0;
+    for (let t = 0; t + 1 < context; t++) {
+      windowTotal -= logProb(logits.subarray(t * V, (t + 1) * V), win[t + 1]);
+    }
+    total += windowTotal;
+    options.onWindow?.(w + 1, windows, windowTotal / (context - 1));
   }
   const seconds = (performance.now() - start) / 1000;
   const predicted = windows * (context - 1);
