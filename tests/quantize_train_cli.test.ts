@@ -182,6 +182,11 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--preset", "fast"], /--preset must be one of default, quality/],
     [["--scale-lr", "0"], /--scale-lr/],
     [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
+    [["--teacher-tokens", "lots"], /--teacher-tokens must be auto or an integer in \[0, 100000000\]/],
+    [["--teacher-tokens", "1.5"], /--teacher-tokens must be auto or an integer/],
+    [["--train-float", "some"], /--train-float must be one of norms, none, all/],
+    [["--shift-windows", "yes"], /--shift-windows must be one of on, off/],
+    [["--method", "ptq", "--train-float", "all"], /--train-float applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

@@ -157,9 +157,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "init", ["svid", "greedy", "none"] as const, "svid"),
     holdout: numberOption(v, "holdout", { min: 0, max: 0.9 }),
-    teacherTokens: values["teacher-tokens"] === "auto"
-      ? "auto" as const
-      : numberOption(v, "teacher-tokens", { integer: true, min: 0, max: 1e8 }),
+    teacherTokens: teacherTokensOption(values["teacher-tokens"]),
     trainFloat: values["train-float"] === undefined
       ? undefined
       : choiceOption(values, "train-float", ["norms", "none", "all"] as const, "norms"),
@@ -301,4 +299,14 @@ export async function runQuantize(argv: string[]): Promise<void> {
         : "") +
       `, ${summary.seconds.toFixed(1)} s`,
   );
+}
+
+/** --teacher-tokens: "auto", or an integer in [0, 1e8]; the error names both forms. */
+function teacherTokensOption(raw: string | undefined): number | "auto" | undefined {
+  if (raw === undefined || raw === "auto") return raw;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 0 || n > 1e8) {
+    throw new UsageError(`--teacher-tokens must be auto or an integer in [0, 100000000], found "${raw}"`);
+  }
+  return n;
 }
