@@ -6,6 +6,7 @@
 //   deno run -A experiments/ablation.ts run       [--steps 150] [--rows rabit,standard,...] [--seeds 1,2]
 //   deno run -A experiments/ablation.ts diagnose  (adds path correlation / residual alignment columns)
 //   deno run -A experiments/ablation.ts table     (rewrites experiments/ablation.md from the JSON)
+//   --results NAME (run, diagnose, table): keep the rows in experiments/NAME.json / NAME.md instead
 //
 // Data protocol (docs/evaluation.md):
 //   tinystories_dev.txt = [ train 80 % | dev 10 % | test 10 % ], split at paragraph boundaries.
@@ -25,9 +26,12 @@ const TEXT = `${DATA}/tinystories_dev.txt`;
 const WIKI = `${DATA}/wikitext2_test.raw`;
 const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
-const RESULTS = `${ROOT}experiments/ablation.json`;
-const TABLE = `${ROOT}experiments/ablation.md`;
-const DIAG_TABLE = `${ROOT}experiments/diagnostics.md`;
+// `--results NAME` keeps a second ablation (e.g. a longer budget) in experiments/NAME.json, NAME.md and
+// NAME_diagnostics.md beside the first, its models in .tmp/ablation/NAME-*.rabit.
+let RESULTS_NAME = "ablation";
+let RESULTS = `${ROOT}experiments/ablation.json`;
+let TABLE = `${ROOT}experiments/ablation.md`;
+let DIAG_TABLE = `${ROOT}experiments/diagnostics.md`;
 /** Rows whose per-layer diagnostics get their own table (seed 1). */
 const DIAG_ROWS = ["rabit", "standard", "standard + both", "dbllm", "freeze"];
 const WIKI_WINDOWS = 40;
@@ -246,7 +250,8 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
       if (rows.some((r) => r.key === key)) continue;
       const tuned = row.tuned ? tuning.chosen?.[row.tuned] : undefined;
       if (row.tuned && !tuned) throw new Error(`no tuned lr/γ for ${row.tuned}: run the tune phase first`);
-      const out = `${WORK}/${row.name.replaceAll(/[^a-z0-9=]+/g, "_")}-s${seed}.rabit`;
+      const prefix = RESULTS_NAME === "ablation" ? "" : `${RESULTS_NAME}-`;
+      const out = `${WORK}/${prefix}${row.name.replaceAll(/[^a-z0-9=]+/g, "_")}-s${seed}.rabit`;
       const q = [
         "quantize",
         ...row.args,
@@ -349,7 +354,9 @@ async function writeTable(): Promise<void> {
   const lines = [
     `# Ablation on stories260K (${state.steps} steps × 2 × 512 tokens, Muon, per-method tuned lr and γ)`,
     "",
-    "Written by `deno run -A experiments/ablation.ts`; every row's exact commands are in ablation.json.",
+    `Written by \`deno run -A experiments/ablation.ts${
+      RESULTS_NAME === "ablation" ? "" : ` --results ${RESULTS_NAME}`
+    }\`; every row's exact commands are in ${RESULTS_NAME}.json.`,
     "test = the last 10 % of tinystories_dev.txt (never trained or tuned on); WikiText-2 = first " +
     `${WIKI_WINDOWS} windows of 512. ± is half the range over seeds (rows with several).`,
     "",
@@ -423,14 +430,25 @@ if (import.meta.main) {
       rows: { type: "string" },
       seeds: { type: "string" },
       "scale-lrs": { type: "string" },
+      results: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   const phase = positionals[0];
+  if (values.results !== undefined) {
+    if (!/^[a-z0-9_]+$/.test(values.results)) {
+      console.error(`--results: expected a name of a-z, 0-9 and _, found "${values.results}"`);
+      Deno.exit(2);
+    }
+    RESULTS_NAME = values.results;
+    RESULTS = `${ROOT}experiments/${RESULTS_NAME}.json`;
+    TABLE = `${ROOT}experiments/${RESULTS_NAME}.md`;
+    DIAG_TABLE = `${ROOT}experiments/${RESULTS_NAME}_diagnostics.md`;
+  }
   if (values.help || !["tune", "run", "diagnose", "table"].includes(phase)) {
     console.log(
       "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] [--methods a,b] " +
-        "[--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2]",
+        "[--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2] [--results NAME]",
     );
     if (!values.help) Deno.exit(2);
   } else if (phase === "tune") {

@@ -186,6 +186,8 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--teacher-tokens", "1.5"], /--teacher-tokens must be auto or an integer/],
     [["--train-float", "some"], /--train-float must be one of norms, none, all/],
     [["--shift-windows", "yes"], /--shift-windows must be one of on, off/],
+    [["--token-noise", "0.6"], /--token-noise/],
+    [["--method", "ptq", "--token-noise", "0.1"], /--token-noise applies to the training methods/],
     [["--method", "ptq", "--train-float", "all"], /--train-float applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {

@@ -52,3 +52,41 @@ Deno.test("WindowSet shift: epoch 0 as unshifted; later epochs cut the same stre
   assert.ok(offsetsSeen >= 3, "later epochs should mostly be shifted");
   assert.deepEqual(plain.epochOffset(3, 4), 0);
 });
+
+Deno.test("WindowSet noise: epoch 0 untouched; later epochs replace tokens at the rate asked, from the text, reproducibly", () => {
+  // One long stream of distinct ids, so a replaced position is visible and its source is the pool.
+  const ids = Array.from({ length: 4001 }, (_, i) => (i === 0 ? 1 : 1000 + i));
+  const plain = WindowSet.fromStreams([{ name: "long", ids }], 40);
+  const noisy = WindowSet.fromStreams([{ name: "long", ids }], 40, { noise: 0.2 });
+  const perEpoch = plain.count / 4; // steps of batch 4 in one epoch: 25
+  for (let s = 0; s < perEpoch; s++) {
+    assert.deepEqual(noisy.batch(5, s, 4).map((x) => x.join()), plain.batch(5, s, 4).map((x) => x.join()));
+  }
+  const pool = new Set(plain.tokens);
+  let changed = 0, positions = 0;
+  for (let s = perEpoch; s < 3 * perEpoch; s++) {
+    const clean = plain.batch(5, s, 4), dirty = noisy.batch(5, s, 4);
+    assert.deepEqual(dirty.map((x) => x.join()), noisy.batch(5, s, 4).map((x) => x.join())); // pure
+    for (let j = 0; j < 4; j++) {
+      assert.equal(dirty[j][0], clean[j][0], "the first token is never replaced");
+      for (let t = 1; t < 40; t++) {
+        positions++;
+        if (dirty[j][t] !== clean[j][t]) {
+          changed++;
+          assert.ok(pool.has(dirty[j][t]), `token ${dirty[j][t]} is not from the text`);
+        }
+      }
+    }
+  }
+  // 3,900 positions at p = 0.2 (a draw may pick the same token back: 1 in 4,000): 780 ± 3σ (75).
+  assert.ok(Math.abs(changed / positions - 0.2) < 0.02, `replaced ${changed} of ${positions}`);
+  assert.notDeepEqual(
+    noisy.batch(5, perEpoch, 4).map((x) => x.join()),
+    noisy.batch(6, perEpoch, 4).map((x) => x.join()),
+  );
+  assert.throws(
+    () => WindowSet.fromStreams(streams, 5, { noise: 0.7 }),
+    /token noise probability in \[0, 0.5\], found 0.7/,
+  );
+  assert.throws(() => WindowSet.fromStreams(streams, 5, { noise: NaN }), /found NaN/);
+});

@@ -25,7 +25,7 @@ export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
-                      [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
+                      [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -70,6 +70,8 @@ Options:
                        file), or none (default ${D.trainFloat})
   --shift-windows on|off  lay each later epoch's windows at a seeded offset into the text, so repeated
                        epochs read it in new windows (default ${D.shiftWindows ? "on" : "off"})
+  --token-noise P      each epoch after the first replaces every input token with probability P by one drawn
+                       from the text's own tokens; teacher and student read the same window (default ${D.tokenNoise})
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --seq S              tokens per window (default ${D.seq})
@@ -112,6 +114,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     holdout: { type: "string" },
     "teacher-tokens": { type: "string" },
     "shift-windows": { type: "string" },
+    "token-noise": { type: "string" },
     "train-float": { type: "string" },
     steps: { type: "string" },
     batch: { type: "string" },
@@ -164,6 +167,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     shiftWindows: values["shift-windows"] === undefined
       ? undefined
       : choiceOption(values, "shift-windows", ["on", "off"] as const, "off") === "on",
+    tokenNoise: numberOption(v, "token-noise", { min: 0, max: 0.5 }),
     steps: numberOption(v, "steps", { integer: true, min: 1 }),
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
@@ -196,6 +200,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "resume",
       "teacher-tokens",
       "shift-windows",
+      "token-noise",
       "train-float",
       "preset",
       "scale-lr",

@@ -41,6 +41,11 @@ export function splitHoldout(text: string, fraction: number): { train: string; h
  * windows read five or more times, this is data augmentation the teacher's logits follow for free
  * (the student fits the exact windows it trained on far better than unseen text of the same difficulty).
  *
+ * With `noise` p > 0, every epoch after the first also replaces each input token but the first with
+ * probability p by a token drawn from the windows' own tokens (their unigram distribution), seeded by
+ * (seed, window position in the run). Teacher and student read the same perturbed window, so the KL still
+ * has an exact target: distillation on contexts the text does not contain, against memorizing the windows.
+ *
  * @example
  * ```ts
  * import { WindowSet } from "./data.ts";
@@ -58,18 +63,21 @@ export class WindowSet {
   readonly count: number;
   /** Whether epochs after the first shift their grid (see the class comment). */
   readonly shift: boolean;
+  /** Probability that an epoch after the first replaces an input token (see the class comment). */
+  readonly noise: number;
   /** The streams whole (remainders included), kept only with `shift`, for the shifted grids. */
   private readonly streams: Int32Array[];
   /** Windows of stream i in each epoch: floor(length / S). */
   private readonly perStream: number[];
 
-  private constructor(tokens: Int32Array, seq: number, streams: Int32Array[], shift: boolean) {
+  private constructor(tokens: Int32Array, seq: number, streams: Int32Array[], shift: boolean, noise: number) {
     this.tokens = tokens;
     this.seq = seq;
     this.count = tokens.length / seq;
     this.streams = streams;
     this.perStream = streams.map((s) => Math.floor(s.length / seq));
     this.shift = shift;
+    this.noise = noise;
   }
 
   /**
@@ -80,7 +88,7 @@ export class WindowSet {
     texts: { name: string; text: string }[],
     encode: (t: string) => number[],
     seq: number,
-    options: { shift?: boolean } = {},
+    options: { shift?: boolean; noise?: number } = {},
   ): WindowSet {
     return WindowSet.fromStreams(
       texts.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] })),
@@ -96,10 +104,14 @@ export class WindowSet {
   static fromStreams(
     streams: { name: string; ids: ArrayLike<number> }[],
     seq: number,
-    options: { shift?: boolean } = {},
+    options: { shift?: boolean; noise?: number } = {},
   ): WindowSet {
     if (!Number.isInteger(seq) || seq < 2) {
       throw new RangeError(`WindowSet: expected a window length ≥ 2, found ${seq}`);
+    }
+    const noise = options.noise ?? 0;
+    if (!(noise >= 0 && noise <= 0.5)) {
+      throw new RangeError(`WindowSet: expected a token noise probability in [0, 0.5], found ${noise}`);
     }
     const short: string[] = [];
     let count = 0;
@@ -125,7 +137,7 @@ export class WindowSet {
     const kept = shift
       ? streams.filter(({ ids }) => ids.length >= seq).map(({ ids }) => Int32Array.from(ids))
       : [];
-    return new WindowSet(tokens, seq, kept, shift);
+    return new WindowSet(tokens, seq, kept, shift, noise);
   }
 
   /** Window i (S) of epoch 0's grid, as a view. */
@@ -186,7 +198,21 @@ export class WindowSet {
         offset = this.epochOffset(seed, epoch);
         cachedEpoch = epoch;
       }
-      out.push(this.shiftedWindow(order![pos % this.count], offset));
+      const w = this.shiftedWindow(order![pos % this.count], offset);
+      out.push(epoch > 0 && this.noise > 0 ? this.perturbed(w, seed, pos) : w);
+    }
+    return out;
+  }
+
+  /**
+   * A copy of window w (S) with each token but the first replaced, with probability `noise`, by the token
+   * at a uniformly drawn position of epoch 0's grid; a pure function of (w, seed, pos).
+   */
+  perturbed(w: Int32Array, seed: number, pos: number): Int32Array {
+    const rng = new Rng((Math.imul(seed >>> 0, 0x2c1b3c6d) ^ Math.imul(pos + 1, 0x297a2d39)) >>> 0);
+    const out = Int32Array.from(w); // (S)
+    for (let t = 1; t < out.length; t++) {
+      if (rng.next() < this.noise) out[t] = this.tokens[rng.int(this.tokens.length)];
     }
     return out;
   }

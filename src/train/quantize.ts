@@ -97,6 +97,11 @@ export interface QuantizeOptions {
    * see the text in new windows (default false).
    */
   shiftWindows?: boolean;
+  /**
+   * Probability that an epoch after the first replaces an input token by one drawn from the text's own
+   * tokens (WindowSet's `noise`; default 0).
+   */
+  tokenNoise?: number;
   /** Progress of the teacher sampling. */
   onTeacherText?: (done: number, total: number) => void;
   /** Gauss–Seidel rounds T of the SVID start (default 4). */
@@ -158,6 +163,7 @@ export const QUANTIZE_DEFAULTS = {
   holdout: 0.1,
   teacherTokens: 0 as number | "auto",
   shiftWindows: false,
+  tokenNoise: 0,
   svidRounds: 4,
   precondition: 0.5,
   calibTokens: 4096,
@@ -426,7 +432,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     });
     streams.push({ name: "teacher samples", ids: Array.from(ids) });
   }
-  const windows = WindowSet.fromStreams(streams, o.seq, { shift: o.shiftWindows });
+  const windows = WindowSet.fromStreams(streams, o.seq, { shift: o.shiftWindows, noise: o.tokenNoise });
   const runOptions = {
     method,
     preset,
@@ -441,6 +447,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     holdout: o.holdout,
     teacherTokens,
     shiftWindows: o.shiftWindows,
+    // Only when used, so checkpoints written before the option existed still resume.
+    ...(o.tokenNoise ? { tokenNoise: o.tokenNoise } : {}),
     svidRounds: o.svidRounds,
     precondition: o.precondition,
     calibTokens: o.calibTokens,
