@@ -86,8 +86,32 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
       // Explicit --steps 3 and --teacher-tokens 600 win over the preset.
       assert.equal(s.options.preset, "quality");
       assert.equal(s.options.teacherTokens, 600);
+      // The preset's lr is rabit's; onebit keeps its own tuned lr.
+      assert.equal(s.options.lr, 8e-3);
+      assert.equal(s.options.steps, 3);
     }
   }
+});
+
+Deno.test("quantize --preset quality trains rabit at the lr its README figure was measured with", async () => {
+  await using tmp = await tempDir();
+  const out = `${tmp.dir}/q.rabit`;
+  const q = await runCli([
+    "quantize",
+    "--out",
+    out,
+    "--preset",
+    "quality",
+    "--teacher-tokens",
+    "0",
+    "--backend",
+    "cpu",
+    ...TINY,
+  ]);
+  assert.equal(q.code, 0, q.stderr);
+  const s = lastJson(q.stdout);
+  assert.equal(s.options.lr, 2e-3);
+  assert.equal(s.options.steps, 3); // explicit --steps wins over the preset's 4800
 });
 
 Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the text, and none when it is covered", async () => {
