@@ -1,5 +1,6 @@
 // One RaBiT training step (teacher and student forward, KL + γ·MSE, backward, optimizer), CPU backend
-// (baseline) vs WebGPU, same batch, for stories260K and a random model of dim 512, 8 layers, vocab 4096.
+// (baseline) vs WebGPU, same batch, for stories260K and a random model of dim 512, 8 layers, vocab 4096, and
+// for stories260K at quantize's default training shape (2 × 512, Muon).
 
 import { requestGpu } from "../src/backend/webgpu/device.ts";
 import { cpuFactory, prepareTrainStep, TRAIN_BENCH_MODELS } from "../src/bench/train_step.ts";
@@ -12,8 +13,13 @@ for (const spec of TRAIN_BENCH_MODELS) {
   const model = await spec.load();
   const shape = { batch: spec.batch, seq: spec.seq };
   const group = `training step, ${spec.name}, batch ${spec.batch}×${spec.seq}`;
-  const cpu = await prepareTrainStep(model, cpuFactory, shape);
-  const gpu = await prepareTrainStep(model, (t, l, o) => WebGpuTrainingBackend.create(t, l, o, ctx), shape);
+  const cpu = await prepareTrainStep(model, cpuFactory, shape, spec.options);
+  const gpu = await prepareTrainStep(
+    model,
+    (t, l, o) => WebGpuTrainingBackend.create(t, l, o, ctx),
+    shape,
+    spec.options,
+  );
   Deno.bench({ name: "cpu", group, baseline: true, n: 3, warmup: 1 }, cpu.step);
   Deno.bench({ name: "webgpu", group, n: 3, warmup: 1 }, gpu.step);
 }

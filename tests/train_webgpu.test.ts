@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { requestGpu } from "../src/backend/webgpu/device.ts";
-import { randomTeacher } from "../src/bench/train_step.ts";
+import { measureTrainSteps, randomTeacher, TRAIN_BENCH_MODELS } from "../src/bench/train_step.ts";
 import { CpuTrainingBackend } from "../src/train/cpu_backend.ts";
 import { initializeTable } from "../src/train/init.ts";
 import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
@@ -120,4 +120,30 @@ Deno.test("webgpu backend: state round trip, optimizer state half of standard's,
     gpu.dispose();
     std.dispose();
   }
+});
+
+Deno.test("the training-step benchmark times both backends on the batch and options of its spec", async () => {
+  assert.ok(ctx, "no WebGPU adapter");
+  const model = randomTeacher(config);
+  const spec = (optimizer: "adamw" | "muon") => ({
+    name: optimizer,
+    batch: 2,
+    seq: 8,
+    load: () => Promise.resolve(model),
+    options: { optimizer, gamma: 0.1 },
+  });
+  const adamw = await measureTrainSteps(spec("adamw"), { steps: 1, ctx: ctx!, model });
+  const muon = await measureTrainSteps(spec("muon"), { steps: 1, ctx: ctx!, model });
+  for (const r of [adamw, muon]) {
+    assert.equal(r.batch, 2);
+    assert.equal(r.seq, 8);
+    assert.ok(r.cpuMs > 0 && r.webgpuMs > 0 && r.gpuBytes > 0);
+    assert.equal(r.train_speedup, r.cpuMs / r.webgpuMs);
+  }
+  // Muon keeps one moment for the latents where AdamW keeps two: the spec's optimizer was used.
+  assert.ok(muon.optimizerStateBytes < adamw.optimizerStateBytes);
+  assert.deepEqual(
+    TRAIN_BENCH_MODELS.map((m) => [m.batch, m.seq, m.options?.optimizer ?? "adamw"]),
+    [[4, 128, "adamw"], [1, 64, "adamw"], [2, 512, "muon"]],
+  );
 });

@@ -35,7 +35,8 @@ Measures, in one process on one adapter:
 
   train (with --train, instead of the above) ms of one RaBiT training step (teacher and student forward,
         KL + MSE, backward, optimizer) on the CPU backend and on WebGPU, same batch, for stories260K
-        (batch 4 × 128 tokens) and a random model of dim 512, 8 layers, vocab 4096 (batch 1 × 64 tokens);
+        (batch 4 × 128 tokens, AdamW), a random model of dim 512, 8 layers, vocab 4096 (batch 1 × 64
+        tokens, AdamW), and stories260K as quantize trains it by default (batch 2 × 512, Muon, γ 0.1);
         train_speedup = CPU ms / WebGPU ms
 
   wasm (with --backend wasm, instead of the above) the WebAssembly SIMD CPU kernels: GEMV ms of fp32,
@@ -173,7 +174,7 @@ export async function runBench(argv: string[]): Promise<void> {
   if (values.json) printJson(out);
 }
 
-/** `bench --train`: CPU vs WebGPU training steps on both benchmark models. */
+/** `bench --train`: CPU vs WebGPU training steps on the benchmark models (TRAIN_BENCH_MODELS). */
 async function runTrainBench(json: boolean, steps: number): Promise<void> {
   const log = (line: string) => json ? console.error(line) : console.log(line);
   const ctx = await requestGpu();
@@ -185,7 +186,7 @@ async function runTrainBench(json: boolean, steps: number): Promise<void> {
   for (const spec of TRAIN_BENCH_MODELS) {
     const r = await measureTrainSteps(spec, { steps, ctx, model: await spec.load() });
     log(
-      `${spec.name.padEnd(28)} batch ${spec.batch}×${spec.seq}: cpu ${r.cpuMs.toFixed(0)} ms, webgpu ${
+      `${spec.name.padEnd(30)} batch ${spec.batch}×${spec.seq}: cpu ${r.cpuMs.toFixed(0)} ms, webgpu ${
         r.webgpuMs.toFixed(0)
       } ms per step: ${r.train_speedup.toFixed(2)}× (peak GPU buffers ${
         (r.gpuBytes / 2 ** 20).toFixed(1)
