@@ -82,6 +82,8 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
     assert.equal(file.method, method);
     assert.ok([...file.model.quantized.values()].every((l) => l.k === k));
     if (method === "standard") assert.equal(s.options.init, "none");
+    // Each method's tuned scale lr multiplier (experiments/tuning.json) is its default.
+    assert.equal(s.options.scaleLrMultiplier, { freeze: 3, dbllm: 0.3, onebit: 1, standard: 3 }[method]);
     if (method === "onebit") {
       // Explicit --steps 3 and --teacher-tokens 600 win over the preset.
       assert.equal(s.options.preset, "quality");

@@ -78,7 +78,8 @@ Options:
   --lr X               peak learning rate, warmup then cosine decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
-  --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier})
+  --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier};
+                       standard and freeze 3, dbllm 0.3: each method's tuned value)
   --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma}; standard,
                        freeze, dbllm 1)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end

@@ -189,12 +189,15 @@ export const METHOD_DEFAULTS: Partial<Record<QuantizeMethodName, Partial<Quantiz
   // rabit's γ and lr were then checked at the full default budget on dev too (γ 0.03 / 0.1 / 1: 9.830 /
   // 9.726 / 10.053; lr 2e-3 / 3e-3 / 4e-3 at γ 0.1: 9.726 / 9.660 / 9.836), which moved them from the short
   // search's γ 1 and lr 2e-3; the shared defaults above are rabit's.
-  standard: { lr: 2e-3, gamma: 1 },
+  // The scales' lr multiplier (--scale-lr) from the same search's last stage: ×3 for standard and freeze,
+  // ×0.3 for dbllm, ×1 for rabit and onebit. (rabit's scales also set its later paths' signs, B_2 =
+  // sign(W − g_1 ⊙ B_1 ⊙ h_1), so faster scales flip signs; standard's scales and signs are independent.)
+  standard: { lr: 2e-3, gamma: 1, scaleLrMultiplier: 3 },
   // MBOK starts from greedy residual fits; its later paths correct frozen earlier ones.
-  freeze: { init: "greedy", lr: 4e-3, gamma: 1 },
+  freeze: { init: "greedy", lr: 4e-3, gamma: 1, scaleLrMultiplier: 3 },
   // DB-LLM's 2-bit grid needs no calibration; its STE passes gradients only inside the code's range
   // |W| ≤ 2Δ = (4/3)·(Δ + Δ/2), the clip in coupled.ts's units.
-  dbllm: { precondition: 0, steClip: 4 / 3, lr: 2e-3, gamma: 1 },
+  dbllm: { precondition: 0, steClip: 4 / 3, lr: 2e-3, gamma: 1, scaleLrMultiplier: 0.3 },
   // OneBit: one path from SVID of W (no preconditioning).
   onebit: { paths: 1, precondition: 0, lr: 8e-3, gamma: 0.1 },
   rtn2: { precondition: 0 },
