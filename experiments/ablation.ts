@@ -342,7 +342,9 @@ async function diagnose(): Promise<void> {
 async function writeTable(): Promise<void> {
   const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json; steps?: number };
   const rows = state.rows ?? [];
-  const names = [...new Set(rows.map((r) => r.name as string))];
+  // In ROWS order, whatever order the rows were run in.
+  const order = (name: string) => ROWS.findIndex((r) => r.name === name);
+  const names = [...new Set(rows.map((r) => r.name as string))].sort((a, b) => order(a) - order(b));
   const fmt = (xs: number[], digits: number) => {
     if (xs.length === 0 || xs.some((x) => typeof x !== "number")) return "–";
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -352,7 +354,7 @@ async function writeTable(): Promise<void> {
   };
   const ref = state.reference as Json | undefined;
   const lines = [
-    `# Ablation on stories260K (${state.steps} steps × 2 × 512 tokens, Muon, per-method tuned lr and γ)`,
+    `# Ablation on stories260K (${state.steps} steps × 2 × 512 tokens, Muon, per-method tuned lr, γ and scales' lr)`,
     "",
     `Written by \`deno run -A experiments/ablation.ts${
       RESULTS_NAME === "ablation" ? "" : ` --results ${RESULTS_NAME}`
