@@ -384,6 +384,15 @@ async function writeTable(): Promise<void> {
   ];
   await Deno.writeTextFile(TABLE, lines.join("\n"));
   await writeDiagnosticsTable(rows);
+  await formatMarkdown([TABLE, DIAG_TABLE]);
+}
+
+/** `deno fmt` on the tables written (the repository's check requires formatted markdown). */
+async function formatMarkdown(paths: string[]): Promise<void> {
+  const existing: string[] = [];
+  for (const p of paths) if (await Deno.stat(p).then(() => true, () => false)) existing.push(p);
+  const r = await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", ...existing] }).output();
+  if (r.code !== 0) throw new Error(`deno fmt ${existing.join(" ")} exited with ${r.code}`);
 }
 
 /** Per-layer path correlation / residual alignment of the DIAG_ROWS (seed 1) side by side. */
