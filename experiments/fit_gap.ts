@@ -9,35 +9,14 @@
 // the trained part and the first N of the held-out part are scored (BOS first, 512 tokens, as eval does).
 // With the dev protocol of experiments/full_budget_dev.json: TEXT = .tmp/ablation/train.txt, P = 1/9.
 
-import { parseArgs } from "node:util";
 import { CpuSession } from "../src/backend/cpu/session.ts";
 import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
-import { openModel } from "../src/io/load_model.ts";
+import { studentExperimentArgs } from "./_student_args.ts";
 import { splitHoldout } from "../src/train/data.ts";
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    holdout: { type: "string", default: String(1 / 9) },
-    windows: { type: "string", default: "47" },
-    teacher: {
-      type: "string",
-      default: new URL("../../shared/data/stories260K.bin", import.meta.url).pathname,
-    },
-    json: { type: "boolean" },
-  },
-});
-const [studentPath, textPath] = positionals;
-if (!studentPath || !textPath) {
-  console.error(
-    "Usage: deno run -A experiments/fit_gap.ts STUDENT.rabit TEXT [--holdout P] [--windows N] [--json]",
-  );
-  Deno.exit(2);
-}
-const holdout = Number(values.holdout), maxWindows = Number(values.windows);
-const teacher = await openModel(values.teacher!, { requireTokenizer: true });
-const student = await openModel(studentPath, { requireTokenizer: true });
+const { studentPath, textPath, holdout, maxWindows, json, teacher, student } = await studentExperimentArgs(
+  "fit_gap.ts",
+);
 const sessions = [new CpuSession(teacher.model), new CpuSession(student.model)];
 
 /** Mean NLL of each of the first windows (eval's windows) under the teacher and the student: (windows, 2). */
@@ -75,4 +54,4 @@ for (const [name, text] of [["trained", train], ["heldOut", heldOut]] as const) 
       quartiles.map((q) => `${q.teacherPpl.toFixed(2)} → ${q.ratio.toFixed(3)}`).join(", "),
   );
 }
-if (values.json) console.log(JSON.stringify(report));
+if (json) console.log(JSON.stringify(report));

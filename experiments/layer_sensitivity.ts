@@ -12,38 +12,17 @@
 // TEXT and --holdout as for eval (the held-out tail is scored). With the dev protocol of
 // experiments/full_budget_dev.json: TEXT = .tmp/ablation/train.txt, P = 1/9.
 
-import { parseArgs } from "node:util";
 import { CpuSession } from "../src/backend/cpu/session.ts";
 import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
-import { openModel } from "../src/io/load_model.ts";
+import { studentExperimentArgs } from "./_student_args.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { splitHoldout } from "../src/train/data.ts";
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    holdout: { type: "string", default: String(1 / 9) },
-    windows: { type: "string", default: "47" },
-    teacher: {
-      type: "string",
-      default: new URL("../../shared/data/stories260K.bin", import.meta.url).pathname,
-    },
-    json: { type: "boolean" },
-  },
-});
-const [studentPath, textPath] = positionals;
-if (!studentPath || !textPath) {
-  console.error(
-    "Usage: deno run -A experiments/layer_sensitivity.ts STUDENT.rabit TEXT [--holdout P] [--windows N] [--json]",
-  );
-  Deno.exit(2);
-}
-const teacher = await openModel(values.teacher!, { requireTokenizer: true });
-const student = await openModel(studentPath, { requireTokenizer: true });
-const { heldOut } = splitHoldout(await Deno.readTextFile(textPath), Number(values.holdout));
+const { studentPath, textPath, holdout, maxWindows, json, teacher, student } = await studentExperimentArgs(
+  "layer_sensitivity.ts",
+);
+const { heldOut } = splitHoldout(await Deno.readTextFile(textPath), holdout);
 const ids = perplexityTokens((t) => teacher.tokenizer!.encode(t), heldOut);
-const maxWindows = Number(values.windows);
 
 /** The student with the binarized layers `restore` picks replaced by the teacher's dense weights. */
 function restored(restore: (name: string) => boolean): LlamaModel {
@@ -72,18 +51,18 @@ const row = async (label: string, pick: (name: string) => boolean) => {
     ppl,
     gapClosed: (Math.log(all) - Math.log(ppl)) / (Math.log(all) - Math.log(fp)),
   });
-  if (!values.json) {
+  if (!json) {
     console.log(
       `${label.padEnd(12)} ppl ${ppl.toFixed(3)}  gap closed ${(100 * rows.at(-1)!.gapClosed).toFixed(1)} %`,
     );
   }
 };
-if (!values.json) {
+if (!json) {
   console.log(`teacher ${fp.toFixed(3)}, student ${all.toFixed(3)} (${(all / fp).toFixed(3)}×)`);
 }
 for (const kind of kinds) await row(kind, (n) => n.endsWith(`.${kind}`));
 for (const block of blocks) await row(block, (n) => n.startsWith(`${block}.`));
-if (values.json) {
+if (json) {
   console.log(
     JSON.stringify({ student: studentPath, text: textPath, teacherPpl: fp, studentPpl: all, rows }),
   );
