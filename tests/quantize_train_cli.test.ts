@@ -113,6 +113,7 @@ Deno.test("quantize --preset quality trains rabit at the lr its README figure wa
   assert.equal(q.code, 0, q.stderr);
   const s = lastJson(q.stdout);
   assert.equal(s.options.lr, 2e-3);
+  assert.equal(s.options.tokenNoise, undefined); // the preset trains without token noise (recorded only when on)
   assert.equal(s.options.steps, 3); // explicit --steps wins over the preset's 4800
 });
 
