@@ -3,23 +3,15 @@
 // for stories260K at quantize's default training shape (2 × 512, Muon).
 
 import { requestGpu } from "../src/backend/webgpu/device.ts";
-import { cpuFactory, prepareTrainStep, TRAIN_BENCH_MODELS } from "../src/bench/train_step.ts";
-import { WebGpuTrainingBackend } from "../src/train/webgpu_backend.ts";
+import { prepareTrainStepPair, TRAIN_BENCH_MODELS } from "../src/bench/train_step.ts";
 
 const ctx = await requestGpu();
 if (!ctx) throw new Error("No WebGPU adapter: the training benchmark needs one");
 
 for (const spec of TRAIN_BENCH_MODELS) {
   const model = await spec.load();
-  const shape = { batch: spec.batch, seq: spec.seq };
   const group = `training step, ${spec.name}, batch ${spec.batch}×${spec.seq}`;
-  const cpu = await prepareTrainStep(model, cpuFactory, shape, spec.options);
-  const gpu = await prepareTrainStep(
-    model,
-    (t, l, o) => WebGpuTrainingBackend.create(t, l, o, ctx),
-    shape,
-    spec.options,
-  );
+  const { cpu, gpu } = await prepareTrainStepPair(spec, model, ctx);
   Deno.bench({ name: "cpu", group, baseline: true, n: 3, warmup: 1 }, cpu.step);
   Deno.bench({ name: "webgpu", group, n: 3, warmup: 1 }, gpu.step);
 }

@@ -29,9 +29,15 @@ const TUNING = `${ROOT}experiments/tuning.json`;
 // `--results NAME` keeps a second ablation (e.g. a longer budget) in experiments/NAME.json, NAME.md and
 // NAME_diagnostics.md beside the first, its models in .tmp/ablation/NAME-*.rabit.
 let RESULTS_NAME = "ablation";
-let RESULTS = `${ROOT}experiments/ablation.json`;
-let TABLE = `${ROOT}experiments/ablation.md`;
-let DIAG_TABLE = `${ROOT}experiments/diagnostics.md`;
+let RESULTS = "", TABLE = "", DIAG_TABLE = "";
+/** Sets the result paths for `name` (the first ablation keeps its historical diagnostics.md). */
+function useResults(name: string): void {
+  RESULTS_NAME = name;
+  RESULTS = `${ROOT}experiments/${name}.json`;
+  TABLE = `${ROOT}experiments/${name}.md`;
+  DIAG_TABLE = `${ROOT}experiments/${name === "ablation" ? "" : `${name}_`}diagnostics.md`;
+}
+useResults("ablation");
 /** Rows whose per-layer diagnostics get their own table (seed 1). */
 const DIAG_ROWS = ["rabit", "standard", "standard + both", "dbllm", "freeze"];
 const WIKI_WINDOWS = 40;
@@ -451,10 +457,7 @@ if (import.meta.main) {
       console.error(`--results: expected a name of a-z, 0-9 and _, found "${values.results}"`);
       Deno.exit(2);
     }
-    RESULTS_NAME = values.results;
-    RESULTS = `${ROOT}experiments/${RESULTS_NAME}.json`;
-    TABLE = `${ROOT}experiments/${RESULTS_NAME}.md`;
-    DIAG_TABLE = `${ROOT}experiments/${RESULTS_NAME}_diagnostics.md`;
+    useResults(values.results);
   }
   if (values.help || !["tune", "run", "diagnose", "table"].includes(phase)) {
     console.log(

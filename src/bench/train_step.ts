@@ -56,13 +56,20 @@ export type BackendFactory = (
 export const cpuFactory: BackendFactory = (teacher, layout, options) =>
   Promise.resolve(new CpuTrainingBackend(teacher, layout, options));
 
+/** A prepared benchmark step and the backend it runs on. */
+export interface PreparedTrainStep {
+  /** Runs one full training step. */
+  step: () => Promise<void>;
+  backend: TrainingBackend;
+}
+
 /** A prepared benchmark: call `step()` to run one full training step. */
 export async function prepareTrainStep(
   teacher: LlamaModel,
   factory: BackendFactory,
   shape: { batch: number; seq: number },
   options: Partial<BackendOptions> = {},
-): Promise<{ step: () => Promise<void>; backend: TrainingBackend }> {
+): Promise<PreparedTrainStep> {
   const o: BackendOptions = { method: "rabit", k: 2, gamma: 1, optimizer: "adamw", ...options };
   const layout = trainLayout(teacher.config, o.k, o.method, "norms");
   initializeTable(teacher, layout, { method: o.method, k: o.k, svidRounds: 0, precondition: 0 });
@@ -155,19 +162,29 @@ export interface TrainBenchResult {
   optimizerStateBytes: number;
 }
 
+/** The CPU and the WebGPU step of `spec` on `model` (its batch and options), the two a benchmark compares. */
+export async function prepareTrainStepPair(
+  spec: TrainBenchModel,
+  model: LlamaModel,
+  ctx: GpuContext,
+): Promise<{ cpu: PreparedTrainStep; gpu: PreparedTrainStep }> {
+  const shape = { batch: spec.batch, seq: spec.seq };
+  const cpu = await prepareTrainStep(model, cpuFactory, shape, spec.options);
+  const gpu = await prepareTrainStep(
+    model,
+    (t, l, opts) => WebGpuTrainingBackend.create(t, l, opts, ctx),
+    shape,
+    spec.options,
+  );
+  return { cpu, gpu };
+}
+
 /** Times `steps` steps (after one warm-up) of each backend on `model`, the CPU and WebGPU alternately. */
 export async function measureTrainSteps(
   spec: TrainBenchModel,
   o: { steps: number; ctx: GpuContext; model: LlamaModel },
 ): Promise<TrainBenchResult> {
-  const shape = { batch: spec.batch, seq: spec.seq };
-  const cpu = await prepareTrainStep(o.model, cpuFactory, shape, spec.options);
-  const gpu = await prepareTrainStep(
-    o.model,
-    (t, l, opts) => WebGpuTrainingBackend.create(t, l, opts, o.ctx),
-    shape,
-    spec.options,
-  );
+  const { cpu, gpu } = await prepareTrainStepPair(spec, o.model, o.ctx);
   try {
     await cpu.step();
     await gpu.step();
