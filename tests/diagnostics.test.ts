@@ -16,10 +16,8 @@ import { loadLlama2c, serializeLlama2cLegacy } from "../src/io/llama2c.ts";
 import { writeRabit } from "../src/io/rabit_format.ts";
 import { BOS, Tokenizer } from "../src/io/tokenizer.ts";
 import { Rng } from "../src/util/rng.ts";
-import { runCli, tempDir } from "./_cli.ts";
+import { lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
-
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 
 /** Values that float32 sums hold exactly (multiples of 1/8 in [-2, 2]), so every product order agrees. */
 function dyadic(rng: Rng, n: number, positive = false): Float32Array {

@@ -29,11 +29,10 @@ import { runTraining } from "../src/train/loop.ts";
 import { exportTrainState, importTrainState } from "../src/train/state_safetensors.ts";
 import { trainLayout } from "../src/train/trainable.ts";
 import { Rng } from "../src/util/rng.ts";
-import { runCli, tempDir } from "./_cli.ts";
+import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
 
 const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 
 function logitsOf(model: LlamaModel, tokens = TOKENS): Float32Array {
   return forwardChunk(model, tokens, 0, createKvCache(model, tokens.length)).logits;
@@ -211,22 +210,8 @@ Deno.test("CLI export: packed file and dequantized Hugging Face checkpoint; both
   const text = (await Deno.readTextFile(DEV_TEXT_PATH)).slice(0, 3000);
   const data = join(tmp.dir, "t.txt");
   await Deno.writeTextFile(data, text);
-  const evalOf = async (model: string) => {
-    const r = await runCli([
-      "eval",
-      "--model",
-      model,
-      "--text",
-      data,
-      "--context",
-      "64",
-      "--backend",
-      "cpu",
-      "--json",
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    return lastJson(r.stdout).ppl as number;
-  };
+  const evalOf = async (model: string) =>
+    (await evalCli(model, data, { context: 64, backend: "cpu" })).ppl as number;
   const pplRabit = await evalOf(m);
   assert.equal(await evalOf(p), pplRabit);
 

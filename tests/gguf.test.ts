@@ -19,7 +19,7 @@ import { ParamTable } from "../src/model/params.ts";
 import { fromF16, toF16 } from "../src/util/fp16.ts";
 import { Rng } from "../src/util/rng.ts";
 import { GGML, type Kv, modelToGguf, T, tensorBytes, type TensorOut, toBf16, writeGguf } from "./_gguf.ts";
-import { runCli, tempDir } from "./_cli.ts";
+import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, GGUF_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
 
 const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
@@ -506,28 +506,13 @@ Deno.test("a vocabulary the tokenizer cannot run leaves the model loadable and s
 Deno.test("CLI: generate, eval and inspect take the fixture", async () => {
   const gen = await runCli(["generate", "--model", GGUF_PATH, "--steps", "5", "--backend", "cpu", "--json"]);
   assert.equal(gen.code, 0, gen.stderr);
-  const out = JSON.parse(gen.stdout.trim().split("\n").at(-1)!);
+  const out = lastJson(gen.stdout);
   assert.equal(out.generatedTokens, 5);
-  const ev = await runCli([
-    "eval",
-    "--model",
-    GGUF_PATH,
-    "--text",
-    DEV_TEXT_PATH,
-    "--context",
-    "64",
-    "--max-windows",
-    "2",
-    "--backend",
-    "cpu",
-    "--json",
-  ]);
-  assert.equal(ev.code, 0, ev.stderr);
-  const r = JSON.parse(ev.stdout.trim().split("\n").at(-1)!);
+  const r = await evalCli(GGUF_PATH, DEV_TEXT_PATH, { context: 64, maxWindows: 2, backend: "cpu" });
   assert.ok(r.ppl > 1000 && r.ppl < 1e6, `random weights over 32000 tokens: ppl ${r.ppl}`);
   const ins = await runCli(["inspect", GGUF_PATH, "--json"]);
   assert.equal(ins.code, 0, ins.stderr);
-  const rep = JSON.parse(ins.stdout.trim().split("\n").at(-1)!);
+  const rep = lastJson(ins.stdout);
   assert.equal(rep.format, "gguf");
   assert.equal(rep.config.vocabSize, 32000);
   await using tmp = await tempDir();

@@ -27,14 +27,13 @@ import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { ParamTable } from "../src/model/params.ts";
 import { fromF16, toF16 } from "../src/util/fp16.ts";
-import { runCli, tempDir } from "./_cli.ts";
+import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
 import { toBf16 } from "./_gguf.ts";
 import { hfConfigJson, hfPermute, hfTensorsByHand, writeSafetensorsByHand } from "./_hf.ts";
 
 const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
 const enc = new TextEncoder();
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 
 function logitsOf(model: LlamaModel, tokens = TOKENS): Float32Array {
   return forwardChunk(model, tokens, 0, createKvCache(model, tokens.length)).logits;
@@ -459,36 +458,11 @@ Deno.test("CLI: quantize --method ptq and eval take a Hugging Face directory; th
   assert.equal(packed.tokenizer!.kind, "hf");
   assert.deepEqual(packed.tokenizerBytes, await Deno.readFile(join(dir, "tokenizer.json")));
   assert.deepEqual(packed.tokenizer!.encode("Once upon a time"), [403, 407, 261, 378]);
-  const ev = await runCli([
-    "eval",
-    "--model",
-    dir,
-    "--text",
-    data,
-    "--context",
-    "64",
-    "--max-windows",
-    "2",
-    "--backend",
-    "cpu",
-    "--json",
-  ]);
-  assert.equal(ev.code, 0, ev.stderr);
-  const ref = await runCli([
-    "eval",
-    "--model",
-    MODEL_PATH,
-    "--text",
-    data,
-    "--context",
-    "64",
-    "--max-windows",
-    "2",
-    "--backend",
-    "cpu",
-    "--json",
-  ]);
-  assert.equal(lastJson(ev.stdout).ppl, lastJson(ref.stdout).ppl);
+  const evalOptions = { context: 64, maxWindows: 2, backend: "cpu" } as const;
+  assert.equal(
+    (await evalCli(dir, data, evalOptions)).ppl,
+    (await evalCli(MODEL_PATH, data, evalOptions)).ppl,
+  );
   const gen = await runCli(["generate", "--model", dir, "--steps", "8", "--backend", "cpu", "--json"]);
   assert.equal(gen.code, 0, gen.stderr);
   const ins = await runCli(["inspect", dir, "--json"]);

@@ -2,11 +2,10 @@
 // nothing left behind when quantize fails.
 
 import assert from "node:assert/strict";
-import { runCli, tempDir } from "./_cli.ts";
+import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH } from "./_data.ts";
 
 const PTQ_K2_PPL = 48.56074;
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 
 Deno.test("quantize writes a .rabit that eval, generate and inspect use", async () => {
   await using tmp = await tempDir();
@@ -37,20 +36,7 @@ Deno.test("quantize writes a .rabit that eval, generate and inspect use", async 
   assert.ok(info.layers.every((l: { relError: number }) => l.relError > 0 && l.relError < 1));
 
   // The reference backend: auto would take wasm, whose int8 tables move a PTQ model's perplexity by ~3e-3.
-  const ev = await runCli([
-    "eval",
-    "--model",
-    out,
-    "--text",
-    DEV_TEXT_PATH,
-    "--max-windows",
-    "2",
-    "--backend",
-    "cpu",
-    "--json",
-  ]);
-  assert.equal(ev.code, 0, ev.stderr);
-  const ppl = lastJson(ev.stdout).ppl;
+  const ppl = (await evalCli(out, DEV_TEXT_PATH, { maxWindows: 2, backend: "cpu" })).ppl;
   // Pinned: PTQ k = 2 (calibrated on the first 1024 tokens of the training part of the dev text),
   // first two windows of the dev text. FP32 gives ≈4.7 there; a change of the init moves this.
   assert.ok(Math.abs(ppl / PTQ_K2_PPL - 1) < 1e-4, `ptq k=2 perplexity ${ppl}, pinned ${PTQ_K2_PPL}`);

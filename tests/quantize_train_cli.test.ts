@@ -4,12 +4,11 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { runCli, tempDir } from "./_cli.ts";
+import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH } from "./_data.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { readRabit } from "../src/io/rabit_format.ts";
 
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 const TINY = ["--steps", "3", "--batch", "1", "--seq", "32", "--calib-tokens", "512", "--json"];
 
 Deno.test("quantize --method rabit trains, reports every loss, and its .rabit evaluates on cpu and webgpu", async () => {
@@ -27,28 +26,13 @@ Deno.test("quantize --method rabit trains, reports every loss, and its .rabit ev
   const info = lastJson((await runCli(["inspect", out, "--json"])).stdout);
   assert.equal(info.method, "rabit");
   const ppl: number[] = [];
-  for (const backend of ["cpu", "webgpu"]) {
-    const ev = await runCli([
-      "eval",
-      "--model",
-      out,
-      "--text",
-      DEV_TEXT_PATH,
-      "--max-windows",
-      "1",
-      "--backend",
-      backend,
-      "--json",
-    ]);
-    assert.equal(ev.code, 0, ev.stderr);
-    ppl.push(lastJson(ev.stdout).ppl);
+  for (const backend of ["cpu", "webgpu"] as const) {
+    ppl.push((await evalCli(out, DEV_TEXT_PATH, { maxWindows: 1, backend })).ppl);
   }
   assert.ok(Math.abs(ppl[1] / ppl[0] - 1) < 1e-3, `cpu ${ppl[0]}, webgpu ${ppl[1]}`);
   assert.ok(ppl[0] < 200, `${ppl[0]}`);
   // The held-out end of the text (what training never saw) is scored alone with --holdout.
-  const held = await runCli(["eval", "--model", out, "--text", DEV_TEXT_PATH, "--holdout", "0.1", "--json"]);
-  assert.equal(held.code, 0, held.stderr);
-  const h = lastJson(held.stdout);
+  const h = await evalCli(out, DEV_TEXT_PATH, { holdout: 0.1 });
   assert.equal(h.holdout, 0.1);
   assert.ok(h.tokens > 20000 && h.tokens < 30000, `${h.tokens} held-out tokens`);
 });

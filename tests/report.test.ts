@@ -3,7 +3,7 @@
 // axis titles in it), and bad inputs refused with messages that name the file.
 
 import assert from "node:assert/strict";
-import { runCli, tempDir } from "./_cli.ts";
+import { lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH } from "./_data.ts";
 import {
   diagnosticRows,
@@ -26,8 +26,6 @@ import { renderSvg } from "../src/report/render.ts";
 import { renderReport } from "../src/report/report.ts";
 import type { TrainLog } from "../src/train/checkpoint.ts";
 import type { PathDiagnostics } from "../src/eval/diagnostics.ts";
-
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!);
 
 /** A spec read back as plain JSON, for looking into it. */
 // deno-lint-ignore no-explicit-any
