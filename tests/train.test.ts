@@ -248,6 +248,22 @@ Deno.test("rabit's optimizer state is about half of standard's at k = 2 (AdamW, 
   assert.ok(ratio > 0.5 && ratio < 0.6, `rabit ${r} B, standard ${s} B, ratio ${ratio}`);
 });
 
+Deno.test("writeState refuses a state of another length and leaves the table as it was", async () => {
+  const { backend } = setup("rabit");
+  const state = await backend.readState();
+  const before = state.params.slice();
+  for (
+    const [field, pattern] of [["params", /expected params of/], ["m", /expected m of/], [
+      "v",
+      /expected v of/,
+    ]] as const
+  ) {
+    const wrong = { ...state, [field]: new Float32Array(state[field].length + 1) };
+    await assert.rejects(() => backend.writeState(wrong), pattern);
+  }
+  assert.deepEqual((await backend.readState()).params, before);
+});
+
 Deno.test("learning rate: linear warmup, then cosine to minLrRatio", () => {
   const o = { steps: 100, lr: 1, warmup: 10, minLrRatio: 0.1 };
   assert.equal(learningRate(5, o), 0.5);

@@ -12,6 +12,7 @@ import { createStorageBuffer, type GpuContext, readF32, requestGpu } from "../sr
 import { isCpuAdapter } from "../src/backend/webgpu/ops/common.ts";
 import { type AdamWOptions, adamwStep } from "../src/train/adamw.ts";
 import { Rng } from "../src/util/rng.ts";
+import { record } from "./_gpu.ts";
 
 const gpu = await requestGpu();
 // The default launcher (vec4 kernel, 4 vec4s per thread when compact), the GPU geometry (256 threads,
@@ -29,14 +30,6 @@ async function setup(): Promise<{ ctx: GpuContext; launchers: WebGpuAdamW[] }> {
     throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough; see ENGINEERING.md §1)");
   }
   return { ctx: gpu, launchers: await adamwPromise };
-}
-
-function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
-  const enc = ctx.device.createCommandEncoder({ label: "test" });
-  const pass = enc.beginComputePass({ label: "test" });
-  f(pass);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
 }
 
 /**

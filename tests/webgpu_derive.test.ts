@@ -29,6 +29,7 @@ import {
 } from "../src/quant/coupled.ts";
 import { packSignPlanes } from "../src/quant/matrix.ts";
 import { Rng } from "../src/util/rng.ts";
+import { record } from "./_gpu.ts";
 
 const gpu = await requestGpu();
 /** The launchers under test: every kernel family and geometry, whatever the adapter. */
@@ -138,14 +139,6 @@ async function take(
 
 function f32(u: Uint32Array): Float32Array {
   return new Float32Array(u.buffer, u.byteOffset, u.length);
-}
-
-function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
-  const enc = ctx.device.createCommandEncoder({ label: "test" });
-  const pass = enc.beginComputePass({ label: "test" });
-  f(pass);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
 }
 
 /** The family a launcher must record for views of `layout` with rows of `inF`: serial needs vec4 views. */

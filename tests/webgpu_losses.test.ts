@@ -17,6 +17,7 @@ import { type GpuView, WebGpuLosses } from "../src/backend/webgpu/losses.ts";
 import { crossEntropySoftmaxBackward } from "../src/model/ops_backward.ts";
 import { klDivergence, meanSquaredError } from "../src/train/losses.ts";
 import { Rng } from "../src/util/rng.ts";
+import { record } from "./_gpu.ts";
 
 const gpu = await requestGpu();
 // The serial kernels (one invocation per row; what CPU adapters get), whatever the adapter.
@@ -104,14 +105,6 @@ async function take(ctx: GpuContext, v: Placed, what: string): Promise<Float32Ar
     if (!inside[i]) assert.equal(all[i], v.words[i], `${what}: word ${i} outside the view was written`);
   }
   return new Float32Array(out.buffer);
-}
-
-function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
-  const enc = ctx.device.createCommandEncoder({ label: "test" });
-  const pass = enc.beginComputePass({ label: "test" });
-  f(pass);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
 }
 
 const worst = new Map<string, number>();

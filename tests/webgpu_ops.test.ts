@@ -20,6 +20,7 @@ import {
 } from "../src/model/ops.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../src/util/fp16.ts";
 import { Rng } from "../src/util/rng.ts";
+import { record } from "./_gpu.ts";
 
 const gpu = await requestGpu();
 const HEAD_SIZES = [4, 8, 64];
@@ -72,14 +73,6 @@ function upload(
   const words = new Uint32Array(lead + data.length + tail).fill(0x7fc00000); // NaN padding catches stray reads
   words.set(new Uint32Array(data.buffer, data.byteOffset, data.length), lead);
   return createStorageBuffer(ctx, label, words);
-}
-
-function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
-  const enc = ctx.device.createCommandEncoder({ label: "test" });
-  const pass = enc.beginComputePass({ label: "test" });
-  f(pass);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
 }
 
 /** Reads rows × width elements of a strided view. */

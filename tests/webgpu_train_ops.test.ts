@@ -33,6 +33,7 @@ import {
   swigluBackward,
 } from "../src/model/ops_backward.ts";
 import { Rng } from "../src/util/rng.ts";
+import { record } from "./_gpu.ts";
 
 const HEAD_SIZES = [4, 8, 16];
 // Non-default tiles for hs 16 (4 vec4 per row): more threads per row than vec4s (lanes with none), 3
@@ -151,14 +152,6 @@ async function readView(ctx: GpuContext, v: GpuView, rows: number, width: number
   const out = new Float32Array(rows * width);
   for (let r = 0; r < rows; r++) out.set(all.subarray(off + r * stride, off + r * stride + width), r * width);
   return out;
-}
-
-function record(ctx: GpuContext, f: (pass: GPUComputePassEncoder) => void): void {
-  const enc = ctx.device.createCommandEncoder({ label: "test" });
-  const pass = enc.beginComputePass({ label: "test" });
-  f(pass);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
 }
 
 /** Records `f` into a pass that is ended and finished but never submitted (for launchers that throw). */

@@ -30,6 +30,31 @@ export interface TrainState {
 }
 
 /**
+ * Refuses a state whose lengths are not the backend's (a checkpoint of another model or optimizer) before
+ * anything is overwritten: params and m have the table's length, v the optimizer's second-moment length.
+ */
+export function checkTrainStateLengths(state: TrainState, params: number, m: number, v: number): void {
+  const check = (what: string, got: Float32Array, want: number) => {
+    if (got.length !== want) {
+      throw new RangeError(`writeState: expected ${what} of ${want} values, found ${got.length}`);
+    }
+  };
+  check("params", state.params, params);
+  check("m", state.m, m);
+  check("v", state.v, v);
+}
+
+/** Runs a synchronous state write as the Promise TrainingBackend.writeState returns (a throw rejects it). */
+export function writeStateAsPromise(write: () => void): Promise<void> {
+  try {
+    write();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return Promise.resolve();
+}
+
+/**
  * One training step is: teacherForward → studentForward → losses → backward → optimizerStep. The
  * backend keeps what each phase produces (teacher logits and block outputs, student activations,
  * gradients) until the next phase needs it.

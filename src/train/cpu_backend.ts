@@ -8,7 +8,14 @@ import { type ChunkActivations, createKvCache, forwardChunk } from "../model/for
 import type { LlamaModel } from "../model/model.ts";
 import type { ParamTable } from "../model/params.ts";
 import { adamwStep } from "./adamw.ts";
-import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
+import {
+  type BatchLosses,
+  checkTrainStateLengths,
+  type StepReport,
+  type TrainingBackend,
+  type TrainState,
+  writeStateAsPromise,
+} from "./backend.ts";
 import { klDivergence, meanSquaredError } from "./losses.ts";
 import { muonStep } from "./muon.ts";
 import { latentSlabs, TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
@@ -245,23 +252,11 @@ export class CpuTrainingBackend implements TrainingBackend {
   }
 
   writeState(state: TrainState): Promise<void> {
-    try {
-      this.#writeState(state);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return Promise.resolve();
+    return writeStateAsPromise(() => this.#writeState(state));
   }
 
   #writeState(state: TrainState): void {
-    const check = (what: string, got: Float32Array, want: number) => {
-      if (got.length !== want) {
-        throw new RangeError(`writeState: expected ${what} of ${want} values, found ${got.length}`);
-      }
-    };
-    check("params", state.params, this.table.count);
-    check("m", state.m, this.#m.length);
-    check("v", state.v, this.#v.length);
+    checkTrainStateLengths(state, this.table.count, this.#m.length, this.#v.length);
     this.table.data.set(state.params);
     this.#m.set(state.m);
     this.#v.set(state.v);

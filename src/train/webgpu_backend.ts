@@ -37,7 +37,14 @@ import {
   uploadTokenBuckets,
 } from "../backend/webgpu/ops/embedding.ts";
 import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
-import type { BatchLosses, StepReport, TrainingBackend, TrainState } from "./backend.ts";
+import {
+  type BatchLosses,
+  checkTrainStateLengths,
+  type StepReport,
+  type TrainingBackend,
+  type TrainState,
+  writeStateAsPromise,
+} from "./backend.ts";
 import type { BackendOptions } from "./cpu_backend.ts";
 import { derivationOf, latentSlabs, type TrainLayout } from "./trainable.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
@@ -896,23 +903,11 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   }
 
   writeState(state: TrainState): Promise<void> {
-    try {
-      this.#writeState(state);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return Promise.resolve();
+    return writeStateAsPromise(() => this.#writeState(state));
   }
 
   #writeState(state: TrainState): void {
-    const check = (what: string, got: Float32Array, want: number) => {
-      if (got.length !== want) {
-        throw new RangeError(`writeState: expected ${what} of ${want} values, found ${got.length}`);
-      }
-    };
-    check("params", state.params, this.table.count);
-    check("m", state.m, this.table.count);
-    check("v", state.v, this.#vLength);
+    checkTrainStateLengths(state, this.table.count, this.table.count, this.#vLength);
     const q = this.ctx.device.queue;
     const put = (b: GPUBuffer, a: Float32Array) =>
       q.writeBuffer(b, 0, a.buffer as ArrayBuffer, a.byteOffset, a.byteLength);
