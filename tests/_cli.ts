@@ -1,6 +1,7 @@
 // Runs cli.ts in a child process, as a user would, and captures its output and exit code.
 
 import { fileURLToPath } from "node:url";
+import type { BackendName } from "../src/backend/backend.ts";
 
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
@@ -33,7 +34,7 @@ export interface EvalCliOptions {
   context?: number;
   maxWindows?: number;
   holdout?: number;
-  backend?: "auto" | "cpu" | "webgpu" | "wasm";
+  backend?: BackendName;
 }
 
 /**
