@@ -14,10 +14,12 @@ const TINY = ["--steps", "3", "--batch", "1", "--seq", "32", "--calib-tokens", "
 Deno.test("quantize --method rabit trains, reports every loss, and its .rabit evaluates on cpu and webgpu", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/r.rabit`;
-  const q = await runCli(["quantize", "--out", out, "--method", "rabit", ...TINY]);
+  const q = await runCli(["quantize", "--out", out, "--method", "rabit", "--min-lr-ratio", "0", ...TINY]);
   assert.equal(q.code, 0, q.stderr);
   const s = lastJson(q.stdout);
   assert.equal(s.method, "rabit");
+  assert.equal(s.options.minLrRatio, 0);
+  assert.equal(s.finalLr, 0); // the cosine decay ends at the floor given
   assert.ok(["cpu", "webgpu"].includes(s.backend), s.backend); // auto: the faster one here
   assert.equal(s.steps, 3);
   assert.equal(s.losses.length, 3);
@@ -198,6 +200,8 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--train-float", "some"], /--train-float must be one of norms, none, all/],
     [["--shift-windows", "yes"], /--shift-windows must be one of on, off/],
     [["--token-noise", "0.6"], /--token-noise/],
+    [["--min-lr-ratio", "1.5"], /--min-lr-ratio/],
+    [["--method", "ptq", "--min-lr-ratio", "0"], /--min-lr-ratio applies to the training methods/],
     [["--method", "ptq", "--token-noise", "0.1"], /--token-noise applies to the training methods/],
     [["--method", "ptq", "--train-float", "all"], /--train-float applies to the training methods/],
   ];

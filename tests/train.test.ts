@@ -265,6 +265,10 @@ Deno.test("learning rate: linear warmup, then cosine to minLrRatio", () => {
   assert.equal(learningRate(10, o), 1);
   assert.ok(Math.abs(learningRate(100, o) - 0.1) < 1e-12);
   assert.ok(learningRate(55, o) < 1 && learningRate(55, o) > 0.1);
+  // A floor of 0 ends the decay at exactly zero, and halfway down the cosine is half the peak.
+  const toZero = { ...o, minLrRatio: 0 };
+  assert.equal(learningRate(100, toZero), 0);
+  assert.ok(Math.abs(learningRate(55, toZero) - 0.5) < 1e-12);
 });
 
 Deno.test("packing after training gives the student's function exactly (up to fp16 scales)", () => {

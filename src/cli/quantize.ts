@@ -25,7 +25,8 @@ export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
-                      [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P] [--steps N] [--batch B] [--seq S] [--lr X] [--optimizer adamw|muon] [--gamma G]
+                      [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
+                      [--steps N] [--batch B] [--seq S] [--lr X] [--min-lr-ratio R] [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -77,6 +78,7 @@ Options:
   --seq S              tokens per window (default ${D.seq})
   --lr X               peak learning rate, warmup then cosine decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)
+  --min-lr-ratio R     where the cosine decay ends, as a fraction of the peak lr, 0..1 (default ${D.minLrRatio})
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
   --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier};
                        standard and freeze 3, dbllm 0.3: each method's tuned value)
@@ -121,6 +123,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     batch: { type: "string" },
     seq: { type: "string" },
     lr: { type: "string" },
+    "min-lr-ratio": { type: "string" },
     optimizer: { type: "string" },
     "scale-lr": { type: "string" },
     gamma: { type: "string" },
@@ -173,6 +176,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
     lr: numberOption(v, "lr", { min: 1e-12, max: 10 }),
+    minLrRatio: numberOption(v, "min-lr-ratio", { min: 0, max: 1 }),
     optimizer: values.optimizer === undefined
       ? undefined
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
@@ -195,6 +199,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "batch",
       "seq",
       "lr",
+      "min-lr-ratio",
       "optimizer",
       "gamma",
       "checkpoint",
@@ -285,6 +290,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     steps: result.log.losses.length,
     losses: result.log.losses,
     finalLoss: result.log.losses.at(-1) ?? null,
+    finalLr: result.log.lr.at(-1) ?? null,
     options: result.options,
     bitsPerWeight: (signBits + scaleBits) / weights,
     optimizerStateBytes: result.optimizerStateBytes,

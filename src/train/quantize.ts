@@ -76,7 +76,7 @@ export interface QuantizeOptions {
   batch?: number;
   /** Tokens per training window, 2..seqLen (default 512). */
   seq?: number;
-  /** Peak learning rate of the latents (default 2e-3; linear warmup, then cosine decay). */
+  /** Peak learning rate of the latents (default 3e-3; linear warmup, then cosine decay to minLrRatio·lr). */
   lr?: number;
   /** Optimizer of the latents: "muon" (default) or "adamw"; scales and norms always use AdamW. */
   optimizer?: LatentOptimizer;
@@ -124,6 +124,8 @@ export interface QuantizeOptions {
   scaleLrMultiplier?: number;
   /** Linear warmup steps (default 5 % of steps). */
   warmup?: number;
+  /** Final learning rate of the cosine decay as a fraction of the peak, 0..1 (default 0.1). */
+  minLrRatio?: number;
   /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
   /** Seed of the window order and the teacher samples (default 1). */
@@ -171,6 +173,7 @@ export const QUANTIZE_DEFAULTS = {
   trainFloat: "norms" as TrainFloat,
   weightDecay: 0,
   scaleLrMultiplier: 1,
+  minLrRatio: 0.1,
   maxGradNorm: 1,
   seed: 1,
 };
@@ -367,6 +370,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   checkOption(o.lr > 0 && Number.isFinite(o.lr), `expected lr > 0, found ${o.lr}`);
   checkOption(o.gamma >= 0 && Number.isFinite(o.gamma), `expected gamma ≥ 0, found ${o.gamma}`);
   checkOption(
+    o.minLrRatio >= 0 && o.minLrRatio <= 1,
+    `expected minLrRatio in [0, 1] (the final lr as a fraction of the peak), found ${o.minLrRatio}`,
+  );
+  checkOption(
     o.optimizer === "muon" || o.optimizer === "adamw",
     `expected optimizer muon or adamw, found ${o.optimizer}`,
   );
@@ -466,6 +473,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     weightDecay: o.weightDecay,
     scaleLrMultiplier: o.scaleLrMultiplier,
     warmup: o.warmup ?? null,
+    // Only when not the default 0.1, so checkpoints written before the option existed still resume.
+    ...(o.minLrRatio !== 0.1 ? { minLrRatio: o.minLrRatio } : {}),
     maxGradNorm: o.maxGradNorm,
     seed: o.seed,
     data: o.data.map((d) => d.name),
@@ -511,6 +520,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       batch: o.batch,
       lr: o.lr,
       warmup: o.warmup,
+      minLrRatio: o.minLrRatio,
       maxGradNorm: o.maxGradNorm,
       seed: o.seed,
       checkpointPath: o.checkpoint,
