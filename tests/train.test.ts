@@ -158,6 +158,7 @@ Deno.test("a seeded rabit run: the loss falls, and its values are pinned", async
     steps: 12,
     batch: 2,
     lr: 3e-3,
+    minLrRatio: 0.1, // the floor these values were pinned with
     seed: 3,
     identity: { teacher: { config, crc: 0 }, options: {} },
   });

@@ -15,7 +15,7 @@ export interface LoopOptions {
   lr: number;
   /** Linear warmup steps (default 5 % of steps). */
   warmup?: number;
-  /** Final learning rate as a fraction of the peak (default 0.1). */
+  /** Final learning rate as a fraction of the peak (default 0, as quantize's). */
   minLrRatio?: number;
   /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
@@ -63,7 +63,8 @@ export interface StepInfo {
  * import { learningRate } from "./loop.ts";
  * const o = { steps: 100, lr: 1e-3, warmup: 10 };
  * learningRate(5, o); // 5e-4, halfway through the warmup
- * learningRate(100, o); // 1e-4: the default floor, 0.1 · lr
+ * learningRate(100, o); // 0: the default floor
+ * learningRate(100, { ...o, minLrRatio: 0.1 }); // 1e-4: a floor of 0.1 · lr
  * ```
  */
 export function learningRate(
@@ -71,7 +72,7 @@ export function learningRate(
   o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio">,
 ): number {
   const warmup = o.warmup ?? Math.max(1, Math.round(0.05 * o.steps));
-  const min = o.minLrRatio ?? 0.1;
+  const min = o.minLrRatio ?? 0;
   if (s <= warmup) return o.lr * s / warmup;
   const t = (s - warmup) / Math.max(1, o.steps - warmup);
   return o.lr * (min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
