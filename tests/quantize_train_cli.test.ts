@@ -74,14 +74,14 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
       // Explicit --steps 3 and --teacher-tokens 600 win over the preset.
       assert.equal(s.options.preset, "quality");
       assert.equal(s.options.teacherTokens, 600);
-      // The preset's lr is rabit's; onebit keeps its own tuned lr.
+      // onebit keeps its own tuned lr under the preset.
       assert.equal(s.options.lr, 8e-3);
       assert.equal(s.options.steps, 3);
     }
   }
 });
 
-Deno.test("quantize --preset quality trains rabit at the lr its README figure was measured with", async () => {
+Deno.test("quantize --preset quality is the default run with four times the steps", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/q.rabit`;
   const q = await runCli([
@@ -90,16 +90,16 @@ Deno.test("quantize --preset quality trains rabit at the lr its README figure wa
     out,
     "--preset",
     "quality",
-    "--teacher-tokens",
-    "0",
     "--backend",
     "cpu",
     ...TINY,
   ]);
   assert.equal(q.code, 0, q.stderr);
   const s = lastJson(q.stdout);
-  assert.equal(s.options.lr, 2e-3);
-  assert.equal(s.options.tokenNoise, undefined); // the preset trains without token noise (recorded only when on)
+  assert.equal(s.options.preset, "quality");
+  // Every setting but the steps is the default's.
+  const defaults = { lr: 3e-3, tokenNoise: 0.1, teacherTokens: 0, minLrRatio: 0, gamma: 0.1 };
+  for (const [key, value] of Object.entries(defaults)) assert.equal(s.options[key], value, key);
   assert.equal(s.options.steps, 3); // explicit --steps wins over the preset's 4800
 });
 

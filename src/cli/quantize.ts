@@ -52,8 +52,8 @@ Options:
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
   --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 10–15 minutes
-                       on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.steps} steps at lr ${QUANTIZE_PRESETS.quality.lr}, no token noise, plus ${QUANTIZE_PRESETS.quality.teacherTokens}
-                       tokens sampled from the teacher, about an hour); explicit options win
+                       on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.steps} steps, about 40 minutes);
+                       explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
