@@ -55,9 +55,13 @@ let SCALE_LRS = [1];
 // Where every trained row's cosine decay ends (quantize --min-lr-ratio). The committed tables were measured
 // with 0.1, the floor of the time; quantize's default became 0 later (README: "Schedule"), so the script pins
 // the floor it runs with, and `--min-lr-ratio 0` reruns the comparison at the current default for every
-// method alike (its rows and tuning runs are keyed apart from the 0.1 ones).
-let MIN_LR_RATIO = 0.1;
-const floorKey = () => MIN_LR_RATIO === 0.1 ? "" : ` minLr=${MIN_LR_RATIO}`;
+// method alike. A results file records its floor (absent: 0.1, the files written before the option) and
+// takes rows of that floor only; tuning runs of another floor are keyed apart from the 0.1 ones.
+const FIRST_MIN_LR_RATIO = 0.1;
+let MIN_LR_RATIO = FIRST_MIN_LR_RATIO;
+const floorKey = () => MIN_LR_RATIO === FIRST_MIN_LR_RATIO ? "" : ` minLr=${MIN_LR_RATIO}`;
+/** The floor a results file's rows were trained with (files without the field predate the option). */
+const floorOf = (state: Json) => (state.minLrRatio as number | undefined) ?? FIRST_MIN_LR_RATIO;
 
 /** One ablation row: a name, the method whose tuned lr/γ it uses, and its quantize arguments. */
 interface Row {
@@ -250,7 +254,13 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
   };
   const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json };
   const rows = (state.rows ?? []) as Json[];
-  const save = () => writeJson(RESULTS, { steps, ...state, rows });
+  if (rows.length > 0 && floorOf(state) !== MIN_LR_RATIO) {
+    throw new Error(
+      `${RESULTS_NAME}.json holds rows trained with --min-lr-ratio ${floorOf(state)}, not ${MIN_LR_RATIO}: ` +
+        "give the new rows a table of their own with --results NAME",
+    );
+  }
+  const save = () => writeJson(RESULTS, { steps, ...state, minLrRatio: MIN_LR_RATIO, rows });
   if (!state.reference) {
     const ref = await evaluate(`${DATA}/stories260K.bin`, texts.trainDev);
     state.reference = { name: "fp32", ...ref };
@@ -358,6 +368,7 @@ async function diagnose(): Promise<void> {
 async function writeTable(): Promise<void> {
   const state = await readJson(RESULTS) as Json & { rows?: Json[]; reference?: Json; steps?: number };
   const rows = state.rows ?? [];
+  const floor = floorOf(state);
   // In ROWS order, whatever order the rows were run in.
   const order = (name: string) => ROWS.findIndex((r) => r.name === name);
   const names = [...new Set(rows.map((r) => r.name as string))].sort((a, b) => order(a) - order(b));
@@ -371,7 +382,7 @@ async function writeTable(): Promise<void> {
   const ref = state.reference as Json | undefined;
   const lines = [
     `# Ablation on stories260K (${state.steps} steps × 2 × 512 tokens, Muon, per-method tuned lr, γ and scales' lr, ` +
-    `cosine decay to ${MIN_LR_RATIO} · lr)`,
+    `cosine decay to ${floor} · lr)`,
     "",
     `Written by \`deno run -A experiments/ablation.ts${
       RESULTS_NAME === "ablation" ? "" : ` --results ${RESULTS_NAME}`
@@ -475,13 +486,6 @@ if (import.meta.main) {
     MIN_LR_RATIO = Number(values["min-lr-ratio"]);
     if (!(MIN_LR_RATIO >= 0 && MIN_LR_RATIO <= 1)) {
       console.error(`--min-lr-ratio: expected a number in [0, 1], found "${values["min-lr-ratio"]}"`);
-      Deno.exit(2);
-    }
-    if (MIN_LR_RATIO !== 0.1 && phase === "run" && ["ablation", "ablation_450"].includes(RESULTS_NAME)) {
-      console.error(
-        `--min-lr-ratio ${MIN_LR_RATIO}: the committed ${RESULTS_NAME}.json rows were trained with 0.1; ` +
-          "give the new rows a table of their own with --results NAME",
-      );
       Deno.exit(2);
     }
   }
