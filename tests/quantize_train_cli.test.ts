@@ -202,6 +202,8 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--token-noise", "0.6"], /--token-noise/],
     [["--min-lr-ratio", "1.5"], /--min-lr-ratio/],
     [["--method", "ptq", "--min-lr-ratio", "0"], /--min-lr-ratio applies to the training methods/],
+    [["--lr-schedule", "step"], /--lr-schedule must be one of cosine, linear/],
+    [["--method", "ptq", "--lr-schedule", "linear"], /--lr-schedule applies to the training methods/],
     [["--method", "ptq", "--token-noise", "0.1"], /--token-noise applies to the training methods/],
     [["--method", "ptq", "--train-float", "all"], /--train-float applies to the training methods/],
   ];

@@ -270,6 +270,14 @@ Deno.test("learning rate: linear warmup, then cosine to minLrRatio", () => {
   const toZero = { ...o, minLrRatio: 0 };
   assert.equal(learningRate(100, toZero), 0);
   assert.ok(Math.abs(learningRate(55, toZero) - 0.5) < 1e-12);
+  // The linear shape: the same warmup, then a straight line from the peak to the floor.
+  const line = { ...o, lrSchedule: "linear" as const };
+  assert.equal(learningRate(10, line), 1);
+  assert.ok(Math.abs(learningRate(55, line) - 0.55) < 1e-12); // 0.1 + 0.9 · 0.5
+  assert.ok(Math.abs(learningRate(25, line) - (0.1 + 0.9 * (1 - 15 / 90))) < 1e-12);
+  assert.ok(Math.abs(learningRate(100, line) - 0.1) < 1e-12);
+  // Before the midpoint the line sits below the cosine, past it above (same peak and floor).
+  assert.ok(learningRate(30, line) < learningRate(30, o) && learningRate(80, line) > learningRate(80, o));
 });
 
 Deno.test("packing after training gives the student's function exactly (up to fp16 scales)", () => {

@@ -26,7 +26,8 @@ export const QUANTIZE_HELP =
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
-                      [--steps N] [--batch B] [--seq S] [--lr X] [--min-lr-ratio R] [--optimizer adamw|muon] [--gamma G]
+                      [--steps N] [--batch B] [--seq S] [--lr X] [--min-lr-ratio R] [--lr-schedule S]
+                      [--optimizer adamw|muon] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -78,7 +79,8 @@ Options:
   --seq S              tokens per window (default ${D.seq})
   --lr X               peak learning rate, warmup then cosine decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)
-  --min-lr-ratio R     where the cosine decay ends, as a fraction of the peak lr, 0..1 (default ${D.minLrRatio})
+  --min-lr-ratio R     where the decay ends, as a fraction of the peak lr, 0..1 (default ${D.minLrRatio})
+  --lr-schedule S      cosine | linear: the shape of the decay after the warmup (default ${D.lrSchedule})
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
   --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier};
                        standard and freeze 3, dbllm 0.3: each method's tuned value)
@@ -124,6 +126,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     seq: { type: "string" },
     lr: { type: "string" },
     "min-lr-ratio": { type: "string" },
+    "lr-schedule": { type: "string" },
     optimizer: { type: "string" },
     "scale-lr": { type: "string" },
     gamma: { type: "string" },
@@ -177,6 +180,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
     lr: numberOption(v, "lr", { min: 1e-12, max: 10 }),
     minLrRatio: numberOption(v, "min-lr-ratio", { min: 0, max: 1 }),
+    lrSchedule: values["lr-schedule"] === undefined
+      ? undefined
+      : choiceOption(values, "lr-schedule", ["cosine", "linear"] as const, "cosine"),
     optimizer: values.optimizer === undefined
       ? undefined
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
@@ -200,6 +206,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "seq",
       "lr",
       "min-lr-ratio",
+      "lr-schedule",
       "optimizer",
       "gamma",
       "checkpoint",

@@ -17,6 +17,8 @@ export interface LoopOptions {
   warmup?: number;
   /** Final learning rate as a fraction of the peak (default 0, as quantize's). */
   minLrRatio?: number;
+  /** Shape of the decay after the warmup (default "cosine"). */
+  lrSchedule?: LrSchedule;
   /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
   /** Seed of the window order. */
@@ -34,6 +36,12 @@ export interface LoopOptions {
   /** Stop after this step (checkpoint written), as if interrupted; the schedule still spans `steps`. */
   stopAfter?: number;
 }
+
+/**
+ * How the learning rate falls from the peak to the floor after the warmup: a half cosine, or a straight line
+ * (linear decay to zero, "D2Z", which arXiv 2502.15938 finds ahead of cosine for LLM training).
+ */
+export type LrSchedule = "cosine" | "linear";
 
 /** Progress of one step. */
 export interface StepInfo {
@@ -56,7 +64,7 @@ export interface StepInfo {
 }
 
 /**
- * The learning rate of step s (1-based): linear warmup, then cosine decay to minLrRatio · lr.
+ * The learning rate of step s (1-based): linear warmup, then cosine (or linear) decay to minLrRatio · lr.
  *
  * @example
  * ```ts
@@ -65,17 +73,19 @@ export interface StepInfo {
  * learningRate(5, o); // 5e-4, halfway through the warmup
  * learningRate(100, o); // 0: the default floor
  * learningRate(100, { ...o, minLrRatio: 0.1 }); // 1e-4: a floor of 0.1 · lr
+ * learningRate(55, { ...o, lrSchedule: "linear" }); // 5e-4: halfway down the line
  * ```
  */
 export function learningRate(
   s: number,
-  o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio">,
+  o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio" | "lrSchedule">,
 ): number {
   const warmup = o.warmup ?? Math.max(1, Math.round(0.05 * o.steps));
   const min = o.minLrRatio ?? 0;
   if (s <= warmup) return o.lr * s / warmup;
-  const t = (s - warmup) / Math.max(1, o.steps - warmup);
-  return o.lr * (min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
+  const t = Math.min(1, (s - warmup) / Math.max(1, o.steps - warmup));
+  const fraction = (o.lrSchedule ?? "cosine") === "linear" ? 1 - t : 0.5 * (1 + Math.cos(Math.PI * t));
+  return o.lr * (min + (1 - min) * fraction);
 }
 
 /**

@@ -16,7 +16,7 @@ import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable, type InitKind } from "./init.ts";
 import { sampleTeacherTokensParallel } from "./teacher_text.ts";
 import { BOS } from "../io/tokenizer.ts";
-import { runTraining, type StepInfo } from "./loop.ts";
+import { type LrSchedule, runTraining, type StepInfo } from "./loop.ts";
 import {
   packTable,
   TRAIN_METHODS,
@@ -129,6 +129,8 @@ export interface QuantizeOptions {
    * move the latents, so few signs still flip when the paths are frozen; README "Schedule").
    */
   minLrRatio?: number;
+  /** Shape of the decay from the peak lr to the floor: "cosine" (default) or "linear". */
+  lrSchedule?: LrSchedule;
   /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
   /** Seed of the window order and the teacher samples (default 1). */
@@ -178,6 +180,7 @@ export const QUANTIZE_DEFAULTS = {
   scaleLrMultiplier: 1,
   // 0 rather than the earlier 0.1: test tail 9.524 / 9.509 (seeds 1, 2) against 9.922 / 9.853 (README).
   minLrRatio: 0,
+  lrSchedule: "cosine" as LrSchedule,
   maxGradNorm: 1,
   seed: 1,
 };
@@ -376,6 +379,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     `expected minLrRatio in [0, 1] (the final lr as a fraction of the peak), found ${o.minLrRatio}`,
   );
   checkOption(
+    o.lrSchedule === "cosine" || o.lrSchedule === "linear",
+    `expected lrSchedule cosine or linear, found ${o.lrSchedule}`,
+  );
+  checkOption(
     o.optimizer === "muon" || o.optimizer === "adamw",
     `expected optimizer muon or adamw, found ${o.optimizer}`,
   );
@@ -477,6 +484,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     warmup: o.warmup ?? null,
     // Only when not 0.1 (the fixed floor before the option existed), so checkpoints written then still resume.
     ...(o.minLrRatio !== 0.1 ? { minLrRatio: o.minLrRatio } : {}),
+    // Only when not cosine (the only shape before the option existed), for the same reason.
+    ...(o.lrSchedule !== "cosine" ? { lrSchedule: o.lrSchedule } : {}),
     maxGradNorm: o.maxGradNorm,
     seed: o.seed,
     data: o.data.map((d) => d.name),
@@ -523,6 +532,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       lr: o.lr,
       warmup: o.warmup,
       minLrRatio: o.minLrRatio,
+      lrSchedule: o.lrSchedule,
       maxGradNorm: o.maxGradNorm,
       seed: o.seed,
       checkpointPath: o.checkpoint,
