@@ -81,7 +81,7 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
   }
 });
 
-Deno.test("quantize --preset quality is the default run with four times the steps", async () => {
+Deno.test("quantize --preset quality is the default run with twice the steps", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/q.rabit`;
   const q = await runCli([

@@ -52,7 +52,7 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 10–15 minutes
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 20 minutes
                        on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.steps} steps, about 40 minutes);
                        explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
