@@ -52,8 +52,8 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, about 20 minutes
-                       on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.steps} steps, about 40 minutes);
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, 20 to 50 minutes
+                       on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.steps} steps, twice as long);
                        explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
@@ -77,7 +77,7 @@ Options:
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --seq S              tokens per window (default ${D.seq})
-  --lr X               peak learning rate, warmup then cosine decay (default ${D.lr}; standard, dbllm 0.002;
+  --lr X               peak learning rate, warmup then --lr-schedule decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)
   --min-lr-ratio R     where the decay ends, as a fraction of the peak lr, 0..1 (default ${D.minLrRatio})
   --lr-schedule S      cosine | linear: the shape of the decay after the warmup (default ${D.lrSchedule})

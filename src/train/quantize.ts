@@ -76,7 +76,7 @@ export interface QuantizeOptions {
   batch?: number;
   /** Tokens per training window, 2..seqLen (default 512). */
   seq?: number;
-  /** Peak learning rate of the latents (default 3e-3; linear warmup, then cosine decay to minLrRatio·lr). */
+  /** Peak learning rate of the latents (default 3e-3; linear warmup, then lrSchedule's decay to minLrRatio·lr). */
   lr?: number;
   /** Optimizer of the latents: "muon" (default) or "adamw"; scales and norms always use AdamW. */
   optimizer?: LatentOptimizer;
@@ -125,7 +125,7 @@ export interface QuantizeOptions {
   /** Linear warmup steps (default 5 % of steps). */
   warmup?: number;
   /**
-   * Final learning rate of the cosine decay as a fraction of the peak, 0..1 (default 0: the last steps barely
+   * Final learning rate of the decay as a fraction of the peak, 0..1 (default 0: the last steps barely
    * move the latents, so few signs still flip when the paths are frozen; README "Schedule").
    */
   minLrRatio?: number;
@@ -163,7 +163,8 @@ export interface QuantizeOptions {
 export const QUANTIZE_DEFAULTS = {
   paths: 2,
   // 2400 rather than 1200 since the floor-0 schedule: dev 8.598 against 8.922, test tail 9.106 against 9.524
-  // (seed 1), about 20 minutes on our 2-core machine (README "The default budget").
+  // (seed 1); about 20 minutes on our 2-core machine at session 11's quiet 0.45 s a step, about 51 at session
+  // 12's 1.26 s (README "The default budget": the fit has to be measured again).
   steps: 2400,
   batch: 2,
   seq: 512,
@@ -248,8 +249,8 @@ export type QuantizePreset = "default" | "quality";
 
 /**
  * The budgets (README: what each gives on stories260K and how long it takes on our 2-core machine):
- * "default" fits 20 minutes; "quality" is the same run with twice the steps (about 40 minutes quiet) for
- * users who can wait (on stories260K it measured no better than the default).
+ * "default" was sized for 20 minutes (to be re-measured: README); "quality" is the same run with twice the
+ * steps for users who can wait (on stories260K it measured no better than the default).
  *
  * @example
  * ```ts
