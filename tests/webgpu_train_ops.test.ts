@@ -659,7 +659,7 @@ Deno.test("webgpu training attention (serial kernels) matches attentionForward /
 Deno.test("webgpu training attention: serial with other slots (GQA groups 1..4), parallel tiles", async () => {
   const kit = await setup();
   const rng = new Rng(7);
-  assert.deepEqual(kit.att.slots(8), { forward: 4, dq: 4, dkv: 4 });
+  assert.deepEqual(kit.att.slots(8), { forward: 16, dq: 16, dkv: 8 });
   assert.deepEqual(kit.attSlots.slots(8), { forward: 2, dq: 1, dkv: 2 });
   assert.deepEqual(kit.attGpu.geometry(8).dq, { rows: 16, cols: 32, threads: 4 });
   assert.deepEqual(kit.attOdd.geometry(16), ODD_TILES);
@@ -700,17 +700,18 @@ Deno.test("training attention geometry fits the limits; launchers reject bad sha
   assert.deepEqual(big.forward, { rows: 16, cols: 32, threads: 16 });
   assert.throws(() => attentionTrainGeometry(6, { maxSharedBytes: 32768, maxInvocations: 256 }), RangeError);
 
-  // Serial slots: within the budgets, powers of two ≤ 4.
+  // Serial slots: within the budgets, powers of two ≤ 16.
   for (const hs of [4, 8, 16, 32, 64, 128, 256]) {
     const n = attentionSerialSlots(hs);
     for (const [kernel, budget] of [["forward", 256], ["dq", 128], ["dkv", 64]] as const) {
       assert.ok(
-        [1, 2, 4].includes(n[kernel]) && (n[kernel] === 1 || n[kernel] * hs <= budget),
+        [1, 2, 4, 8, 16].includes(n[kernel]) && (n[kernel] === 1 || n[kernel] * hs <= budget),
         `${hs} ${kernel}`,
       );
     }
   }
   assert.deepEqual(attentionSerialSlots(64), { forward: 4, dq: 2, dkv: 1 });
+  assert.deepEqual(attentionSerialSlots(16), { forward: 16, dq: 8, dkv: 4 });
   assert.throws(() => attentionSerialSlots(6), RangeError);
 
   const { ctx, att, attPar } = await setup();

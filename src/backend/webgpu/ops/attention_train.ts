@@ -183,10 +183,15 @@ const SERIAL_MAX_LOOPS = 60000;
  * dQ pass; k, v, dK and dV in the dK/dV pass). More slots load each shared row for more outputs, but
  * LLVM's compile time on llvmpipe grows steeply with the unrolled code while the gain flattens. Measured
  * on llvmpipe (cold compile; stories260K's shapes at hs 8, B 1 T 64 nH 8 nKV 4 at hs 64): the forward
- * ran ~1.8× faster with 2 slots than with 1 and no faster with 8 at hs 8, 1.5× faster with 4 than with 2
- * at hs 64 (2.9 s to compile instead of 0.8 s); the dQ pass at hs 64 compiled in 3.4 s with 2 slots, 20 s
- * with 4 and 83 s with 8 for ~2% gain; the dK/dV pass at hs 64 in 13 s with 2 slots for no measurable
- * gain. Hence slots · hs ≤ 256 in the forward, ≤ 128 in the dQ pass, ≤ 64 in the dK/dV pass, at most 4.
+ * ran ~1.8× faster with 2 slots than with 1, 1.5× faster with 4 than with 2 at hs 64 (2.9 s to compile
+ * instead of 0.8 s); the dQ pass at hs 64 compiled in 3.4 s with 2 slots, 20 s with 4 and 83 s with 8 for
+ * ~2% gain; the dK/dV pass at hs 64 in 13 s with 2 slots for no measurable gain. Hence slots · hs ≤ 256
+ * in the forward, ≤ 128 in the dQ pass, ≤ 64 in the dK/dV pass. The cap was 4 slots until a measurement
+ * at the shape training runs (stories260K at B 2, T 512: 2,048 (head, query) pairs per window, where
+ * T 64 had too few invocations to show it) found more slots faster where the budget allows them: at
+ * hs 8, 16 / 16 / 8 slots (forward / dQ / dK-dV) against 4 / 4 / 4 ran the forward 1.5–1.9× and the
+ * backward 1.2–1.5× faster (interleaved rounds, medians; cold compile 1.5 s), at hs 16 16 / 8 / 4 the
+ * forward 1.9× (the backward unchanged). Hence at most 16.
  *
  * @example
  * ```ts
@@ -196,7 +201,7 @@ const SERIAL_MAX_LOOPS = 60000;
  */
 export function attentionSerialSlots(hs: number): AttentionSerialSlots {
   checkHeadSize("attentionSerialSlots", hs);
-  const slots = (budget: number) => Math.min(4, 2 ** Math.max(0, Math.floor(Math.log2(budget / hs))));
+  const slots = (budget: number) => Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(budget / hs))));
   return { forward: slots(256), dq: slots(128), dkv: slots(64) };
 }
 
