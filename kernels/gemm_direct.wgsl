@@ -27,7 +27,8 @@
 // (4, TN) slices are loaded as TM + TN vec4s (or 4 · (TM + TN) scalars), then 4 · TM · TN fmas; a scalar
 // loop takes K % 4. Ragged edges: load indices are clamped into the view (no branch in the inner loop;
 // the duplicated rows and columns are computed but not stored).
-// Dispatch: ceil(tiles_m · tiles_n / WG) workgroups, split over x and y (grid2d).
+// Dispatch: ceil(tiles_m · tiles_n / WG) workgroups, split over x and y (grid2d), times the batch's
+// products along z (VEC_ flags then also promise batch strides that are multiples of 4).
 
 struct GemmParams {
   m: u32,
@@ -42,6 +43,12 @@ struct GemmParams {
   alpha: f32,
   beta: f32,
   i_fastest: u32, // 1: consecutive invocations walk down M (tile (t % tiles_m, t / tiles_m))
+  // Batched products (workgroup z = product z): A_z, B_z and C_z start a_batch, b_batch, c_batch words
+  // after the first (0 and one z: a single product). gemm_train reads the first 12 fields only.
+  a_batch: u32,
+  b_batch: u32,
+  c_batch: u32,
+  _pad: u32,
 }
 
 const TM: u32 = ${TM}u;
@@ -105,8 +112,9 @@ fn main(
   }
   let lda = params.lda;
   let ldb = params.ldb;
-  let a_off = params.a_offset;
-  let b_off = params.b_offset;
+  let a_off = params.a_offset + wid.z * params.a_batch;
+  let b_off = params.b_offset + wid.z * params.b_batch;
+  let c_off = params.c_offset + wid.z * params.c_batch;
 
   // Clamped row of op(A) and column of op(B) per accumulator row / column.
 //#for g in 0..TMG
@@ -313,7 +321,7 @@ fn main(
     let i = i0 + ${g}u * TMS + ${s}u;
     if (i < m) {
 //#if VEC_C
-      let row4 = (params.c_offset + i * params.ldc + j0) / 4u;
+      let row4 = (c_off + i * params.ldc + j0) / 4u;
 //#for h in 0..TNG
       if (j0 + ${h}u * 4u < n) {
         let v = vec4<f32>(
@@ -326,7 +334,7 @@ fn main(
       }
 //#end
 //#else
-      let row = params.c_offset + i * params.ldc;
+      let row = c_off + i * params.ldc;
 //#for h in 0..TNG
 //#for u in 0..TNS
       if (j0 + ${h}u * TNS + ${u}u < n) {

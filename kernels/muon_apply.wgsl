@@ -9,7 +9,8 @@
 //   2 x       storage  array<f32>        x[r * cols + c] (contiguous scratch)
 //   3 w       storage  array<f32>, rw    w[w_offset + r * w_stride + c]
 // Geometry: WG threads (override), `groups` workgroups (dispatch (groups)), a grid-stride loop over the
-// rows · cols elements in row-major order.
+// rows · cols elements in row-major order. Batches: workgroup (x, 0, z) updates matrix z (dispatch
+// (groups, 1, count)): w at z · batch words on, x at z · rows · cols.
 
 struct ApplyParams {
   rows: u32,
@@ -19,7 +20,7 @@ struct ApplyParams {
   groups: u32,
   wd: f32,
   scale: f32,
-  _pad: u32,
+  batch: u32, // words between the matrices of a batch in w
 }
 
 override WG: u32 = 256u;
@@ -35,9 +36,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let decay = 1.0 - lr * params.wd;
   let step = lr * params.scale;
   let n = params.rows * params.cols;
+  let w0 = params.w_offset + wid.z * params.batch;
+  let x0 = wid.z * n;
   for (var i = wid.x * WG + lid; i < n; i += params.groups * WG) {
     let r = i / params.cols;
-    let at = params.w_offset + r * params.w_stride + (i - r * params.cols);
-    w[at] = w[at] * decay - step * x[i];
+    let at = w0 + r * params.w_stride + (i - r * params.cols);
+    w[at] = w[at] * decay - step * x[x0 + i];
   }
 }

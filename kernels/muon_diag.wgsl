@@ -7,7 +7,7 @@
 //   1 a       storage  array<f32>        a[r * s + c]
 //   2 b_out   storage  array<f32>, rw    b_out[r * s + c]
 // Geometry: WG threads (override), `groups` workgroups (dispatch (groups)), a grid-stride loop over the
-// s² elements.
+// s² elements. Batches: workgroup (x, 0, z) fills matrix z, s² · z words on (dispatch (groups, 1, count)).
 
 struct DiagParams {
   s: u32,
@@ -25,8 +25,9 @@ override WG: u32 = 256u;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let n = params.s * params.s;
+  let at = wid.z * n;
   for (var i = wid.x * WG + lid; i < n; i += params.groups * WG) {
     let diagonal = i % (params.s + 1u) == 0u;
-    b_out[i] = params.cb * a[i] + select(0.0, params.ca, diagonal);
+    b_out[at + i] = params.cb * a[at + i] + select(0.0, params.ca, diagonal);
   }
 }

@@ -11,6 +11,8 @@
 // Geometry: WG threads (override, a power of two) per workgroup, `groups` workgroups (dispatch (groups));
 // a grid-stride loop over the rows · cols elements in row-major order, consecutive threads on
 // consecutive elements (coalesced), then a tree reduction of the squares in workgroup memory.
+// Batches: workgroup (x, 0, z) works on matrix z of a batch (dispatch (groups, 1, count)): g and m start
+// z · batch words on, x at z · rows · cols, its partial sums at z · groups.
 
 struct MomentumParams {
   rows: u32,
@@ -22,7 +24,7 @@ struct MomentumParams {
   groups: u32,
   nesterov: u32,
   mu: f32,
-  _a: u32,
+  batch: u32, // words between the matrices of a batch in g and m
   _b: u32,
   _c: u32,
 }
@@ -40,16 +42,19 @@ var<workgroup> red: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let n = params.rows * params.cols;
+  let g0 = params.g_offset + wid.z * params.batch;
+  let m0 = params.m_offset + wid.z * params.batch;
+  let x0 = wid.z * n;
   var ss = 0.0;
   for (var i = wid.x * WG + lid; i < n; i += params.groups * WG) {
     let r = i / params.cols;
     let c = i - r * params.cols;
-    let gv = g[params.g_offset + r * params.g_stride + c];
-    let mi = params.m_offset + r * params.m_stride + c;
+    let gv = g[g0 + r * params.g_stride + c];
+    let mi = m0 + r * params.m_stride + c;
     let mv = fma(params.mu, m[mi], gv);
     m[mi] = mv;
     let u = select(mv, fma(params.mu, mv, gv), params.nesterov != 0u);
-    x[i] = u;
+    x[x0 + i] = u;
     ss = fma(u, u, ss);
   }
   red[lid] = ss;
@@ -60,6 +65,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   if (lid == 0u) {
-    partial[wid.x] = red[0];
+    partial[wid.z * params.groups + wid.x] = red[0];
   }
 }

@@ -7,7 +7,8 @@
 //   1 partial  storage  array<f32>        partial[0 .. parts)
 //   2 x        storage  array<f32>, rw    x[i], i < n
 // Geometry: WG threads (override, a power of two), `groups` workgroups (dispatch (groups)), a
-// grid-stride loop over the n elements.
+// grid-stride loop over the n elements. Batches: workgroup (x, 0, z) normalizes matrix z (dispatch
+// (groups, 1, count)): its partials at z · parts, its elements at z · n.
 
 struct NormalizeParams {
   n: u32,
@@ -28,7 +29,7 @@ var<workgroup> red: array<f32, WG>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   var ss = 0.0;
   for (var i = lid; i < params.parts; i += WG) {
-    ss += partial[i];
+    ss += partial[wid.z * params.parts + i];
   }
   red[lid] = ss;
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -39,7 +40,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   workgroupBarrier();
   let scale = 1.0 / (sqrt(red[0]) + 1e-7);
+  let x0 = wid.z * params.n;
   for (var i = wid.x * WG + lid; i < params.n; i += params.groups * WG) {
-    x[i] = x[i] * scale;
+    x[x0 + i] = x[x0 + i] * scale;
   }
 }

@@ -186,3 +186,82 @@ Deno.test("webgpu muon: two tensors share the scratch in one pass; cached bind g
   b.destroy();
   m.destroy();
 });
+
+Deno.test("webgpu muon: a batched step equals separate steps per matrix (wide, tall, ragged; strided rows)", async () => {
+  const { ctx, muon } = await setup();
+  const rng = new Rng(12);
+  for (
+    const [rows, cols, count, pad, gap] of [[13, 7, 3, 2, 5], [7, 13, 2, 0, 0], [64, 172, 3, 0, 4], [
+      172,
+      64,
+      2,
+      1,
+      3,
+    ]]
+  ) {
+    const stride = cols + pad, extent = (rows - 1) * stride + cols, batch = extent + gap;
+    // Matrix z of w, g, m at offset + z · batch, rows `stride` apart; NaN in the padding and the gaps.
+    const layout = (offset: number, mats: Float32Array[]) => {
+      const all = new Float32Array(offset + (count - 1) * batch + extent + 3).fill(NaN);
+      mats.forEach((x, z) => {
+        for (let r = 0; r < rows; r++) {
+          all.set(x.subarray(r * cols, (r + 1) * cols), offset + z * batch + r * stride);
+        }
+      });
+      return all;
+    };
+    const ws = Array.from({ length: count }, () => rng.normals(rows * cols, 0.1));
+    const w0 = ws.map((w) => Float32Array.from(w));
+    const ms = Array.from({ length: count }, () => new Float32Array(rows * cols));
+    const wBuf = createStorageBuffer(ctx, "w", layout(3, ws));
+    const gBuf = createStorageBuffer(ctx, "g", layout(1, ms));
+    const mBuf = createStorageBuffer(ctx, "m", layout(6, ms));
+    const views = {
+      w: { buffer: wBuf, offset: 3, stride },
+      g: { buffer: gBuf, offset: 1, stride },
+      m: { buffer: mBuf, offset: 6, stride },
+    };
+    for (const lr of [0.02, 0.01]) {
+      const gs = Array.from({ length: count }, () => rng.normals(rows * cols, 0.1));
+      ctx.device.queue.writeBuffer(gBuf, 0, layout(1, gs));
+      muon.setLearningRate(lr);
+      const enc = ctx.device.createCommandEncoder({ label: "muon batch test" });
+      const pass = enc.beginComputePass({ label: "muon batch test" });
+      muon.step(pass, { ...views, rows, cols, count, batch, weightDecay: 0.05 });
+      pass.end();
+      ctx.device.queue.submit([enc.finish()]);
+      for (let z = 0; z < count; z++) muonStep(ws[z], gs[z], ms[z], rows, cols, { lr, weightDecay: 0.05 });
+    }
+    const [wAll, mAll] = [await readF32(ctx, wBuf, wBuf.size / 4), await readF32(ctx, mBuf, mBuf.size / 4)];
+    const want = layout(3, ws);
+    for (let z = 0; z < count; z++) {
+      const what = `${count}× ${rows}×${cols} matrix ${z}`;
+      const pick = (all: Float32Array, offset: number) => {
+        const x = new Float32Array(rows * cols);
+        for (let r = 0; r < rows; r++) {
+          x.set(
+            all.subarray(offset + z * batch + r * stride, offset + z * batch + r * stride + cols),
+            r * cols,
+          );
+        }
+        return x;
+      };
+      const dGot = pick(wAll, 3).map((v, i) => v - w0[z][i]), dWant = ws[z].map((v, i) => v - w0[z][i]);
+      assert.ok(rel(dGot, dWant) < 1e-4, `${what}: weight-update relative error ${rel(dGot, dWant)}`);
+      assert.ok(rel(pick(mAll, 6), ms[z]) < 1e-5, `${what}: momentum`);
+    }
+    // The padding and the gaps between matrices were not written.
+    wAll.forEach((v, i) =>
+      assert.equal(Number.isNaN(v), Number.isNaN(want[i]), `${rows}×${cols}: word ${i} of w`)
+    );
+    for (const b of [wBuf, gBuf, mBuf]) b.destroy();
+  }
+  // A batch needs its stride, at least one matrix's extent.
+  const enc = ctx.device.createCommandEncoder({ label: "checks" });
+  const pass = enc.beginComputePass({ label: "checks" });
+  const [w, g, m] = ["w", "g", "m"].map((l) => ({ buffer: createStorageBuffer(ctx, l, 4096) }));
+  assert.throws(() => muon.step(pass, { w, g, m, rows: 4, cols: 4, count: 2 }), /needs batch/);
+  assert.throws(() => muon.step(pass, { w, g, m, rows: 4, cols: 4, count: 2, batch: 15 }), /batch .*\[16,/);
+  pass.end();
+  enc.finish();
+});

@@ -12,7 +12,15 @@
 // the a·X term is folded into B's diagonal, (a·I + b·A + c·A²)·X = a·X + (b·A + c·A²)·X.
 
 import { createStorageBuffer, createUniformBuffer, type GpuContext } from "../backend/webgpu/device.ts";
-import { checkInt, Dispatcher, type GpuView, strideOf } from "../backend/webgpu/dispatch.ts";
+import {
+  checkInt,
+  Dispatcher,
+  endOf,
+  type GpuView,
+  MAX_GRID,
+  offsetOf,
+  strideOf,
+} from "../backend/webgpu/dispatch.ts";
 import { WebGpuGemm } from "../backend/webgpu/gemm.ts";
 import { KERNELS } from "../backend/webgpu/kernels.gen.ts";
 import { muonScale, NS_COEFFICIENTS } from "./muon.ts";
@@ -35,6 +43,15 @@ export interface GpuMuonArgs {
   weightDecay?: number;
   /** Newton–Schulz iterations (default 5). */
   nsSteps?: number;
+  /**
+   * Matrices of this shape updated by this one step (default 1): matrix z of w, g and m starts
+   * z · `batch` words after the views' offsets. Each matrix gets its own momentum norm and Newton–Schulz
+   * iteration, exactly as `count` separate steps, in ~4 + 4·nsSteps dispatches instead of `count` times
+   * as many (a model's layers of one kind share a shape: one batched step each).
+   */
+  count?: number;
+  /** Words between the matrices of a batch (required when count > 1; at least the matrix's extent). */
+  batch?: number;
 }
 
 /** Options of {@link WebGpuMuon.create}. */
@@ -56,9 +73,11 @@ interface Scratch {
   x: [GPUBuffer, GPUBuffer];
   a: GPUBuffer;
   b: GPUBuffer;
-  /** Capacity of x (elements) and of a, b (elements). */
+  partial: GPUBuffer;
+  /** Capacity of x (elements), of a, b (elements) and of partial (elements). */
   n: number;
   gram: number;
+  parts: number;
 }
 
 /**
@@ -90,7 +109,6 @@ export class WebGpuMuon {
   readonly #ownsGemm: boolean;
   readonly #hyper: GPUBuffer;
   readonly #hyperData = new Float32Array(4);
-  readonly #partial: GPUBuffer;
   #scratch?: Scratch;
 
   private constructor(ctx: GpuContext, gemm: WebGpuGemm, ownsGemm: boolean, compact: boolean) {
@@ -100,7 +118,6 @@ export class WebGpuMuon {
     this.threads = compact ? 64 : 256;
     this.#d = new Dispatcher(ctx, "WebGpuMuon");
     this.#hyper = this.#d.own(createUniformBuffer(ctx, "muon:hyper", this.#hyperData));
-    this.#partial = this.#d.own(createStorageBuffer(ctx, "muon:partial", MAX_PARTS * 4));
   }
 
   /** Compiles the kernels (and a GEMM unless one is given). */
@@ -130,32 +147,35 @@ export class WebGpuMuon {
   }
 
   /**
-   * Sizes the scratch for matrices up to rows × cols (either orientation) now, so that later steps
-   * allocate nothing; steps grow it on demand otherwise (the old scratch is kept until dispose, since
-   * recorded commands may still use it).
+   * Sizes the scratch for `count` matrices (a batched step) up to rows × cols (either orientation) now,
+   * so that later steps allocate nothing; steps grow it on demand otherwise (the old scratch is kept until
+   * dispose, since recorded commands may still use it).
    */
-  reserve(rows: number, cols: number): void {
+  reserve(rows: number, cols: number, count = 1): void {
     checkInt("WebGpuMuon.reserve", "rows", rows);
     checkInt("WebGpuMuon.reserve", "cols", cols);
-    const n = rows * cols, gram = Math.min(rows, cols) ** 2;
+    checkInt("WebGpuMuon.reserve", "count", count, 1, MAX_GRID);
+    const n = count * rows * cols, gram = count * Math.min(rows, cols) ** 2, parts = count * MAX_PARTS;
     const s = this.#scratch;
-    if (s && s.n >= n && s.gram >= gram) return;
-    const N = Math.max(n, s?.n ?? 0), G = Math.max(gram, s?.gram ?? 0);
+    if (s && s.n >= n && s.gram >= gram && s.parts >= parts) return;
+    const N = Math.max(n, s?.n ?? 0), G = Math.max(gram, s?.gram ?? 0), P = Math.max(parts, s?.parts ?? 0);
     const make = (label: string, words: number) =>
       this.#d.own(createStorageBuffer(this.ctx, `muon:${label}`, words * 4));
     this.#scratch = {
       x: [make("x0", N), make("x1", N)],
       a: make("gram", G),
       b: make("poly", G),
+      partial: make("partial", P),
       n: N,
       gram: G,
+      parts: P,
     };
   }
 
   /** Bytes of scratch held now (the latest set; earlier, smaller sets stay until dispose). */
   get scratchBytes(): number {
     const s = this.#scratch;
-    return (s ? 2 * s.n + 2 * s.gram : 0) * 4 + MAX_PARTS * 4;
+    return (s ? 2 * s.n + 2 * s.gram + s.parts : 0) * 4;
   }
 
   /** Records one Muon step on w with gradient g and momentum m (see src/train/muon.ts). */
@@ -171,7 +191,11 @@ export class WebGpuMuon {
       throw new RangeError(`${op}: expected a finite weightDecay ≥ 0, found ${wd}`);
     }
     checkInt(op, "nsSteps", steps, 0, 100);
-    this.reserve(rows, cols);
+    const count = args.count ?? 1;
+    checkInt(op, "count", count, 1, MAX_GRID);
+    const batch = count > 1 ? args.batch : 0;
+    if (batch === undefined) throw new RangeError(`${op}: a batch of ${count} matrices needs batch (words)`);
+    this.reserve(rows, cols, count);
     const s = this.#scratch!;
     const WG = this.threads, n = rows * cols;
     if (n >= 2 ** 31) throw new RangeError(`${op}: expected rows · cols < 2^31, found ${n}`);
@@ -184,11 +208,24 @@ export class WebGpuMuon {
     this.#stride(op, "w", w, cols);
     this.#d.distinct(op, [m], [g]);
     this.#d.distinct(op, [w], []);
+    if (count > 1) {
+      const extent = endOf(w, rows, cols) - offsetOf(w);
+      checkInt(
+        op,
+        "batch",
+        batch,
+        Math.max(extent, endOf(g, rows, cols) - offsetOf(g), endOf(m, rows, cols) - offsetOf(m)),
+        2 ** 31,
+      );
+    }
+    // A view of a whole batch: the first matrix's rows through the last one's.
+    const span = (name: string, v: GpuView) =>
+      this.#d.bind(op, name, v, endOf(v, rows, cols) + (count - 1) * batch);
     const parts = groups(MAX_PARTS);
-    const gB = this.#d.bindRows(op, "g", g, rows, cols);
-    const mB = this.#d.bindRows(op, "m", m, rows, cols);
-    const x0 = this.#d.bindRows(op, "x0", { buffer: s.x[0] }, rows, cols);
-    const pB = this.#d.bind(op, "partial", { buffer: this.#partial }, parts);
+    const gB = span("g", g);
+    const mB = span("m", m);
+    const x0 = this.#d.bind(op, "x0", { buffer: s.x[0] }, count * n);
+    const pB = this.#d.bind(op, "partial", { buffer: s.partial }, count * parts);
     const momentumParams = new Uint32Array([
       rows,
       cols,
@@ -199,17 +236,18 @@ export class WebGpuMuon {
       parts,
       nesterov ? 1 : 0,
       0, // mu
-      0,
+      batch,
       0,
       0,
     ]);
     f32(momentumParams, 8, mu);
     const momentumB = [gB.binding, mB.binding, x0.binding, pB.binding];
-    this.#launch(pass, "muon_momentum", momentumParams, momentumB, parts);
+    this.#launch(pass, "muon_momentum", momentumParams, momentumB, parts, count);
 
     // X0 /= ‖X0‖_F + 1e-7.
     const ng = groups(MAX_GROUPS);
-    this.#launch(pass, "muon_normalize", new Uint32Array([n, parts, ng, 0]), [pB.binding, x0.binding], ng);
+    const normalizeParams = new Uint32Array([n, parts, ng, 0]);
+    this.#launch(pass, "muon_normalize", normalizeParams, [pB.binding, x0.binding], ng, count);
 
     // Newton–Schulz on the wide orientation.
     const [ca, cb, cc] = NS_COEFFICIENTS;
@@ -223,29 +261,61 @@ export class WebGpuMuon {
     ]);
     f32(diagParams, 2, ca);
     f32(diagParams, 3, cb);
-    const diagB = [this.#d.bindRows(op, "gram", gram, side, side).binding];
-    diagB.push(this.#d.bindRows(op, "poly", poly, side, side).binding);
+    const g2 = side * side;
+    const diagB = [this.#d.bind(op, "gram", gram, count * g2).binding];
+    diagB.push(this.#d.bind(op, "poly", poly, count * g2).binding);
+    // The products of a batch: matrix z of X at z·n, of A and B at z·side².
+    const xx = { count, a: n, b: n, c: g2 }, aa = { count, a: g2, b: g2, c: g2 };
+    const bx = { count, a: g2, b: n, c: n }, xb = { count, a: n, b: g2, c: n };
     let cur = 0;
     for (let it = 0; it < steps; it++) {
       const x = { buffer: s.x[cur] }, next = { buffer: s.x[1 - cur] };
       // A (side, side) = X·Xᵀ (wide) or Xᵀ·X (tall).
-      this.gemm.gemm(pass, { a: x, b: x, c: gram, M: side, N: side, K: long, transA: tall, transB: !tall });
-      this.#launch(pass, "muon_diag", diagParams, diagB, diagParams[1]);
+      this.gemm.gemm(pass, {
+        a: x,
+        b: x,
+        c: gram,
+        M: side,
+        N: side,
+        K: long,
+        transA: tall,
+        transB: !tall,
+        batch: xx,
+      });
+      this.#launch(pass, "muon_diag", diagParams, diagB, diagParams[1], count);
       // B += c·A·A.
-      this.gemm.gemm(pass, { a: gram, b: gram, c: poly, M: side, N: side, K: side, alpha: cc, beta: 1 });
+      this.gemm.gemm(pass, {
+        a: gram,
+        b: gram,
+        c: poly,
+        M: side,
+        N: side,
+        K: side,
+        alpha: cc,
+        beta: 1,
+        batch: aa,
+      });
       // X' = B·X (wide) or X·Bᵀ (tall), both (rows, cols).
-      if (tall) this.gemm.gemm(pass, { a: x, b: poly, c: next, M: rows, N: cols, K: cols, transB: true });
-      else this.gemm.gemm(pass, { a: poly, b: x, c: next, M: rows, N: cols, K: rows });
+      if (tall) {
+        this.gemm.gemm(pass, { a: x, b: poly, c: next, M: rows, N: cols, K: cols, transB: true, batch: xb });
+      } else this.gemm.gemm(pass, { a: poly, b: x, c: next, M: rows, N: cols, K: rows, batch: bx });
       cur = 1 - cur;
     }
 
     // w ← w·(1 − lr·wd) − lr·0.2·sqrt(max(rows, cols))·X.
-    const wB = this.#d.bindRows(op, "w", w, rows, cols);
-    const xB = this.#d.bindRows(op, "x", { buffer: s.x[cur] }, rows, cols);
-    const applyParams = new Uint32Array([rows, cols, wB.shift, strideOf(w, cols), ng, 0, 0, 0]);
+    const wB = span("w", w);
+    const xB = this.#d.bind(op, "x", { buffer: s.x[cur] }, count * n);
+    const applyParams = new Uint32Array([rows, cols, wB.shift, strideOf(w, cols), ng, 0, 0, batch]);
     f32(applyParams, 5, wd);
     f32(applyParams, 6, muonScale(rows, cols));
-    this.#launch(pass, "muon_apply", applyParams, [{ buffer: this.#hyper }, xB.binding, wB.binding], ng);
+    this.#launch(
+      pass,
+      "muon_apply",
+      applyParams,
+      [{ buffer: this.#hyper }, xB.binding, wB.binding],
+      ng,
+      count,
+    );
   }
 
   /** Bind groups cached so far by this optimizer's own kernels (the GEMM has its own). */
@@ -279,7 +349,8 @@ export class WebGpuMuon {
     params: Uint32Array,
     resources: GPUBufferBinding[],
     groups: number,
+    count: number,
   ): void {
-    this.#d.launch(pass, `${kernel}:wg${this.threads}`, params, resources, groups);
+    this.#d.launch(pass, `${kernel}:wg${this.threads}`, params, resources, groups, 1, count);
   }
 }

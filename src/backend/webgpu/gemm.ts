@@ -22,6 +22,7 @@ import {
   type BoundView,
   checkInt,
   Dispatcher,
+  endOf,
   type GpuView,
   grid2d,
   MAX_GRID,
@@ -146,6 +147,21 @@ export interface GemmArgs extends GemmShape {
   beta?: number;
   /** Force a geometry (it must be compiled: {@link WebGpuGemm.prepare}); default: tuned, else default. */
   geometry?: GemmGeometry;
+  /**
+   * `count` products of the same shape in one call: product z reads A and B and writes C `z · a`, `z · b`
+   * and `z · c` words after the views' offsets (strides ≥ 0; C's products must not overlap). The direct
+   * family runs them as one dispatch (workgroups along z), which saves the per-dispatch cost of many
+   * small products (Muon's Newton–Schulz over every layer); the other families record one product each.
+   */
+  batch?: GemmBatch;
+}
+
+/** Several same-shaped products of one {@link WebGpuGemm.gemm} call: their count and word strides. */
+export interface GemmBatch {
+  count: number;
+  a: number;
+  b: number;
+  c: number;
 }
 
 /** Options of {@link WebGpuGemm.create}. */
@@ -614,6 +630,25 @@ export class WebGpuGemm {
       throw new RangeError(`${op}: expected finite alpha and beta, found ${alpha} and ${beta}`);
     }
     const g = args.geometry ?? this.geometryFor(args);
+    const batch = args.batch;
+    if (batch && batch.count !== 1) {
+      this.#checkBatch(op, args, batch);
+      if (g.kind !== "direct") {
+        // One product per recorded call, each through the single-product path.
+        for (let z = 0; z < batch.count; z++) {
+          const at = (v: GpuView, stride: number): GpuView => ({ ...v, offset: offsetOf(v) + z * stride });
+          this.#encode(d, binder, pass, {
+            ...args,
+            a: at(a, batch.a),
+            b: at(b, batch.b),
+            c: at(c, batch.c),
+            batch: undefined,
+          });
+        }
+        return;
+      }
+    }
+    const count = batch?.count ?? 1;
     let gx: number, gy: number;
     if (g.kind === "tiled") {
       gx = Math.ceil(N / g.BN);
@@ -637,17 +672,38 @@ export class WebGpuGemm {
         throw new RangeError(`${op}: expected ${name} to be an integer ≥ ${width}, found ${ld}`);
       }
     }
-    const aB = d.bindRows(op, "a", a, aRows, aWidth);
-    const bB = d.bindRows(op, "b", b, bRows, bWidth);
-    const cB = d.bindRows(op, "c", c, M, N);
+    // A batch binds from the first product's start to the last one's end.
+    const extra = (stride: number | undefined) => (count - 1) * (stride ?? 0);
+    const aB = d.bind(op, "a", a, endOf(a, aRows, aWidth) + extra(batch?.a));
+    const bB = d.bind(op, "b", b, endOf(b, bRows, bWidth) + extra(batch?.b));
+    const cB = d.bind(op, "c", c, endOf(c, M, N) + extra(batch?.c));
     if (g.kind === "texel") {
       this.#encodeTexel(d, binder, pass, args, g, [aB, bB, cB], [lda, ldb, ldc]);
       return;
     }
-    const params = new Uint32Array([M, N, K, aB.shift, lda, bB.shift, ldb, cB.shift, ldc, 0, 0, 0]);
+    // Words 12..14: the batch strides of the direct kernel (the tiled kernel's struct ends before them).
+    const params = new Uint32Array([
+      M,
+      N,
+      K,
+      aB.shift,
+      lda,
+      bB.shift,
+      ldb,
+      cB.shift,
+      ldc,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ]);
     const f = new Float32Array(params.buffer);
     f[9] = alpha;
     f[10] = beta;
+    if (batch && count > 1) params.set([batch.a, batch.b, batch.c], 12);
     const resources = [aB.binding, bB.binding, cB.binding];
     // The vec4 views are bound like the scalar ones: a binding's base is storage-aligned (a multiple of 16
     // bytes), so the shift of a view whose offset is a multiple of 4 words is one too.
@@ -673,7 +729,18 @@ export class WebGpuGemm {
       // prepared variants' own, so a WGSL error is not expected).
       d.pipelineOrCompile(key, () => this.kernelSource(g, transA, transB, vec));
     }
-    d.launch(pass, key, params, resources, gx, gy);
+    d.launch(pass, key, params, resources, gx, gy, count);
+  }
+
+  #checkBatch(op: string, args: GemmArgs, batch: GemmBatch): void {
+    checkInt(op, "batch.count", batch.count, 1, MAX_GRID);
+    for (const name of ["a", "b", "c"] as const) checkInt(op, `batch.${name}`, batch[name], 0, 2 ** 31);
+    const span = endOf(args.c, args.M, args.N) - offsetOf(args.c);
+    if (batch.c < span) {
+      throw new RangeError(
+        `${op}: expected batch.c ≥ ${span} words (one C, so that the products do not overlap), found ${batch.c}`,
+      );
+    }
   }
 
   /**
@@ -800,10 +867,12 @@ export class WebGpuGemm {
         directVec4(offsetOf(c), ldc, N, geometry.TN),
       ];
     }
+    // A batch's later products start batch.a (b, c) words on: vec4 access needs those multiples of 4 too.
+    const batch = args.batch && args.batch.count > 1 ? args.batch : { a: 0, b: 0, c: 0 };
     return [
-      K >= 4 && directVec4(offsetOf(a), lda, transA ? M : 0, geometry.TM),
-      K >= 4 && directVec4(offsetOf(b), ldb, transB ? 0 : N, geometry.TN),
-      directVec4(offsetOf(c), ldc, N, geometry.TN),
+      K >= 4 && batch.a % 4 === 0 && directVec4(offsetOf(a), lda, transA ? M : 0, geometry.TM),
+      K >= 4 && batch.b % 4 === 0 && directVec4(offsetOf(b), ldb, transB ? 0 : N, geometry.TN),
+      batch.c % 4 === 0 && directVec4(offsetOf(c), ldc, N, geometry.TN),
     ];
   }
 
