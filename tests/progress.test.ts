@@ -49,7 +49,7 @@ Deno.test("progress bar redraws in place after a second; off writes nothing", ()
   assert.equal(io.out.at(-1), "\r\x1b[K", "finish clears the line");
 
   const off = fakeIo();
-  const o = new Progress("eval", 5, "win", false, off);
+  const o = new Progress("eval", 5, "win", "off", off);
   for (let i = 0; i < 5; i++) {
     off.t += 60_000;
     o.tick();

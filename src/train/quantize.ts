@@ -163,8 +163,8 @@ export interface QuantizeOptions {
 export const QUANTIZE_DEFAULTS = {
   paths: 2,
   // 2400 rather than 1200 since the floor-0 schedule: dev 8.598 against 8.922, test tail 9.106 against 9.524
-  // (seed 1); about 20 minutes on our 2-core machine at session 11's quiet 0.45 s a step, about 51 at session
-  // 12's 1.26 s (README "The default budget": the fit has to be measured again).
+  // (seed 1); about 18 minutes on session 11's 2-core host (0.45 s a step), about 39 on session 13's slower
+  // one (0.97 s a step): README "The default budget".
   steps: 2400,
   batch: 2,
   seq: 512,
@@ -249,8 +249,8 @@ export type QuantizePreset = "default" | "quality";
 
 /**
  * The budgets (README: what each gives on stories260K and how long it takes on our 2-core machine):
- * "default" was sized for 20 minutes (to be re-measured: README); "quality" is the same run with twice the
- * steps for users who can wait (on stories260K it measured no better than the default).
+ * "default" was sized for 20 minutes (it takes 18 to 39 on the hosts measured: README); "quality" is the same
+ * run with twice the steps for users who can wait (on stories260K it measured no better than the default).
  *
  * @example
  * ```ts

@@ -209,14 +209,9 @@ export class WebGpuMuon {
     this.#d.distinct(op, [m], [g]);
     this.#d.distinct(op, [w], []);
     if (count > 1) {
-      const extent = endOf(w, rows, cols) - offsetOf(w);
-      checkInt(
-        op,
-        "batch",
-        batch,
-        Math.max(extent, endOf(g, rows, cols) - offsetOf(g), endOf(m, rows, cols) - offsetOf(m)),
-        2 ** 31,
-      );
+      // Matrices of a batch must not overlap in any of the three views.
+      const extent = (v: GpuView) => endOf(v, rows, cols) - offsetOf(v);
+      checkInt(op, "batch", batch, Math.max(extent(w), extent(g), extent(m)), 2 ** 31);
     }
     // A view of a whole batch: the first matrix's rows through the last one's.
     const span = (name: string, v: GpuView) =>

@@ -45,24 +45,12 @@ export class Progress {
   #drawn = false;
   done = 0;
 
-  /** `enabled`: true or false force the bar or nothing (older callers); default: by where stderr goes. */
-  constructor(
-    label: string,
-    total: number,
-    unit = "it",
-    enabled?: boolean | ProgressMode,
-    io: ProgressIo = STDERR,
-  ) {
+  /** `mode`: default by where stderr goes (and RABIT_PROGRESS). */
+  constructor(label: string, total: number, unit = "it", mode = defaultMode(), io: ProgressIo = STDERR) {
     this.#label = label;
     this.#total = total;
     this.#unit = unit;
-    this.#mode = enabled === undefined
-      ? defaultMode()
-      : enabled === true
-      ? "bar"
-      : enabled === false
-      ? "off"
-      : enabled;
+    this.#mode = mode;
     this.#io = io;
     this.#start = io.now();
   }
