@@ -4,6 +4,7 @@
 //
 //   deno run -A experiments/ablation.ts tune      [--steps 100] [--methods rabit,standard,...]
 //   deno run -A experiments/ablation.ts run       [--steps 150] [--rows rabit,standard,...] [--seeds 1,2]
+//                                                 [--jobs N: rows trained at once]
 //   deno run -A experiments/ablation.ts diagnose  (adds path correlation / residual alignment columns)
 //   deno run -A experiments/ablation.ts table     (rewrites experiments/ablation.md from the JSON)
 //   --results NAME (run, diagnose, table): keep the rows in experiments/NAME.json / NAME.md instead
@@ -247,7 +248,12 @@ async function tune(steps: number, methods: string[]): Promise<void> {
   }
 }
 
-async function run(steps: number, rowNames: string[] | undefined, seeds: number[]): Promise<void> {
+async function run(
+  steps: number,
+  rowNames: string[] | undefined,
+  seeds: number[],
+  jobs: number,
+): Promise<void> {
   const texts = await prepareTexts();
   const tuning = await readJson(TUNING) as {
     chosen?: Record<string, { lr: number; gamma: number; scaleLr?: number }>;
@@ -266,72 +272,87 @@ async function run(steps: number, rowNames: string[] | undefined, seeds: number[
     state.reference = { name: "fp32", ...ref };
     await save();
   }
+  // The (row, seed) pairs still missing, in ROWS order.
+  const pending: Array<{ row: Row; seed: number }> = [];
   for (const row of ROWS.filter((r) => !rowNames || rowNames.includes(r.name))) {
     for (const seed of row.decides ? seeds : seeds.slice(0, 1)) {
-      const trains = row.tuned !== undefined;
-      if (!trains && seed !== seeds[0]) continue;
-      const key = `${row.name} seed=${seed}`;
-      if (rows.some((r) => r.key === key)) continue;
-      const tuned = row.tuned ? tuning.chosen?.[row.tuned] : undefined;
-      if (row.tuned && !tuned) throw new Error(`no tuned lr/γ for ${row.tuned}: run the tune phase first`);
-      const prefix = RESULTS_NAME === "ablation" ? "" : `${RESULTS_NAME}-`;
-      const out = `${WORK}/${prefix}${row.name.replaceAll(/[^a-z0-9=]+/g, "_")}-s${seed}.rabit`;
-      const q = [
-        "quantize",
-        ...row.args,
-        "--data",
-        texts.trainDev,
-        "--holdout",
-        "0.1",
-        ...(trains
-          ? [
-            "--steps",
-            String(steps),
-            "--lr",
-            String(tuned!.lr),
-            "--gamma",
-            String(tuned!.gamma),
-            "--scale-lr",
-            String(tuned!.scaleLr ?? 1),
-            "--min-lr-ratio",
-            String(MIN_LR_RATIO),
-            "--seed",
-            String(seed),
-            "--teacher-tokens",
-            "0",
-            "--backend",
-            "webgpu",
-          ]
-          : []),
-        "--out",
-        out,
-        "--json",
-      ];
-      const qr = await cli(q);
-      const ev = await evaluate(out, texts.trainDev);
-      rows.push({
-        key,
-        name: row.name,
-        seed,
-        file: out.replace(ROOT, ""),
-        bitsPerWeight: qr.bitsPerWeight,
-        trainSeconds: trains ? qr.seconds : 0,
-        finalLoss: qr.finalLoss,
-        lr: tuned?.lr ?? null,
-        gamma: tuned?.gamma ?? null,
-        scaleLr: tuned?.scaleLr ?? null,
-        ...ev,
-        commands: [show(q), ...(ev.commands as string[])],
-      });
-      await save();
-      await writeTable();
-      console.log(
-        `row ${key}: test ppl ${(ev.testPpl as number).toFixed(4)}, wiki ${
-          (ev.wikiPpl as number).toFixed(3)
-        }`,
-      );
+      if (row.tuned === undefined && seed !== seeds[0]) continue;
+      if (rows.some((r) => r.key === `${row.name} seed=${seed}`)) continue;
+      if (row.tuned && !tuning.chosen?.[row.tuned]) {
+        throw new Error(`no tuned lr/γ for ${row.tuned}: run the tune phase first`);
+      }
+      pending.push({ row, seed });
     }
   }
+  // `jobs` rows train at once (each its own quantize process); the results file and tables are rewritten
+  // one completion at a time, through one promise chain, so concurrent rows never interleave their writes.
+  let writes = Promise.resolve();
+  const runOne = async ({ row, seed }: { row: Row; seed: number }) => {
+    const trains = row.tuned !== undefined;
+    const key = `${row.name} seed=${seed}`;
+    const tuned = row.tuned ? tuning.chosen?.[row.tuned] : undefined;
+    const prefix = RESULTS_NAME === "ablation" ? "" : `${RESULTS_NAME}-`;
+    const out = `${WORK}/${prefix}${row.name.replaceAll(/[^a-z0-9=]+/g, "_")}-s${seed}.rabit`;
+    const q = [
+      "quantize",
+      ...row.args,
+      "--data",
+      texts.trainDev,
+      "--holdout",
+      "0.1",
+      ...(trains
+        ? [
+          "--steps",
+          String(steps),
+          "--lr",
+          String(tuned!.lr),
+          "--gamma",
+          String(tuned!.gamma),
+          "--scale-lr",
+          String(tuned!.scaleLr ?? 1),
+          "--min-lr-ratio",
+          String(MIN_LR_RATIO),
+          "--seed",
+          String(seed),
+          "--teacher-tokens",
+          "0",
+          "--backend",
+          "webgpu",
+        ]
+        : []),
+      "--out",
+      out,
+      "--json",
+    ];
+    const qr = await cli(q);
+    const ev = await evaluate(out, texts.trainDev);
+    rows.push({
+      key,
+      name: row.name,
+      seed,
+      file: out.replace(ROOT, ""),
+      bitsPerWeight: qr.bitsPerWeight,
+      trainSeconds: trains ? qr.seconds : 0,
+      finalLoss: qr.finalLoss,
+      lr: tuned?.lr ?? null,
+      gamma: tuned?.gamma ?? null,
+      scaleLr: tuned?.scaleLr ?? null,
+      ...ev,
+      commands: [show(q), ...(ev.commands as string[])],
+    });
+    writes = writes.then(async () => {
+      await save();
+      await writeTable();
+    });
+    await writes;
+    console.log(
+      `row ${key}: test ppl ${(ev.testPpl as number).toFixed(4)}, wiki ${(ev.wikiPpl as number).toFixed(3)}`,
+    );
+  };
+  const worker = async () => {
+    for (let next = pending.shift(); next; next = pending.shift()) await runOne(next);
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, pending.length) }, worker));
 }
 
 async function evaluate(model: string, text: string): Promise<Json> {
@@ -471,6 +492,7 @@ if (import.meta.main) {
       "scale-lrs": { type: "string" },
       "min-lr-ratio": { type: "string" },
       results: { type: "string" },
+      jobs: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -492,7 +514,8 @@ if (import.meta.main) {
   if (values.help || !["tune", "run", "diagnose", "table"].includes(phase)) {
     console.log(
       "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] [--methods a,b] " +
-        "[--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2] [--results NAME] [--min-lr-ratio R (default 0.1)]",
+        "[--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2] [--results NAME] [--min-lr-ratio R (default 0.1)] " +
+        "[--jobs N (run: rows trained at once, default 1)]",
     );
     if (!values.help) Deno.exit(2);
   } else if (phase === "tune") {
@@ -500,7 +523,20 @@ if (import.meta.main) {
     await tune(Number(values.steps ?? 100), values.methods?.split(",") ?? TUNED_METHODS);
   } else if (phase === "run") {
     const seeds = (values.seeds ?? "1,2").split(",").map(Number);
-    await run(Number(values.steps ?? 150), values.rows?.split(","), seeds);
+    const jobs = Number(values.jobs ?? 1);
+    if (!Number.isInteger(jobs) || jobs < 1) {
+      console.error(`--jobs: expected a whole number ≥ 1, found "${values.jobs}"`);
+      Deno.exit(2);
+    }
+    const rowNames = values.rows?.split(",");
+    const unknown = rowNames?.filter((n) => !ROWS.some((r) => r.name === n)) ?? [];
+    if (unknown.length > 0) {
+      console.error(
+        `--rows: unknown ${unknown.join(", ")}; expected names from ${ROWS.map((r) => r.name).join(", ")}`,
+      );
+      Deno.exit(2);
+    }
+    await run(Number(values.steps ?? 150), rowNames, seeds, jobs);
   } else if (phase === "diagnose") {
     await diagnose();
   } else {
