@@ -103,6 +103,17 @@ interface Json {
   [key: string]: unknown;
 }
 
+/** The training options every tuning trial and ablation row passes to quantize (the same for all methods). */
+function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number): string[] {
+  return [
+    ...["--steps", String(steps), "--lr", String(lr), "--gamma", String(gamma)],
+    ...["--scale-lr", String(scaleLr), "--min-lr-ratio", String(MIN_LR_RATIO)],
+    // The text alone, for every method: the comparison the tables record (the default samples no teacher text
+    // today, but it once did, and the tables must not depend on that default).
+    ...["--teacher-tokens", "0", "--backend", "webgpu"],
+  ];
+}
+
 async function cli(args: string[]): Promise<Json> {
   const cmd = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}cli.ts`, ...args],
@@ -168,21 +179,7 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       texts.train,
       "--holdout",
       String(DEV_FRACTION),
-      "--steps",
-      String(steps),
-      "--lr",
-      String(lr),
-      "--gamma",
-      String(gamma),
-      "--scale-lr",
-      String(scaleLr),
-      "--min-lr-ratio",
-      String(MIN_LR_RATIO),
-      // The text alone, for every method: the comparison the tables record (the default samples teacher text).
-      "--teacher-tokens",
-      "0",
-      "--backend",
-      "webgpu",
+      ...trainingArgs(steps, lr, gamma, scaleLr),
       "--out",
       out,
       "--json",
@@ -301,24 +298,7 @@ async function run(
       "--holdout",
       "0.1",
       ...(trains
-        ? [
-          "--steps",
-          String(steps),
-          "--lr",
-          String(tuned!.lr),
-          "--gamma",
-          String(tuned!.gamma),
-          "--scale-lr",
-          String(tuned!.scaleLr ?? 1),
-          "--min-lr-ratio",
-          String(MIN_LR_RATIO),
-          "--seed",
-          String(seed),
-          "--teacher-tokens",
-          "0",
-          "--backend",
-          "webgpu",
-        ]
+        ? [...trainingArgs(steps, tuned!.lr, tuned!.gamma, tuned!.scaleLr ?? 1), "--seed", String(seed)]
         : []),
       "--out",
       out,
