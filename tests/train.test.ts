@@ -24,6 +24,7 @@ function setup(
   optimizer: "adamw" | "muon" = "adamw",
   trainFloat: TrainFloat = "norms",
   noise = 0,
+  momentum?: number,
 ) {
   const teacher = randomModel(config, 11);
   const layout = trainLayout(config, k, method, trainFloat);
@@ -34,7 +35,7 @@ function setup(
   );
   const stats = calibrate(teacher, windowsRaw.slice(0, 2));
   initializeTable(teacher, layout, { method, k, stats });
-  const backend = new CpuTrainingBackend(teacher, layout, { method, k, gamma, optimizer });
+  const backend = new CpuTrainingBackend(teacher, layout, { method, k, gamma, optimizer, momentum });
   const windows = WindowSet.fromTexts(
     windowsRaw.map((_, i) => ({ name: `w${i}`, text: String(i) })),
     (t) => windowsRaw[Number(t)].slice(1), // BOS + 11 tokens = one window of 12
@@ -203,6 +204,30 @@ Deno.test("resume continues exactly: 3 + 3 steps equal 6 steps, losses to the la
   const resumed = await runTraining(b.backend, b.windows, { ...opts, steps: 6, resume: ck });
   assert.deepEqual(resumed.log.losses, straight.log.losses);
   assert.deepEqual(resumed.log.lr, straight.log.lr);
+});
+
+Deno.test("Muon's momentum option reaches the latents: 0.95 is the default, another μ moves them elsewhere", async () => {
+  const latents = async (momentum?: number) => {
+    const { backend, windows, layout } = setup("rabit", 2, 0.5, "muon", "norms", 0, momentum);
+    const opts = {
+      steps: 4,
+      batch: 2,
+      lr: 3e-3,
+      seed: 3,
+      identity: { teacher: { config, crc: 0 }, options: {} },
+    };
+    await runTraining(backend, windows, opts);
+    return (await backend.readState()).params.slice(0, layout.latentEnd);
+  };
+  const [standard, slow] = [await latents(), await latents(0.5)];
+  assert.deepEqual(await latents(0.95), standard, "0.95 is the default");
+  let moved = 0, size = 0;
+  for (let i = 0; i < standard.length; i++) {
+    moved = Math.max(moved, Math.abs(slow[i] - standard[i]));
+    size = Math.max(size, Math.abs(standard[i]));
+  }
+  // Four Muon steps at lr 3e-3 move a latent by ~1e-3 of its size; μ changes their sum by a fair part of it.
+  assert.ok(moved > 1e-4 * size, `latents moved by ${moved} (largest ${size})`);
 });
 
 Deno.test("freeze keeps its frozen path's signs bit-identical while the last path and the scales train", async () => {

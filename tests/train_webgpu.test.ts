@@ -33,6 +33,7 @@ async function pair(
   k = 2,
   trainFloat: TrainFloat = "norms",
   sharedClassifier = false,
+  momentum?: number,
 ) {
   if (!ctx) throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough)");
   const c = { ...config, sharedClassifier };
@@ -47,7 +48,14 @@ async function pair(
     });
     return l;
   };
-  const options = { method, k, gamma: 0.5, optimizer, ...(method === "dbllm" ? { steClip: 4 / 3 } : {}) };
+  const options = {
+    method,
+    k,
+    gamma: 0.5,
+    optimizer,
+    momentum,
+    ...(method === "dbllm" ? { steClip: 4 / 3 } : {}),
+  };
   return {
     cpu: new CpuTrainingBackend(teacher, layout(), options) as TrainingBackend,
     gpu: await WebGpuTrainingBackend.create(teacher, layout(), options, ctx),
@@ -63,7 +71,7 @@ async function step(b: TrainingBackend, windows: Int32Array[], s: number) {
   return [l.loss, l.kl, l.mse, r.gradNorm];
 }
 
-const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolean?][] = [
+const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolean?, number?][] = [
   ["rabit", "adamw", 2, 20],
   ["rabit", "muon", 2, 20],
   ["standard", "muon", 2, 20],
@@ -73,11 +81,15 @@ const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolea
   // The embedding and classifier trained too: separate, then shared (both gradients in one tensor).
   ["rabit", "muon", 2, 8, "all", false],
   ["rabit", "adamw", 2, 8, "all", true],
+  // Muon's momentum reaches both backends (0.95 is the default above).
+  ["rabit", "muon", 2, 8, "norms", false, 0.6],
 ];
-for (const [method, optimizer, k, steps, trainFloat = "norms", shared = false] of cases) {
-  const what = trainFloat === "norms" ? "" : `, train ${trainFloat}${shared ? " (shared classifier)" : ""}`;
+for (const [method, optimizer, k, steps, trainFloat = "norms", shared = false, momentum] of cases) {
+  const what =
+    (trainFloat === "norms" ? "" : `, train ${trainFloat}${shared ? " (shared classifier)" : ""}`) +
+    (momentum === undefined ? "" : `, momentum ${momentum}`);
   Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, k = ${k}${what}`, async () => {
-    const { cpu, gpu } = await pair(method, optimizer, k, trainFloat, shared);
+    const { cpu, gpu } = await pair(method, optimizer, k, trainFloat, shared, momentum);
     try {
       const rng = new Rng(4);
       let worst = 0;

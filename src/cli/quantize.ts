@@ -84,6 +84,7 @@ Options:
   --optimizer NAME     adamw | muon for the latents; scales and norms use AdamW (default ${D.optimizer})
   --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier};
                        standard and freeze 3, dbllm 0.3: each method's tuned value)
+  --momentum M         Muon's momentum for the latents, 0 ≤ M < 1 (default ${D.momentum}; --optimizer muon only)
   --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma}; standard,
                        freeze, dbllm 1)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
@@ -129,6 +130,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "lr-schedule": { type: "string" },
     optimizer: { type: "string" },
     "scale-lr": { type: "string" },
+    momentum: { type: "string" },
     gamma: { type: "string" },
     checkpoint: { type: "string" },
     "checkpoint-every": { type: "string" },
@@ -188,6 +190,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
     gamma: numberOption(v, "gamma", { min: 0, max: 1e6 }),
     scaleLrMultiplier: numberOption(v, "scale-lr", { min: 1e-6, max: 1e6 }),
+    momentum: numberOption(v, "momentum", { min: 0, max: 0.999999 }),
     checkpointEvery: numberOption(v, "checkpoint-every", { integer: true, min: 1 }) ?? 50,
     seed: numberOption(v, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
     calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
@@ -217,6 +220,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "train-float",
       "preset",
       "scale-lr",
+      "momentum",
     ] as const;
     for (const key of trainingOnly) {
       if (values[key] !== undefined) {

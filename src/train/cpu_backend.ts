@@ -37,6 +37,8 @@ export interface BackendOptions {
   weightDecay?: number;
   /** Learning-rate multiplier of the scales and float tensors relative to the latents (default 1). */
   scaleLrMultiplier?: number;
+  /** Muon's momentum μ for the latents (default 0.95; unused with AdamW). */
+  momentum?: number;
   /** Clipped STE bound (undefined: identity STE). */
   steClip?: number;
 }
@@ -222,6 +224,7 @@ export class CpuTrainingBackend implements TrainingBackend {
           muonStep(p.subarray(a, b), g.subarray(a, b), this.#m.subarray(a, b), r, cols, {
             lr,
             weightDecay: wd,
+            momentum: o.momentum,
           });
         }
       }

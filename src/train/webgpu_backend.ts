@@ -888,6 +888,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
           rows: b.rows,
           cols: b.cols,
           weightDecay: wd,
+          momentum: o.momentum,
           count: b.count,
           batch: b.batch,
         });
