@@ -81,26 +81,21 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
   }
 });
 
-Deno.test("quantize --preset quality is the default run with twice the steps", async () => {
+Deno.test("quantize --preset quality is the default run with twice the windows per step", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/q.rabit`;
-  const q = await runCli([
-    "quantize",
-    "--out",
-    out,
-    "--preset",
-    "quality",
-    "--backend",
-    "cpu",
-    ...TINY,
-  ]);
+  // TINY without its --batch, so the preset's shows.
+  const args = ["--steps", "3", "--seq", "32", "--calib-tokens", "512", "--json"];
+  const q = await runCli(["quantize", "--out", out, "--preset", "quality", "--backend", "cpu", ...args]);
   assert.equal(q.code, 0, q.stderr);
   const s = lastJson(q.stdout);
   assert.equal(s.options.preset, "quality");
-  // Every setting but the steps is the default's.
+  // Every setting but the batch is the default's.
   const defaults = { lr: 3e-3, tokenNoise: 0.1, teacherTokens: 0, minLrRatio: 0, gamma: 0.1 };
   for (const [key, value] of Object.entries(defaults)) assert.equal(s.options[key], value, key);
-  assert.equal(s.options.steps, 3); // explicit --steps wins over the preset's 4800
+  assert.equal(s.options.batch, 4);
+  assert.equal(s.options.steps, 3); // explicit --steps wins over the default's 2400
+  assert.equal(s.losses.length, 3);
 });
 
 Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the text, and none when it is covered", async () => {

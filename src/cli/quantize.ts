@@ -52,9 +52,9 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps, 20 to 50 minutes
-                       on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.steps} steps, twice as long);
-                       explicit options win
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps of ${D.batch} windows,
+                       14 to 40 minutes on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.batch} windows a
+                       step, twice as long); explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
