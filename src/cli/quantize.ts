@@ -27,7 +27,7 @@ export const QUANTIZE_HELP =
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--seq S] [--lr X] [--min-lr-ratio R] [--lr-schedule S]
-                      [--optimizer adamw|muon] [--gamma G]
+                      [--optimizer adamw|muon] [--momentum M] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
