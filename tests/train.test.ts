@@ -206,6 +206,38 @@ Deno.test("resume continues exactly: 3 + 3 steps equal 6 steps, losses to the la
   assert.deepEqual(resumed.log.lr, straight.log.lr);
 });
 
+Deno.test("a late batch: the last steps take more windows of one contiguous stream, and resume stays exact", async () => {
+  await using tmp = await tempDir();
+  const path = `${tmp.dir}/ck.bin`;
+  const identity = { teacher: { config, crc: 7 }, options: { a: 1 } };
+  // 6 steps, the last 3 (from 0.5) with 3 windows: 2·3 + 3·3 = 15 windows, 2.5 epochs of 6.
+  const opts = { steps: 6, batch: 2, lateBatch: 3, lateBatchFrom: 0.5, lr: 3e-3, seed: 9, identity };
+  const recorded = (run: ReturnType<typeof setup>) => {
+    const seen: Int32Array[][] = [];
+    const forward = run.backend.teacherForward.bind(run.backend);
+    run.backend.teacherForward = (windows) => {
+      seen.push(windows);
+      return forward(windows);
+    };
+    return seen;
+  };
+  const a = setup("rabit", 2, 0.5, "muon", "norms", 0.2);
+  const seen = recorded(a);
+  const straight = await runTraining(a.backend, a.windows, opts);
+  assert.deepEqual(seen.map((b) => b.length), [2, 2, 2, 3, 3, 3]);
+  const stream = a.windows.span(9, 0, 15).map((w) => w.join());
+  assert.deepEqual(seen.flat().map((w) => w.join()), stream, "step s reads on from where step s − 1 stopped");
+  assert.deepEqual(a.windows.batch(9, 1, 2).map((w) => w.join()), stream.slice(2, 4), "batch is a span");
+  // Interrupted inside the late phase, then resumed: the same windows, so the same losses.
+  const b = setup("rabit", 2, 0.5, "muon", "norms", 0.2);
+  await runTraining(b.backend, b.windows, { ...opts, stopAfter: 4, checkpointPath: path });
+  const c = setup("rabit", 2, 0.5, "muon", "norms", 0.2);
+  const resumedSeen = recorded(c);
+  const resumed = await runTraining(c.backend, c.windows, { ...opts, resume: await readCheckpoint(path) });
+  assert.deepEqual(resumedSeen.flat().map((w) => w.join()), stream.slice(9));
+  assert.deepEqual(resumed.log.losses, straight.log.losses);
+});
+
 Deno.test("Muon's momentum option reaches the latents: 0.95 is the default, another μ moves them elsewhere", async () => {
   const latents = async (momentum?: number) => {
     const { backend, windows, layout } = setup("rabit", 2, 0.5, "muon", "norms", 0, momentum);

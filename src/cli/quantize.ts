@@ -26,7 +26,8 @@ export const QUANTIZE_HELP =
 
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
-                      [--steps N] [--batch B] [--seq S] [--lr X] [--min-lr-ratio R] [--lr-schedule S]
+                      [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
+                      [--min-lr-ratio R] [--lr-schedule S]
                       [--optimizer adamw|muon] [--momentum M] [--gamma G]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
@@ -76,6 +77,9 @@ Options:
                        from the text's own tokens; teacher and student read the same window (default ${D.tokenNoise})
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
+  --late-batch B       windows per step from --late-batch-from on, where the decaying lr settles the signs
+                       (default: --batch, i.e. the same throughout)
+  --late-batch-from F  where --late-batch starts, as a fraction of --steps, 0 ≤ F < 1 (default 0.75)
   --seq S              tokens per window (default ${D.seq})
   --lr X               peak learning rate, warmup then --lr-schedule decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)
@@ -124,6 +128,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "train-float": { type: "string" },
     steps: { type: "string" },
     batch: { type: "string" },
+    "late-batch": { type: "string" },
+    "late-batch-from": { type: "string" },
     seq: { type: "string" },
     lr: { type: "string" },
     "min-lr-ratio": { type: "string" },
@@ -179,6 +185,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
     tokenNoise: numberOption(v, "token-noise", { min: 0, max: 0.5 }),
     steps: numberOption(v, "steps", { integer: true, min: 1 }),
     batch: numberOption(v, "batch", { integer: true, min: 1, max: 4096 }),
+    lateBatch: numberOption(v, "late-batch", { integer: true, min: 1, max: 4096 }),
+    lateBatchFrom: numberOption(v, "late-batch-from", { min: 0, max: 0.999999 }),
     seq: numberOption(v, "seq", { integer: true, min: 2 }),
     lr: numberOption(v, "lr", { min: 1e-12, max: 10 }),
     minLrRatio: numberOption(v, "min-lr-ratio", { min: 0, max: 1 }),
@@ -206,6 +214,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
     const trainingOnly = [
       "steps",
       "batch",
+      "late-batch",
+      "late-batch-from",
       "seq",
       "lr",
       "min-lr-ratio",

@@ -186,12 +186,20 @@ export class WindowSet {
    * A pure function of (seed, s, B), so a resumed run sees exactly the batches the first run would have.
    */
   batch(seed: number, step: number, batch: number): Int32Array[] {
+    return this.span(seed, step * batch, batch);
+  }
+
+  /**
+   * Windows `first` … `first + count − 1` of the run's stream (the concatenated epoch orders of `seed`), as
+   * {@link batch} deals them: what a loop whose windows per step change (loop.ts's lateBatch) reads.
+   */
+  span(seed: number, first: number, count: number): Int32Array[] {
     const out: Int32Array[] = [];
     let cachedEpoch = -1;
     let order: Int32Array | undefined;
     let offset = 0;
-    for (let j = 0; j < batch; j++) {
-      const pos = step * batch + j;
+    for (let j = 0; j < count; j++) {
+      const pos = first + j;
       const epoch = Math.floor(pos / this.count);
       if (epoch !== cachedEpoch) {
         order = this.epochOrder(seed, epoch);

@@ -11,6 +11,10 @@ export interface LoopOptions {
   steps: number;
   /** Windows per step. */
   batch: number;
+  /** Windows per step from step {@link lateBatchStart} on (default: `batch`); see {@link stepBatch}. */
+  lateBatch?: number;
+  /** Where lateBatch starts, as a fraction of the steps (default 0.75). */
+  lateBatchFrom?: number;
   /** Peak learning rate. */
   lr: number;
   /** Linear warmup steps (default 5 % of steps). */
@@ -86,6 +90,61 @@ export function learningRate(
   const t = Math.min(1, (s - warmup) / Math.max(1, o.steps - warmup));
   const fraction = (o.lrSchedule ?? "cosine") === "linear" ? 1 - t : 0.5 * (1 + Math.cos(Math.PI * t));
   return o.lr * (min + (1 - min) * fraction);
+}
+
+/**
+ * The first step (1-based) that takes `lateBatch` windows: the one after ⌊lateBatchFrom · steps⌋.
+ *
+ * @example
+ * ```ts
+ * import { lateBatchStart } from "./loop.ts";
+ * lateBatchStart({ steps: 2400 }); // 1801: the last quarter
+ * lateBatchStart({ steps: 10, lateBatchFrom: 0.5 }); // 6
+ * ```
+ */
+export function lateBatchStart(o: Pick<LoopOptions, "steps" | "lateBatchFrom">): number {
+  return Math.floor((o.lateBatchFrom ?? 0.75) * o.steps) + 1;
+}
+
+/**
+ * Windows of step s (1-based): `batch`, then `lateBatch` from {@link lateBatchStart} on. A larger batch late
+ * in the decay spends compute where the gradient's noise, not its direction, limits what the signs settle to
+ * (README "The default budget").
+ *
+ * @example
+ * ```ts
+ * import { stepBatch } from "./loop.ts";
+ * const o = { steps: 8, batch: 2, lateBatch: 4, lateBatchFrom: 0.5 };
+ * [1, 4, 5, 8].map((s) => stepBatch(s, o)); // [2, 2, 4, 4]
+ * stepBatch(8, { steps: 8, batch: 2 }); // 2: no late batch
+ * ```
+ */
+export function stepBatch(
+  s: number,
+  o: Pick<LoopOptions, "steps" | "batch" | "lateBatch" | "lateBatchFrom">,
+): number {
+  return s >= lateBatchStart(o) ? o.lateBatch ?? o.batch : o.batch;
+}
+
+/**
+ * Windows read by steps 1 … s − 1 (so step s reads windows from there on): a pure function of the options,
+ * which keeps a resumed run's windows those of an uninterrupted one.
+ *
+ * @example
+ * ```ts
+ * import { windowsBefore } from "./loop.ts";
+ * const o = { steps: 8, batch: 2, lateBatch: 4, lateBatchFrom: 0.5 };
+ * windowsBefore(5, o); // 8: four steps of 2
+ * windowsBefore(9, o); // 24: then four of 4
+ * ```
+ */
+export function windowsBefore(
+  s: number,
+  o: Pick<LoopOptions, "steps" | "batch" | "lateBatch" | "lateBatchFrom">,
+): number {
+  const late = lateBatchStart(o);
+  const early = Math.min(s, late) - 1;
+  return early * o.batch + Math.max(0, s - late) * (o.lateBatch ?? o.batch);
 }
 
 /**
@@ -179,7 +238,7 @@ export async function runTraining(
   };
   const last = Math.min(o.steps, o.stopAfter ?? o.steps);
   for (let s = first; s <= last; s++) {
-    const batch = windows.batch(o.seed, s - 1, o.batch);
+    const batch = windows.span(o.seed, windowsBefore(s, o), stepBatch(s, o));
     await backend.teacherForward(batch);
     await backend.studentForward(batch);
     const losses = await backend.losses();

@@ -16,7 +16,7 @@ import { splitHoldout, WindowSet } from "./data.ts";
 import { initializeTable, type InitKind } from "./init.ts";
 import { sampleTeacherTokensParallel } from "./teacher_text.ts";
 import { BOS } from "../io/tokenizer.ts";
-import { type LrSchedule, runTraining, type StepInfo } from "./loop.ts";
+import { type LrSchedule, runTraining, type StepInfo, windowsBefore } from "./loop.ts";
 import {
   packTable,
   TRAIN_METHODS,
@@ -74,6 +74,13 @@ export interface QuantizeOptions {
   steps?: number;
   /** Windows per step (default 2). */
   batch?: number;
+  /**
+   * Windows per step in the last part of the run, from lateBatchFrom on (default: batch, i.e. off): more
+   * windows where the decaying lr settles the signs (loop.ts's stepBatch).
+   */
+  lateBatch?: number;
+  /** Where lateBatch starts, as a fraction of the steps, 0 ≤ f < 1 (default 0.75). */
+  lateBatchFrom?: number;
   /** Tokens per training window, 2..seqLen (default 512). */
   seq?: number;
   /** Peak learning rate of the latents (default 3e-3; linear warmup, then lrSchedule's decay to minLrRatio·lr). */
@@ -377,6 +384,18 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   }
   checkOption(Number.isInteger(o.steps) && o.steps >= 1, `expected steps ≥ 1, found ${o.steps}`);
   checkOption(Number.isInteger(o.batch) && o.batch >= 1, `expected batch ≥ 1, found ${o.batch}`);
+  const lateBatch = o.lateBatch ?? o.batch;
+  checkOption(Number.isInteger(lateBatch) && lateBatch >= 1, `expected lateBatch ≥ 1, found ${lateBatch}`);
+  const lateBatchFrom = o.lateBatchFrom ?? 0.75;
+  checkOption(
+    lateBatchFrom >= 0 && lateBatchFrom < 1,
+    `expected lateBatchFrom in [0, 1) (where the late batch starts, as a fraction of the steps), found ${lateBatchFrom}`,
+  );
+  checkOption(
+    options.lateBatchFrom === undefined || o.lateBatch !== undefined,
+    "lateBatchFrom places lateBatch: give lateBatch too (or drop lateBatchFrom)",
+  );
+  const schedule = { steps: o.steps, batch: o.batch, lateBatch, lateBatchFrom };
   checkOption(
     Number.isInteger(o.seq) && o.seq >= 2 && o.seq <= model.config.seqLen,
     `expected seq in [2, ${model.config.seqLen}] (the model's context), found ${o.seq}`,
@@ -461,7 +480,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const streams = split.map(({ name, text }) => ({ name, ids: [BOS, ...encode(text)] }));
   const teacherTokens = o.teacherTokens === "auto"
     ? autoTeacherTokens(
-      o.steps * o.batch * o.seq,
+      windowsBefore(o.steps + 1, schedule) * o.seq,
       streams.reduce((n, s) => n + s.ids.length, 0),
       llamaParamCount(model.config),
     )
@@ -482,6 +501,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     init: method === "dbllm" ? "dbllm-grid" : o.init,
     steps: o.steps,
     batch: o.batch,
+    // Only when it differs from batch, so checkpoints written before the option existed still resume.
+    ...(lateBatch !== o.batch ? { lateBatch, lateBatchFrom } : {}),
     seq: o.seq,
     lr: o.lr,
     optimizer: o.optimizer,
@@ -549,6 +570,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     const { log, seconds: trainSeconds } = await runTraining(backend, windows, {
       steps: o.steps,
       batch: o.batch,
+      lateBatch,
+      lateBatchFrom,
       lr: o.lr,
       warmup: o.warmup,
       minLrRatio: o.minLrRatio,
