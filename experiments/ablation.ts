@@ -106,7 +106,9 @@ interface Json {
 /** The training options every tuning trial and ablation row passes to quantize (the same for all methods). */
 function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number): string[] {
   return [
-    ...["--steps", String(steps), "--lr", String(lr), "--gamma", String(gamma)],
+    // --batch 2 pins the 2 windows a step the tables were trained with (an explicit batch also turns off the
+    // default's late batch of 3 since session 17).
+    ...["--steps", String(steps), "--batch", "2", "--lr", String(lr), "--gamma", String(gamma)],
     ...["--scale-lr", String(scaleLr), "--min-lr-ratio", String(MIN_LR_RATIO)],
     // The text alone, for every method: the comparison the tables record (the default samples no teacher text
     // today, but it once did, and the tables must not depend on that default).

@@ -94,8 +94,40 @@ Deno.test("quantize --preset quality is the default run with twice the windows p
   const defaults = { lr: 3e-3, tokenNoise: 0.1, teacherTokens: 0, minLrRatio: 0, gamma: 0.1 };
   for (const [key, value] of Object.entries(defaults)) assert.equal(s.options[key], value, key);
   assert.equal(s.options.batch, 4);
+  assert.equal(s.options.lateBatch, undefined, "4 windows every step: the default's late batch of 3 is off");
   assert.equal(s.options.steps, 3); // explicit --steps wins over the default's 2400
   assert.equal(s.losses.length, 3);
+});
+
+Deno.test("the default batch takes 3 windows a step in the run's second half; an explicit --batch, the same throughout", async () => {
+  await using tmp = await tempDir();
+  const out = `${tmp.dir}/d.rabit`;
+  const base = [
+    "quantize",
+    "--out",
+    out,
+    "--backend",
+    "cpu",
+    "--seq",
+    "32",
+    "--calib-tokens",
+    "512",
+    "--json",
+  ];
+  const defaults = lastJson((await runCli([...base, "--steps", "4"])).stdout);
+  assert.deepEqual([defaults.options.batch, defaults.options.lateBatch, defaults.options.lateBatchFrom], [
+    2,
+    3,
+    0.5,
+  ]);
+  const explicit = lastJson((await runCli([...base, "--steps", "4", "--batch", "2"])).stdout);
+  assert.equal(explicit.options.lateBatch, undefined);
+  const moved = lastJson((await runCli([...base, "--steps", "4", "--late-batch-from", "0.75"])).stdout);
+  assert.deepEqual([moved.options.lateBatch, moved.options.lateBatchFrom], [3, 0.75]);
+  // The same first half, then other windows: the losses part where the batches do.
+  assert.deepEqual(defaults.losses.slice(0, 2), explicit.losses.slice(0, 2));
+  assert.notDeepEqual(defaults.losses.slice(2), explicit.losses.slice(2));
+  assert.deepEqual(moved.losses.slice(0, 3), explicit.losses.slice(0, 3));
 });
 
 Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the text, and none when it is covered", async () => {
@@ -195,7 +227,10 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
     [["--late-batch", "0"], /--late-batch must be an integer ≥ 1/],
     [["--late-batch", "4", "--late-batch-from", "1"], /--late-batch-from must be a number ≥ 0/],
-    [["--late-batch-from", "0.5"], /lateBatchFrom places lateBatch: give lateBatch too/],
+    [
+      ["--batch", "4", "--late-batch-from", "0.5"],
+      /lateBatchFrom places the late batch, but this run has none/,
+    ],
     [["--method", "ptq", "--late-batch", "4"], /--late-batch applies to the training methods/],
     [["--teacher-tokens", "lots"], /--teacher-tokens must be auto or an integer in \[0, 100000000\]/],
     [["--teacher-tokens", "1.5"], /--teacher-tokens must be auto or an integer/],

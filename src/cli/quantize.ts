@@ -53,9 +53,9 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
-  --preset NAME        default | quality: the training budget (default: ${D.steps} steps of ${D.batch} windows,
-                       14 to 40 minutes on 2 CPU cores; quality: the same with ${QUANTIZE_PRESETS.quality.batch} windows a
-                       step, twice as long); explicit options win
+  --preset NAME        default | quality: the training budget (default: ${D.steps} steps of ${D.batch} windows, ${D.lateBatch}
+                       in the second half, 17 to 50 minutes on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.batch} windows every
+                       step, about twice as long); explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
@@ -78,8 +78,9 @@ Options:
   --steps N            optimizer steps (default ${D.steps})
   --batch B            windows per step (default ${D.batch})
   --late-batch B       windows per step from --late-batch-from on, where the decaying lr settles the signs
-                       (default: --batch, i.e. the same throughout)
-  --late-batch-from F  where --late-batch starts, as a fraction of --steps, 0 ≤ F < 1 (default 0.75)
+                       (default ${D.lateBatch} with the default --batch; with --batch or a preset given: that
+                       batch, the same throughout)
+  --late-batch-from F  where --late-batch starts, as a fraction of --steps, 0 ≤ F < 1 (default ${D.lateBatchFrom})
   --seq S              tokens per window (default ${D.seq})
   --lr X               peak learning rate, warmup then --lr-schedule decay (default ${D.lr}; standard, dbllm 0.002;
                        freeze 0.004; onebit 0.008: each method's tuned value)

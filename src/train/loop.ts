@@ -13,7 +13,7 @@ export interface LoopOptions {
   batch: number;
   /** Windows per step from step {@link lateBatchStart} on (default: `batch`); see {@link stepBatch}. */
   lateBatch?: number;
-  /** Where lateBatch starts, as a fraction of the steps (default 0.75). */
+  /** Where lateBatch starts, as a fraction of the steps (default 0.5). */
   lateBatchFrom?: number;
   /** Peak learning rate. */
   lr: number;
@@ -98,12 +98,12 @@ export function learningRate(
  * @example
  * ```ts
  * import { lateBatchStart } from "./loop.ts";
- * lateBatchStart({ steps: 2400 }); // 1801: the last quarter
- * lateBatchStart({ steps: 10, lateBatchFrom: 0.5 }); // 6
+ * lateBatchStart({ steps: 2400 }); // 1201: the second half
+ * lateBatchStart({ steps: 10, lateBatchFrom: 0.75 }); // 8
  * ```
  */
 export function lateBatchStart(o: Pick<LoopOptions, "steps" | "lateBatchFrom">): number {
-  return Math.floor((o.lateBatchFrom ?? 0.75) * o.steps) + 1;
+  return Math.floor((o.lateBatchFrom ?? 0.5) * o.steps) + 1;
 }
 
 /**
