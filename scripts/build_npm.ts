@@ -9,6 +9,7 @@
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { isComment, lineSpecifiers, packageName, rewriteDeclaration } from "./npm_specifiers.ts";
 
 const root = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(root.pathname);
@@ -48,25 +49,6 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
-/** Lines of code, not of comments: JSDoc examples keep their `./mod.ts` imports as written. */
-const isComment = (line: string) => /^\s*(\*|\/\/|\/\*)/.test(line);
-
-// Specifiers in import/export declarations, `import("...")` types and calls, and side-effect imports.
-const SPECIFIER = /(\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)(["'])([^"'\n]+)\2/g;
-
-/** Rewrites relative "./x.ts" specifiers of non-comment lines to "./x.js" (declarations keep .ts). */
-function rewriteDeclaration(text: string): string {
-  return text.split("\n").map((line) =>
-    isComment(line) ? line : line.replace(
-      SPECIFIER,
-      (all, lead: string, q: string, spec: string) =>
-        /^\.\.?\//.test(spec) && spec.endsWith(".ts") && !spec.endsWith(".d.ts")
-          ? `${lead}${q}${spec.slice(0, -3)}.js${q}`
-          : all,
-    )
-  ).join("\n");
-}
-
 const t0 = performance.now();
 await Deno.remove(outDir, { recursive: true }).catch(() => {});
 await run("node", [
@@ -97,12 +79,11 @@ for await (const path of walk(esmDir)) {
   const lines = (await Deno.readTextFile(path)).split("\n");
   lines.forEach((line, i) => {
     if (isComment(line)) return;
-    for (const [, lead, , spec] of line.matchAll(SPECIFIER)) {
+    for (const { spec, dynamic } of lineSpecifiers(line)) {
       if (/^\.\.?\//.test(spec)) {
         if (!spec.endsWith(".js")) problems.push(`${rel}:${i + 1}: relative import "${spec}" is not .js`);
       } else if (!spec.startsWith("node:")) {
-        const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0];
-        (lead.includes("(") ? dynamicImports : staticImports).add(name);
+        (dynamic ? dynamicImports : staticImports).add(packageName(spec));
       }
     }
     // Deno's global does not exist under Node; library code goes through src/io/fs.ts, src/util/process.ts.
