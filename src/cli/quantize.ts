@@ -54,8 +54,8 @@ Options:
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
   --preset NAME        default | quality: the training budget (default: ${D.steps} steps of ${D.batch} windows, ${D.lateBatch}
-                       in the second half, 17 to 50 minutes on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.batch} windows every
-                       step, about twice as long); explicit options win
+                       in the second half, 19 to 50 minutes on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.batch} windows every
+                       step, about 1.4 times as long); explicit options win
   --init NAME          how the paths start: svid (greedy residual SVID + --svid-rounds refits), greedy
                        (no refits), none (sign and mean-absolute scales, no SVID); for rabit, standard,
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy

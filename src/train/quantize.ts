@@ -177,8 +177,8 @@ export const QUANTIZE_DEFAULTS = {
   // one (0.97 s a step): README "The default budget".
   steps: 2400,
   batch: 2,
-  // The second half of the run at 3 windows a step (1.25x the tokens of batch 2 throughout, about 17 minutes
-  // on the AMD host): dev 8.525 against 8.598 / 8.635 (seeds 1 / 2); test tail, seeds 1-5: mean 9.095 =
+  // The second half of the run at 3 windows a step (1.25x the tokens of batch 2 throughout, 18 min 41 s
+  // alone on the AMD host): dev 8.525 against 8.598 / 8.635 (seeds 1 / 2); test tail, seeds 1-5: mean 9.095 =
   // 1.240x fp32 against 9.182 at batch 2 throughout, every seed better.
   // Applies only with the default batch (see QuantizeOptions.lateBatch).
   lateBatch: 3,
