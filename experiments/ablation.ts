@@ -107,7 +107,7 @@ interface Json {
 function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number): string[] {
   return [
     // --batch 2 pins the 2 windows a step the tables were trained with (an explicit batch also turns off the
-    // default's late batch of 3 since session 17).
+    // default's late batch of 3, the default since session 18).
     ...["--steps", String(steps), "--batch", "2", "--lr", String(lr), "--gamma", String(gamma)],
     ...["--scale-lr", String(scaleLr), "--min-lr-ratio", String(MIN_LR_RATIO)],
     // The text alone, for every method: the comparison the tables record (the default samples no teacher text
