@@ -201,6 +201,43 @@ Deno.test("quantize --backend webgpu trains on the GPU and gives the CPU's losse
   });
 });
 
+Deno.test("quantize --label-weight mixes the text's cross-entropy into the loss, the same on both backends", async () => {
+  await using tmp = await tempDir();
+  const runs: { backend: string; losses: number[]; options: { labelWeight?: number } }[] = [];
+  // Token noise on from the second epoch (3 steps of 1 window = 3 epochs of this one-window text): the
+  // cross-entropy must score the text as written, which both backends then agree on.
+  const text = `${tmp.dir}/story.txt`;
+  const story = (await Deno.readTextFile(DEV_TEXT_PATH)).slice(0, 120); // one window of 32 tokens
+  await Deno.writeTextFile(text, story);
+  for (const backend of ["cpu", "webgpu"]) {
+    const r = await runCli([
+      "quantize",
+      "--out",
+      `${tmp.dir}/${backend}.rabit`,
+      "--backend",
+      backend,
+      "--label-weight",
+      "0.5",
+      "--data",
+      text,
+      "--holdout",
+      "0",
+      "--token-noise",
+      "0.3",
+      ...TINY,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    runs.push(lastJson(r.stdout));
+  }
+  assert.equal(runs[0].options.labelWeight, 0.5);
+  runs[0].losses.forEach((l: number, i: number) => {
+    assert.ok(
+      Math.abs(runs[1].losses[i] / l - 1) < 1e-3,
+      `step ${i + 1}: cpu ${l}, webgpu ${runs[1].losses[i]}`,
+    );
+  });
+});
+
 Deno.test("quantize refuses bad training options with one clear error and writes nothing", async () => {
   await using tmp = await tempDir();
   const tiny = `${tmp.dir}/tiny.txt`;
@@ -224,6 +261,9 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--momentum", "1"], /--momentum/],
     [["--optimizer", "adamw", "--momentum", "0.9"], /momentum is Muon's/],
     [["--method", "ptq", "--momentum", "0.9"], /--momentum applies to the training methods/],
+    [["--label-weight", "1.5"], /--label-weight must be a number ≥ 0 ≤ 1/],
+    [["--label-weight", "nan"], /--label-weight/],
+    [["--method", "rtn2", "--label-weight", "0.3"], /--label-weight applies to the training methods/],
     [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
     [["--late-batch", "0"], /--late-batch must be an integer ≥ 1/],
     [["--late-batch", "4", "--late-batch-from", "1"], /--late-batch-from must be a number ≥ 0/],

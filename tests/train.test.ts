@@ -25,6 +25,7 @@ function setup(
   trainFloat: TrainFloat = "norms",
   noise = 0,
   momentum?: number,
+  labelWeight?: number,
 ) {
   const teacher = randomModel(config, 11);
   const layout = trainLayout(config, k, method, trainFloat);
@@ -35,7 +36,14 @@ function setup(
   );
   const stats = calibrate(teacher, windowsRaw.slice(0, 2));
   initializeTable(teacher, layout, { method, k, stats });
-  const backend = new CpuTrainingBackend(teacher, layout, { method, k, gamma, optimizer, momentum });
+  const backend = new CpuTrainingBackend(teacher, layout, {
+    method,
+    k,
+    gamma,
+    optimizer,
+    momentum,
+    labelWeight,
+  });
   const windows = WindowSet.fromTexts(
     windowsRaw.map((_, i) => ({ name: `w${i}`, text: String(i) })),
     (t) => windowsRaw[Number(t)].slice(1), // BOS + 11 tokens = one window of 12
@@ -53,10 +61,10 @@ function range(
   return [e.offset, e.offset + e.size];
 }
 
-async function batchLoss(backend: CpuTrainingBackend, batch: Int32Array[]) {
+async function batchLoss(backend: CpuTrainingBackend, batch: Int32Array[], labels?: Int32Array[]) {
   await backend.teacherForward(batch);
   await backend.studentForward(batch);
-  return await backend.losses();
+  return await backend.losses(labels);
 }
 
 /** (L(θ + h·e_at) − L(θ − h·e_at)) / 2h over the batch, leaving the table and the backend as they were. */
@@ -66,12 +74,13 @@ async function centralDifference(
   batch: Int32Array[],
   at: number,
   h: number,
+  labels?: Int32Array[],
 ): Promise<number> {
   const old = table.data[at];
   const lossAt = async (v: number) => {
     table.data[at] = v;
     await backend.writeState({ ...(await backend.readState()), params: table.data.slice() });
-    return (await batchLoss(backend, batch)).loss;
+    return (await batchLoss(backend, batch, labels)).loss;
   };
   const numeric = ((await lossAt(old + h)) - (await lossAt(old - h))) / (2 * h);
   await lossAt(old);
@@ -130,6 +139,44 @@ for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const
     }
   });
 }
+
+Deno.test("a label weight: (1 − α)·KL + α·CE + γ·MSE on the labels' next tokens, gradients by finite differences", async () => {
+  const alpha = 0.4, gamma = 0.5;
+  const { backend, layout, windows } = setup("rabit", 2, gamma, "adamw", "norms", 0, undefined, alpha);
+  const batch = windows.batch(1, 0, 2);
+  // Labels unlike the inputs (as token noise makes them): the CE must score these.
+  const labels = batch.map((w) => w.map((id, t) => (t % 4 === 2 ? (id + 7) % config.vocabSize : id)));
+  const l = await batchLoss(backend, batch, labels);
+  // The CE by hand: the student's logits from a plain forward of the packed student.
+  const student = backend.student;
+  let ce = 0;
+  for (const [b, w] of batch.entries()) {
+    const logits = forwardChunk(student, w, 0, createKvCache(student, w.length)).logits;
+    const V = config.vocabSize;
+    for (let t = 0; t + 1 < w.length; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      const max = row.reduce((m, x) => Math.max(m, x), -Infinity);
+      const lse = max + Math.log(row.reduce((acc, x) => acc + Math.exp(x - max), 0));
+      ce += (lse - row[labels[b][t + 1]]) / (batch.length * (w.length - 1));
+    }
+  }
+  assert.ok(Math.abs(l.ce! - ce) < 1e-4 * ce, `ce ${l.ce}, by hand ${ce}`);
+  assert.ok(Math.abs(l.loss - ((1 - alpha) * l.kl + alpha * ce + gamma * l.mse)) < 1e-6 * l.loss);
+  await assert.rejects(() => batchLoss(backend, batch), /label weight 0.4 needs the batch's 2 windows/);
+  await batchLoss(backend, batch, labels);
+  await backend.backward();
+  const g = backend.gradient();
+  for (
+    const [name, i] of [["layers.0.wq.g", 2 * config.dim - 1], ["norm", 1], ["layers.1.w2.h", 3]] as const
+  ) {
+    const at = layout.table.entry(name).offset + i;
+    const numeric = await centralDifference(backend, layout.table, batch, at, 1e-3, labels);
+    assert.ok(
+      Math.abs(numeric - g[at]) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
+      `${name}[${i}]: finite difference ${numeric}, backward ${g[at]}`,
+    );
+  }
+});
 
 Deno.test("train float all: the embedding's and the shared classifier's gradient match finite differences", async () => {
   const { backend, layout, windows } = setup("rabit", 2, 0.5, "adamw", "all");

@@ -67,6 +67,11 @@ Deno.test("WindowSet noise: epoch 0 untouched; later epochs replace tokens at th
   for (let s = perEpoch; s < 3 * perEpoch; s++) {
     const clean = plain.batch(5, s, 4), dirty = noisy.batch(5, s, 4);
     assert.deepEqual(dirty.map((x) => x.join()), noisy.batch(5, s, 4).map((x) => x.join())); // pure
+    // The same windows as written (a label weight's targets): the noisy set's clean span is the plain one.
+    assert.deepEqual(
+      noisy.span(5, 4 * s, 4, { clean: true }).map((x) => x.join()),
+      clean.map((x) => x.join()),
+    );
     for (let j = 0; j < 4; j++) {
       assert.equal(dirty[j][0], clean[j][0], "the first token is never replaced");
       for (let t = 1; t < 40; t++) {

@@ -34,6 +34,7 @@ async function pair(
   trainFloat: TrainFloat = "norms",
   sharedClassifier = false,
   momentum?: number,
+  labelWeight?: number,
 ) {
   if (!ctx) throw new Error("No WebGPU adapter: these tests need one (llvmpipe is enough)");
   const c = { ...config, sharedClassifier };
@@ -54,6 +55,7 @@ async function pair(
     gamma: 0.5,
     optimizer,
     momentum,
+    labelWeight,
     ...(method === "dbllm" ? { steClip: 4 / 3 } : {}),
   };
   return {
@@ -62,10 +64,10 @@ async function pair(
   };
 }
 
-async function step(b: TrainingBackend, windows: Int32Array[], s: number) {
+async function step(b: TrainingBackend, windows: Int32Array[], s: number, labels?: Int32Array[]) {
   await b.teacherForward(windows);
   await b.studentForward(windows);
-  const l = await b.losses();
+  const l = await b.losses(labels);
   await b.backward();
   const r = await b.optimizerStep(3e-3, s, 0.5);
   return [l.loss, l.kl, l.mse, r.gradNorm];
@@ -115,6 +117,28 @@ for (const [method, optimizer, k, steps, trainFloat = "norms", shared = false, m
     }
   });
 }
+
+Deno.test("webgpu training equals the CPU with a label weight: the CE scores the labels, not the inputs", async () => {
+  const { cpu, gpu } = await pair("rabit", "muon", 2, "norms", false, undefined, 0.4);
+  try {
+    const rng = new Rng(8);
+    for (let s = 1; s <= 8; s++) {
+      // Labels unlike the inputs (as token noise makes them): a backend scoring its inputs would differ.
+      const windows = Array.from({ length: 3 }, () => Int32Array.from({ length: 11 }, () => rng.int(37)));
+      const labels = windows.map((w) => w.map((id, t) => t % 3 === 1 ? rng.int(37) : id));
+      const a = await step(cpu, windows, s, labels), b = await step(gpu, windows, s, labels);
+      for (let i = 0; i < 4; i++) {
+        assert.ok(Math.abs(b[i] / a[i] - 1) < 1e-3, `step ${s} value ${i}: cpu ${a[i]}, webgpu ${b[i]}`);
+      }
+    }
+    await assert.rejects(
+      () => step(gpu, [Int32Array.of(1, 2, 3)], 9),
+      /label weight 0.4 needs the batch's 1 windows/,
+    );
+  } finally {
+    gpu.dispose();
+  }
+});
 
 Deno.test("webgpu backend: state round trip, optimizer state half of standard's, device bytes", async () => {
   const { gpu } = await pair("rabit", "adamw");

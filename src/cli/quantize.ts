@@ -28,7 +28,7 @@ Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--i
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
                       [--min-lr-ratio R] [--lr-schedule S]
-                      [--optimizer adamw|muon] [--momentum M] [--gamma G]
+                      [--optimizer adamw|muon] [--momentum M] [--gamma G] [--label-weight A]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -92,6 +92,8 @@ Options:
   --momentum M         Muon's momentum for the latents, 0 ≤ M < 1 (default ${D.momentum}; --optimizer muon only)
   --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma}; standard,
                        freeze, dbllm 1)
+  --label-weight A     share α of the KL term given to the cross-entropy on the text's own next tokens:
+                       (1 − α)·KL + α·CE + γ·MSE, 0 ≤ A ≤ 1 (default ${D.labelWeight}: pure distillation)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
   --checkpoint-every N (default 50)
   --resume F           continue from checkpoint F (same options; continues to the same --steps)
@@ -139,6 +141,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "scale-lr": { type: "string" },
     momentum: { type: "string" },
     gamma: { type: "string" },
+    "label-weight": { type: "string" },
     checkpoint: { type: "string" },
     "checkpoint-every": { type: "string" },
     resume: { type: "string" },
@@ -198,6 +201,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
     gamma: numberOption(v, "gamma", { min: 0, max: 1e6 }),
+    labelWeight: numberOption(v, "label-weight", { min: 0, max: 1 }),
     scaleLrMultiplier: numberOption(v, "scale-lr", { min: 1e-6, max: 1e6 }),
     momentum: numberOption(v, "momentum", { min: 0, max: 0.999999 }),
     checkpointEvery: numberOption(v, "checkpoint-every", { integer: true, min: 1 }) ?? 50,
@@ -223,6 +227,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "lr-schedule",
       "optimizer",
       "gamma",
+      "label-weight",
       "checkpoint",
       "resume",
       "teacher-tokens",

@@ -5,12 +5,45 @@ import type { ParamTable } from "../model/params.ts";
 
 /** The losses of one batch (means over its windows). */
 export interface BatchLosses {
-  /** kl + γ · mse. */
+  /** (1 − α) · kl + α · ce + γ · mse, α = BackendOptions.labelWeight (0: kl + γ · mse). */
   loss: number;
   /** Mean over positions of KL(teacher ‖ student), nats. */
   kl: number;
   /** Σ over blocks of the mean squared error of the block's output hidden state. */
   mse: number;
+  /** Mean over scored positions of the student's cross-entropy on the next token (only when α > 0). */
+  ce?: number;
+}
+
+/**
+ * The next-token targets of a batch's windows (B of S tokens each) as one (B·S) row list: position t of
+ * window b scores window b's token t + 1; the last position of each window has none (−1, unscored).
+ *
+ * @example
+ * ```ts
+ * import { nextTokenTargets } from "./backend.ts";
+ * nextTokenTargets([Int32Array.of(1, 5, 6)], 3); // Int32Array [5, 6, -1]
+ * ```
+ */
+export function nextTokenTargets(labels: Int32Array[], S: number): Int32Array<ArrayBuffer> {
+  const targets = new Int32Array(labels.length * S).fill(-1); // (B·S)
+  labels.forEach((w, b) => {
+    if (w.length !== S) {
+      throw new RangeError(`nextTokenTargets: expected label windows of ${S} tokens, found ${w.length}`);
+    }
+    for (let t = 0; t + 1 < S; t++) targets[b * S + t] = w[t + 1];
+  });
+  return targets;
+}
+
+/** Checks the label windows `losses` was given against the batch and the label weight α. */
+export function checkLabels(labelWeight: number, labels: Int32Array[] | undefined, batch: number): void {
+  if (labelWeight > 0 && labels?.length !== batch) {
+    throw new Error(
+      `losses: the label weight ${labelWeight} needs the batch's ${batch} windows as read (before token ` +
+        `noise), found ${labels === undefined ? "none" : labels.length}`,
+    );
+  }
 }
 
 /** What an optimizer step reports. */
@@ -70,8 +103,12 @@ export interface TrainingBackend {
   teacherForward(windows: Int32Array[]): Promise<void>;
   /** Runs the student (paths derived from the current latents), keeping what the backward needs. */
   studentForward(windows: Int32Array[]): Promise<void>;
-  /** KL + γ·MSE of the kept outputs; seeds the gradients at the logits and block outputs. */
-  losses(): Promise<BatchLosses>;
+  /**
+   * (1 − α)·KL + α·CE + γ·MSE of the kept outputs; seeds the gradients at the logits and block outputs.
+   * `labels`: the batch's windows as read, before token noise (their next tokens are the CE targets); needed
+   * only when the label weight α > 0.
+   */
+  losses(labels?: Int32Array[]): Promise<BatchLosses>;
   /** Backpropagates into the table's gradient (latents through the straight-through estimator). */
   backward(): Promise<void>;
   /** Clips the gradient to the global norm `maxNorm` (0: no clipping) and applies one optimizer step. */

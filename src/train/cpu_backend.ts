@@ -4,13 +4,16 @@
 // Dimension legend: B windows in a batch, S tokens per window, V vocabulary, D model width.
 
 import { backwardChunk } from "../model/backward.ts";
+import { crossEntropySoftmaxBackward } from "../model/ops_backward.ts";
 import { type ChunkActivations, createKvCache, forwardChunk } from "../model/forward.ts";
 import type { LlamaModel } from "../model/model.ts";
 import type { ParamTable } from "../model/params.ts";
 import { adamwStep } from "./adamw.ts";
 import {
   type BatchLosses,
+  checkLabels,
   checkTrainStateLengths,
+  nextTokenTargets,
   type StepReport,
   type TrainingBackend,
   type TrainState,
@@ -41,6 +44,11 @@ export interface BackendOptions {
   momentum?: number;
   /** Clipped STE bound (undefined: identity STE). */
   steClip?: number;
+  /**
+   * Weight α of the hard-label cross-entropy on the text's next tokens, taken from the KL's share: the loss
+   * is (1 − α)·KL + α·CE + γ·MSE (default 0, pure distillation).
+   */
+  labelWeight?: number;
 }
 
 /**
@@ -142,20 +150,33 @@ export class CpuTrainingBackend implements TrainingBackend {
     return Promise.resolve();
   }
 
-  losses(): Promise<BatchLosses> {
+  losses(labels?: Int32Array[]): Promise<BatchLosses> {
     const B = this.#studentOut.length;
     if (B === 0 || this.#teacherOut.length !== B) {
       throw new Error("losses: run teacherForward and studentForward on the same batch first");
     }
     const V = this.#teacher.config.vocabSize;
     const gamma = this.#options.gamma;
-    let kl = 0, mse = 0;
+    const alpha = this.#options.labelWeight ?? 0;
+    checkLabels(alpha, labels, B);
+    let kl = 0, mse = 0, ce = 0;
     this.#seeds = this.#studentOut.map((s, b) => {
       const t = this.#teacherOut[b];
       const rows = s.logits.length / V;
       const k = klDivergence(s.logits, t.logits, rows, V);
       kl += k.loss / B;
-      for (let i = 0; i < k.dLogits.length; i++) k.dLogits[i] /= B;
+      for (let i = 0; i < k.dLogits.length; i++) k.dLogits[i] *= (1 - alpha) / B;
+      if (alpha > 0) {
+        // Every window has rows − 1 scored positions: the batch mean's gradient is α / (B·(rows − 1)).
+        const c = crossEntropySoftmaxBackward(
+          s.logits,
+          nextTokenTargets([labels![b]], rows),
+          V,
+          k.dLogits,
+          alpha / (B * (rows - 1)),
+        );
+        ce += c.loss / B;
+      }
       const dHidden = s.hidden.map((h, l) => {
         const e = meanSquaredError(h, t.hidden[l]);
         mse += e.loss / B;
@@ -165,7 +186,8 @@ export class CpuTrainingBackend implements TrainingBackend {
       });
       return { dLogits: k.dLogits, dHidden };
     });
-    return Promise.resolve({ loss: kl + gamma * mse, kl, mse });
+    if (alpha === 0) return Promise.resolve({ loss: kl + gamma * mse, kl, mse });
+    return Promise.resolve({ loss: (1 - alpha) * kl + alpha * ce + gamma * mse, kl, mse, ce });
   }
 
   backward(): Promise<void> {

@@ -192,8 +192,9 @@ export class WindowSet {
   /**
    * Windows `first` … `first + count − 1` of the run's stream (the concatenated epoch orders of `seed`), as
    * {@link batch} deals them: what a loop whose windows per step change (loop.ts's lateBatch) reads.
+   * `clean`: the same windows without the token noise (the text as written: the targets of a hard-label loss).
    */
-  span(seed: number, first: number, count: number): Int32Array[] {
+  span(seed: number, first: number, count: number, options: { clean?: boolean } = {}): Int32Array[] {
     const out: Int32Array[] = [];
     let cachedEpoch = -1;
     let order: Int32Array | undefined;
@@ -207,7 +208,7 @@ export class WindowSet {
         cachedEpoch = epoch;
       }
       const w = this.shiftedWindow(order![pos % this.count], offset);
-      out.push(epoch > 0 && this.noise > 0 ? this.perturbed(w, seed, pos) : w);
+      out.push(epoch > 0 && this.noise > 0 && !options.clean ? this.perturbed(w, seed, pos) : w);
     }
     return out;
   }

@@ -35,6 +35,11 @@ export interface LoopOptions {
   identity: Pick<Checkpoint, "teacher" | "options" | "backend">;
   /** Continue from this checkpoint (its state is written into the backend first). */
   resume?: Checkpoint;
+  /**
+   * Give the backend's losses the batch's windows as read, before token noise (what a label weight's
+   * cross-entropy scores; default false).
+   */
+  labels?: boolean;
   /** Called after every step. */
   onStep?: (info: StepInfo) => void;
   /** Stop after this step (checkpoint written), as if interrupted; the schedule still spans `steps`. */
@@ -238,10 +243,13 @@ export async function runTraining(
   };
   const last = Math.min(o.steps, o.stopAfter ?? o.steps);
   for (let s = first; s <= last; s++) {
-    const batch = windows.span(o.seed, windowsBefore(s, o), stepBatch(s, o));
+    const first = windowsBefore(s, o), count = stepBatch(s, o);
+    const batch = windows.span(o.seed, first, count);
     await backend.teacherForward(batch);
     await backend.studentForward(batch);
-    const losses = await backend.losses();
+    const losses = await backend.losses(
+      o.labels ? windows.span(o.seed, first, count, { clean: true }) : undefined,
+    );
     if (!Number.isFinite(losses.loss)) {
       throw new NonFiniteError(
         `step ${s}: the loss is ${losses.loss} (KL ${losses.kl}, MSE ${losses.mse}); training stopped` +

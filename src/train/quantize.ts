@@ -90,6 +90,12 @@ export interface QuantizeOptions {
   optimizer?: LatentOptimizer;
   /** Weight γ of the hidden-state MSE in the loss KL + γ·MSE. */
   gamma?: number;
+  /**
+   * Weight α of the hard-label cross-entropy on the training text's next tokens, taken from the KL's share:
+   * the loss becomes (1 − α)·KL + α·CE + γ·MSE (default 0: pure distillation). Token noise perturbs the
+   * inputs only; the targets are the text as written.
+   */
+  labelWeight?: number;
   /** Fraction of each data text (its end) never trained or calibrated on (default 0.1). */
   holdout?: number;
   /**
@@ -187,6 +193,7 @@ export const QUANTIZE_DEFAULTS = {
   lr: 3e-3,
   optimizer: "muon" as LatentOptimizer,
   gamma: 0.1,
+  labelWeight: 0,
   holdout: 0.1,
   teacherTokens: 0 as number | "auto",
   shiftWindows: false,
@@ -411,6 +418,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   checkOption(o.lr > 0 && Number.isFinite(o.lr), `expected lr > 0, found ${o.lr}`);
   checkOption(o.gamma >= 0 && Number.isFinite(o.gamma), `expected gamma ≥ 0, found ${o.gamma}`);
   checkOption(
+    o.labelWeight >= 0 && o.labelWeight <= 1,
+    `expected labelWeight in [0, 1] (the hard-label cross-entropy's share of the KL term), found ${o.labelWeight}`,
+  );
+  checkOption(
     o.minLrRatio >= 0 && o.minLrRatio <= 1,
     `expected minLrRatio in [0, 1] (the final lr as a fraction of the peak), found ${o.minLrRatio}`,
   );
@@ -515,6 +526,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     lr: o.lr,
     optimizer: o.optimizer,
     gamma: o.gamma,
+    // Only when used, so checkpoints written before the option existed still resume.
+    ...(o.labelWeight ? { labelWeight: o.labelWeight } : {}),
     holdout: o.holdout,
     teacherTokens,
     shiftWindows: o.shiftWindows,
@@ -565,6 +578,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     scaleLrMultiplier: o.scaleLrMultiplier,
     momentum: o.momentum,
     steClip: o.steClip,
+    labelWeight: o.labelWeight,
   };
   const backend = await createTrainingBackend(
     o.backend ?? "auto",
@@ -590,6 +604,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       checkpointEvery: o.checkpointEvery,
       identity: { ...identity, backend: backend.name },
       resume,
+      labels: o.labelWeight > 0,
       onStep: o.onStep,
     });
     const state = await backend.readState();
@@ -706,7 +721,7 @@ async function createTrainingBackend(
     const once = async () => {
       await b.teacherForward(probe);
       await b.studentForward(probe);
-      await b.losses();
+      await b.losses(probe); // the probe's windows are clean: their own labels
       await b.backward();
     };
     await once();

@@ -39,7 +39,9 @@ import {
 import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
 import {
   type BatchLosses,
+  checkLabels,
   checkTrainStateLengths,
+  nextTokenTargets,
   type StepReport,
   type TrainingBackend,
   type TrainState,
@@ -115,6 +117,8 @@ interface Activations {
   tlogits: GPUBuffer; // (N, V)
   dLogits: GPUBuffer; // (N, V)
   rowLoss: GPUBuffer; // (N) KL per row
+  targets: GPUBuffer; // (N) i32 next-token targets, −1 unscored (only with a label weight)
+  ceLoss: GPUBuffer; // (N) cross-entropy per row (only with a label weight)
   mseLoss: GPUBuffer; // (L·N) Σ_d (s − t)² per layer and row
   dx: GPUBuffer; // (N, D)
   dXn: GPUBuffer; // (N, D)
@@ -335,6 +339,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     this.#freeActivations();
     const c = this.#config;
     const N = B * S, D = c.dim, H = c.hiddenDim, kvD = kvDim(c), V = c.vocabSize, L = c.nLayers;
+    const alpha = this.#options.labelWeight ?? 0;
     const all: GPUBuffer[] = [];
     const f = (label: string, floats: number) => {
       const b = createStorageBuffer(this.ctx, `train:${label}`, Math.max(1, floats) * 4);
@@ -377,6 +382,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       tlogits: f("tlogits", N * V),
       dLogits: f("dLogits", N * V),
       rowLoss: f("rowLoss", N),
+      targets: f("targets", alpha > 0 ? N : 1),
+      ceLoss: f("ceLoss", alpha > 0 ? N : 1),
       mseLoss: f("mseLoss", L * N),
       dx: f("dx", N * D),
       dXn: f("dXn", N * D),
@@ -605,11 +612,14 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   // ---------------------------------------------------------------------------------------------
   // Losses and backward.
 
-  async losses(): Promise<BatchLosses> {
+  async losses(labels?: Int32Array[]): Promise<BatchLosses> {
     const a = this.#acts;
     if (!a || !this.#studentRan) throw new Error("losses: run teacherForward and studentForward first");
     const c = this.#config;
     const N = a.B * a.S;
+    const alpha = this.#options.labelWeight ?? 0;
+    checkLabels(alpha, labels, a.B);
+    if (alpha > 0) this.ctx.device.queue.writeBuffer(a.targets, 0, nextTokenTargets(labels!, a.S));
     this.#record("losses", (pass) => {
       this.#losses.klDivergence(pass, {
         student: { buffer: a.logits },
@@ -618,8 +628,21 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         vocab: c.vocabSize,
         loss: { buffer: a.rowLoss },
         grad: { buffer: a.dLogits },
-        scale: 1 / N,
+        scale: (1 - alpha) / N,
       });
+      if (alpha > 0) {
+        // Added to the KL's gradient: the mean over the B·(S − 1) scored positions, times α.
+        this.#losses.crossEntropy(pass, {
+          logits: { buffer: a.logits },
+          targets: { buffer: a.targets },
+          rows: N,
+          vocab: c.vocabSize,
+          loss: { buffer: a.ceLoss },
+          grad: { buffer: a.dLogits },
+          accumulate: true,
+          scale: alpha / (N - a.B),
+        });
+      }
       for (let l = 0; l < c.nLayers; l++) {
         this.#losses.meanSquaredError(pass, {
           student: { buffer: a.resid[l + 1] },
@@ -630,16 +653,22 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         });
       }
     });
-    const [rows, mses] = await Promise.all([
+    const [rows, mses, ces] = await Promise.all([
       readF32(this.ctx, a.rowLoss, N),
       readF32(this.ctx, a.mseLoss, c.nLayers * N),
+      alpha > 0 ? readF32(this.ctx, a.ceLoss, N) : undefined,
     ]);
     let kl = 0, mse = 0;
     for (const x of rows) kl += x;
     for (const x of mses) mse += x;
     kl /= N;
     mse /= N * c.dim;
-    return { loss: kl + this.#options.gamma * mse, kl, mse };
+    const gamma = this.#options.gamma;
+    if (!ces) return { loss: kl + gamma * mse, kl, mse };
+    let ce = 0;
+    for (const x of ces) ce += x; // unscored rows hold 0
+    ce /= N - a.B;
+    return { loss: (1 - alpha) * kl + alpha * ce + gamma * mse, kl, mse, ce };
   }
 
   backward(): Promise<void> {
