@@ -110,6 +110,9 @@ function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number)
     // default's late batch of 3, the default since session 18).
     ...["--steps", String(steps), "--batch", "2", "--lr", String(lr), "--gamma", String(gamma)],
     ...["--scale-lr", String(scaleLr), "--min-lr-ratio", String(MIN_LR_RATIO)],
+    // Pure distillation (METHOD.md §4's KL + γ·MSE), the objective every table was trained with, whatever
+    // quantize's default label weight (0 today; README "Label weight") becomes.
+    ...["--label-weight", "0"],
     // The text alone, for every method: the comparison the tables record (the default samples no teacher text
     // today, but it once did, and the tables must not depend on that default).
     ...["--teacher-tokens", "0", "--backend", "webgpu"],

@@ -288,9 +288,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
       trainBar ??= new Progress("train", s.steps - s.step + 1, "step");
       trainBar.tick(
         1,
-        `loss ${s.loss.toFixed(4)} KL ${s.kl.toFixed(4)} MSE ${s.mse.toFixed(4)} ${
-          s.tokensPerSecond.toFixed(0)
-        } tok/s`,
+        `loss ${s.loss.toFixed(4)} KL ${s.kl.toFixed(4)}${
+          s.ce === undefined ? "" : ` CE ${s.ce.toFixed(4)}`
+        } MSE ${s.mse.toFixed(4)} ${s.tokensPerSecond.toFixed(0)} tok/s`,
       );
       if (s.step === s.steps) trainBar.finish();
     },

@@ -58,12 +58,14 @@ export interface StepInfo {
   step: number;
   /** Total steps of the run. */
   steps: number;
-  /** kl + γ · mse of the step's batch. */
+  /** (1 − α)·kl + α·ce + γ·mse of the step's batch (α: the label weight; 0 by the backend's options). */
   loss: number;
   /** KL(teacher ‖ student) per position, nats. */
   kl: number;
   /** Hidden-state MSE summed over blocks. */
   mse: number;
+  /** Cross-entropy on the text's next tokens (only with a label weight). */
+  ce?: number;
   /** Learning rate of the step. */
   lr: number;
   /** Global gradient norm before clipping. */
