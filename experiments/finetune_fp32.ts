@@ -17,12 +17,11 @@ import { openModel } from "../src/io/load_model.ts";
 import { backwardChunk } from "../src/model/backward.ts";
 import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import type { LlamaModel } from "../src/model/model.ts";
-import { crossEntropySoftmaxBackward } from "../src/model/ops_backward.ts";
 import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
 import { adamwStep } from "../src/train/adamw.ts";
-import { nextTokenTargets } from "../src/train/backend.ts";
 import { splitHoldout, WindowSet } from "../src/train/data.ts";
-import { klDivergence, meanSquaredError } from "../src/train/losses.ts";
+import { batchLosses } from "../src/train/backend.ts";
+import { windowLossSeeds } from "../src/train/losses.ts";
 import { learningRate } from "../src/train/loop.ts";
 
 const { values } = parseArgs({
@@ -67,7 +66,7 @@ for (let s = 1; s <= steps; s++) {
   const inputs = windows.batch(seed, s - 1, batch);
   const labels = windows.span(seed, (s - 1) * batch, batch, { clean: true });
   grads.data.fill(0);
-  let loss = 0;
+  let kl = 0, ce = 0, mse = 0; // batch means
   inputs.forEach((w, b) => {
     const S = w.length;
     const t = forwardChunk(t0, w, 0, createKvCache(t0, S), { keepHidden: true });
@@ -75,26 +74,16 @@ for (let s = 1; s <= steps; s++) {
       keepHidden: true,
       keepActivations: true,
     });
-    const kl = klDivergence(r.logits, t.logits, S, V);
-    for (let i = 0; i < kl.dLogits.length; i++) kl.dLogits[i] *= (1 - alpha) / batch;
-    const ce = alpha > 0
-      ? crossEntropySoftmaxBackward(
-        r.logits,
-        nextTokenTargets([labels[b]], S),
-        V,
-        kl.dLogits,
-        alpha / (batch * (S - 1)),
-      )
-        .loss
-      : 0;
-    const dHidden = r.hidden!.map((h, l) => {
-      const e = meanSquaredError(h, t.hidden![l]);
-      loss += (gamma * e.loss) / batch;
-      for (let i = 0; i < e.dStudent.length; i++) e.dStudent[i] *= gamma / batch;
-      return e.dStudent;
-    });
-    loss += ((1 - alpha) * kl.loss + alpha * ce) / batch;
-    backwardChunk(student, r.activations!, kl.dLogits, { dHidden, grads });
+    const seeds = windowLossSeeds(
+      { logits: r.logits, hidden: r.hidden! },
+      { logits: t.logits, hidden: t.hidden! },
+      V,
+      { batch, gamma, labelWeight: alpha, label: labels[b] },
+    );
+    kl += seeds.kl / batch;
+    ce += seeds.ce / batch;
+    mse += seeds.mse / batch;
+    backwardChunk(student, r.activations!, seeds.dLogits, { dHidden: seeds.dHidden, grads });
   });
   // Global-norm clipping at 1, as quantize's loop.
   let norm = 0;
@@ -104,6 +93,7 @@ for (let s = 1; s <= steps; s++) {
   adamwStep(params.data, grads.data, m, v, s, { lr: learningRate(s, { steps, lr }) });
   if (!values.json && (s % 20 === 0 || s === steps)) {
     const sec = (performance.now() - start) / 1000;
+    const { loss } = batchLosses(kl, mse, gamma, alpha, ce);
     console.error(`step ${s}/${steps} loss ${loss.toFixed(4)} ${(sec / s).toFixed(2)} s/step`);
   }
 }

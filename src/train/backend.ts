@@ -36,6 +36,21 @@ export function nextTokenTargets(labels: Int32Array[], S: number): Int32Array<Ar
   return targets;
 }
 
+/**
+ * A batch's losses from its means: loss = kl + γ·mse, or (1 − α)·kl + α·ce + γ·mse with a label weight α > 0
+ * (then `ce` is reported too).
+ */
+export function batchLosses(
+  kl: number,
+  mse: number,
+  gamma: number,
+  labelWeight: number,
+  ce: number,
+): BatchLosses {
+  if (labelWeight === 0) return { loss: kl + gamma * mse, kl, mse };
+  return { loss: (1 - labelWeight) * kl + labelWeight * ce + gamma * mse, kl, mse, ce };
+}
+
 /** Checks the label windows `losses` was given against the batch and the label weight α. */
 export function checkLabels(labelWeight: number, labels: Int32Array[] | undefined, batch: number): void {
   if (labelWeight > 0 && labels?.length !== batch) {

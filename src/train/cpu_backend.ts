@@ -4,22 +4,21 @@
 // Dimension legend: B windows in a batch, S tokens per window, V vocabulary, D model width.
 
 import { backwardChunk } from "../model/backward.ts";
-import { crossEntropySoftmaxBackward } from "../model/ops_backward.ts";
 import { type ChunkActivations, createKvCache, forwardChunk } from "../model/forward.ts";
 import type { LlamaModel } from "../model/model.ts";
 import type { ParamTable } from "../model/params.ts";
 import { adamwStep } from "./adamw.ts";
 import {
   type BatchLosses,
+  batchLosses,
   checkLabels,
   checkTrainStateLengths,
-  nextTokenTargets,
   type StepReport,
   type TrainingBackend,
   type TrainState,
   writeStateAsPromise,
 } from "./backend.ts";
-import { klDivergence, meanSquaredError } from "./losses.ts";
+import { windowLossSeeds } from "./losses.ts";
 import { muonStep } from "./muon.ts";
 import { latentSlabs, TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
 
@@ -161,33 +160,18 @@ export class CpuTrainingBackend implements TrainingBackend {
     checkLabels(alpha, labels, B);
     let kl = 0, mse = 0, ce = 0;
     this.#seeds = this.#studentOut.map((s, b) => {
-      const t = this.#teacherOut[b];
-      const rows = s.logits.length / V;
-      const k = klDivergence(s.logits, t.logits, rows, V);
-      kl += k.loss / B;
-      for (let i = 0; i < k.dLogits.length; i++) k.dLogits[i] *= (1 - alpha) / B;
-      if (alpha > 0) {
-        // Every window has rows − 1 scored positions: the batch mean's gradient is α / (B·(rows − 1)).
-        const c = crossEntropySoftmaxBackward(
-          s.logits,
-          nextTokenTargets([labels![b]], rows),
-          V,
-          k.dLogits,
-          alpha / (B * (rows - 1)),
-        );
-        ce += c.loss / B;
-      }
-      const dHidden = s.hidden.map((h, l) => {
-        const e = meanSquaredError(h, t.hidden[l]);
-        mse += e.loss / B;
-        const scale = gamma / B;
-        for (let i = 0; i < e.dStudent.length; i++) e.dStudent[i] *= scale;
-        return e.dStudent;
+      const w = windowLossSeeds(s, this.#teacherOut[b], V, {
+        batch: B,
+        gamma,
+        labelWeight: alpha,
+        label: labels?.[b],
       });
-      return { dLogits: k.dLogits, dHidden };
+      kl += w.kl / B;
+      ce += w.ce / B;
+      mse += w.mse / B;
+      return { dLogits: w.dLogits, dHidden: w.dHidden };
     });
-    if (alpha === 0) return Promise.resolve({ loss: kl + gamma * mse, kl, mse });
-    return Promise.resolve({ loss: (1 - alpha) * kl + alpha * ce + gamma * mse, kl, mse, ce });
+    return Promise.resolve(batchLosses(kl, mse, gamma, alpha, ce));
   }
 
   backward(): Promise<void> {

@@ -5,6 +5,9 @@
 // Dimension legend: rows = positions scored (tokens of a batch), V = vocabulary, n = elements compared.
 // Sums accumulate in f64; log-softmax subtracts the row maximum first (no overflow for any finite logits).
 
+import { crossEntropySoftmaxBackward } from "../model/ops_backward.ts";
+import { nextTokenTargets } from "./backend.ts";
+
 function checkPair(op: string, student: Float32Array, teacher: Float32Array, n: number, what: string): void {
   for (const [name, a] of [["student", student], ["teacher", teacher]] as const) {
     if (!(a instanceof Float32Array)) {
@@ -92,4 +95,51 @@ export function meanSquaredError(
     dStudent[j] = (2 * d) / n;
   }
   return { loss: total / n, dStudent };
+}
+
+/** What one window adds to a batch's loss ({@link windowLossSeeds}). */
+export interface WindowLossSeeds {
+  /** The window's mean KL(teacher ‖ student), nats. */
+  kl: number;
+  /** Its mean cross-entropy on the label window's next tokens (0 without a label weight). */
+  ce: number;
+  /** Σ over blocks of the mean squared error of the block outputs. */
+  mse: number;
+  /** (S, V) gradient at the student logits of the batch's mean loss. */
+  dLogits: Float32Array;
+  /** Per block (S, D): gradient at the block's output of the batch's γ·MSE term. */
+  dHidden: Float32Array[];
+}
+
+/**
+ * One window's share of a batch loss (1 − α)·KL + α·CE + γ·MSE, averaged over `batch` windows: its losses and
+ * the gradients that seed the backward (the CPU training backend's losses, and experiments that train the
+ * same objective). `label` is the window as written (its next tokens are the CE targets); needed when α > 0.
+ * Logits (S, V); hidden one (S, D) array per block.
+ */
+export function windowLossSeeds(
+  student: { logits: Float32Array; hidden: Float32Array[] },
+  teacher: { logits: Float32Array; hidden: Float32Array[] },
+  V: number,
+  o: { batch: number; gamma: number; labelWeight: number; label?: Int32Array },
+): WindowLossSeeds {
+  const B = o.batch, alpha = o.labelWeight;
+  const rows = student.logits.length / V;
+  const k = klDivergence(student.logits, teacher.logits, rows, V);
+  for (let i = 0; i < k.dLogits.length; i++) k.dLogits[i] *= (1 - alpha) / B;
+  let ce = 0;
+  if (alpha > 0) {
+    // Every window has rows − 1 scored positions: the batch mean's gradient is α / (B·(rows − 1)).
+    const targets = nextTokenTargets([o.label!], rows);
+    ce = crossEntropySoftmaxBackward(student.logits, targets, V, k.dLogits, alpha / (B * (rows - 1))).loss;
+  }
+  let mse = 0;
+  const dHidden = student.hidden.map((h, l) => {
+    const e = meanSquaredError(h, teacher.hidden[l]);
+    mse += e.loss;
+    const scale = o.gamma / B;
+    for (let i = 0; i < e.dStudent.length; i++) e.dStudent[i] *= scale;
+    return e.dStudent;
+  });
+  return { kl: k.loss, ce, mse, dLogits: k.dLogits, dHidden };
 }

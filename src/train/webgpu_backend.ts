@@ -39,6 +39,7 @@ import {
 import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
 import {
   type BatchLosses,
+  batchLosses,
   checkLabels,
   checkTrainStateLengths,
   nextTokenTargets,
@@ -663,12 +664,9 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     for (const x of mses) mse += x;
     kl /= N;
     mse /= N * c.dim;
-    const gamma = this.#options.gamma;
-    if (!ces) return { loss: kl + gamma * mse, kl, mse };
     let ce = 0;
-    for (const x of ces) ce += x; // unscored rows hold 0
-    ce /= N - a.B;
-    return { loss: (1 - alpha) * kl + alpha * ce + gamma * mse, kl, mse, ce };
+    for (const x of ces ?? []) ce += x; // unscored rows hold 0
+    return batchLosses(kl, mse, this.#options.gamma, alpha, ce / (N - a.B));
   }
 
   backward(): Promise<void> {
