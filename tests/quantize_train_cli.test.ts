@@ -179,7 +179,7 @@ Deno.test("quantize --teacher-tokens auto samples what the run reads beyond the 
 
 /** Runs `quantize` on the CPU and on WebGPU with the same options; their --json summaries, CPU first. */
 async function quantizeOnBothBackends(dir: string, args: string[]) {
-  const runs: { backend: string; losses: number[]; options: { labelWeight?: number } }[] = [];
+  const runs: { backend: string; losses: number[]; options: Record<string, number | undefined> }[] = [];
   for (const backend of ["cpu", "webgpu"]) {
     const r = await runCli(["quantize", "--out", `${dir}/${backend}.rabit`, "--backend", backend, ...args]);
     assert.equal(r.code, 0, r.stderr);
@@ -212,6 +212,25 @@ Deno.test("quantize --label-weight mixes the text's cross-entropy into the loss,
     ...TINY,
   ]);
   assert.equal(runs[0].options.labelWeight, 0.5);
+});
+
+Deno.test("quantize --gamma-final and --weight-decay reach the run's options, the same on both backends", async () => {
+  await using tmp = await tempDir();
+  const runs = await quantizeOnBothBackends(tmp.dir, [
+    ...["--gamma", "0.5", "--gamma-final", "0", "--weight-decay", "0.1"],
+    ...TINY,
+  ]);
+  assert.deepEqual([runs[0].options.gamma, runs[0].options.gammaFinal, runs[0].options.weightDecay], [
+    0.5,
+    0,
+    0.1,
+  ]);
+  // Without the schedule the options keep no gammaFinal (so older checkpoints still resume).
+  const plain = lastJson(
+    (await runCli(["quantize", "--out", `${tmp.dir}/p.rabit`, "--backend", "cpu", ...TINY])).stdout,
+  );
+  assert.equal("gammaFinal" in plain.options, false);
+  assert.equal(plain.options.weightDecay, 0);
 });
 
 Deno.test("quantize refuses bad training options with one clear error and writes nothing", async () => {
@@ -259,6 +278,11 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "ptq", "--lr-schedule", "linear"], /--lr-schedule applies to the training methods/],
     [["--method", "ptq", "--token-noise", "0.1"], /--token-noise applies to the training methods/],
     [["--method", "ptq", "--train-float", "all"], /--train-float applies to the training methods/],
+    [["--gamma-final=-1"], /--gamma-final must be a number ≥ 0/],
+    [["--gamma-final", "x"], /--gamma-final/],
+    [["--method", "ptq", "--gamma-final", "0"], /--gamma-final applies to the training methods/],
+    [["--weight-decay", "nan"], /--weight-decay/],
+    [["--method", "rtn2", "--weight-decay", "0.1"], /--weight-decay applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

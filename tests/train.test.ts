@@ -6,7 +6,7 @@ import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import { CpuTrainingBackend } from "../src/train/cpu_backend.ts";
 import { initializeTable } from "../src/train/init.ts";
 import { WindowSet } from "../src/train/data.ts";
-import { learningRate, runTraining } from "../src/train/loop.ts";
+import { decayFraction, gammaAt, learningRate, runTraining } from "../src/train/loop.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
 import { calibrate } from "../src/quant/calibrate.ts";
@@ -383,6 +383,64 @@ Deno.test("learning rate: linear warmup, then cosine to minLrRatio", () => {
   assert.ok(Math.abs(learningRate(100, line) - 0.1) < 1e-12);
   // Before the midpoint the line sits below the cosine, past it above (same peak and floor).
   assert.ok(learningRate(30, line) < learningRate(30, o) && learningRate(80, line) > learningRate(80, o));
+});
+
+Deno.test("a γ schedule: γ follows the lr's decay, each step's loss is KL + γ_s·MSE, and resume stays exact", async () => {
+  const o = { steps: 100, warmup: 10, gammaSchedule: { from: 0.5, to: 0.1 } };
+  assert.equal(gammaAt(1, o), 0.5);
+  assert.equal(gammaAt(10, o), 0.5);
+  assert.ok(Math.abs(gammaAt(55, o) - 0.3) < 1e-12); // halfway down the cosine
+  assert.ok(Math.abs(gammaAt(100, o) - 0.1) < 1e-12);
+  assert.equal(decayFraction(100, { ...o, lrSchedule: "linear" }), 0);
+  assert.ok(Math.abs(decayFraction(55, { ...o, lrSchedule: "linear" }) - 0.5) < 1e-12);
+  // The lr is the same function of the same fraction.
+  for (const s of [3, 10, 40, 77, 100]) {
+    assert.ok(Math.abs(learningRate(s, { ...o, lr: 1 }) - (s <= 10 ? s / 10 : decayFraction(s, o))) < 1e-12);
+  }
+
+  await using tmp = await tempDir();
+  const path = `${tmp.dir}/ck.bin`;
+  const identity = { teacher: { config, crc: 7 }, options: { a: 1 } };
+  const opts = { steps: 6, batch: 2, lr: 3e-3, seed: 9, identity, gammaSchedule: { from: 0.5, to: 0 } };
+  const a = setup("rabit", 2, 0.5, "muon");
+  const { log } = await runTraining(a.backend, a.windows, opts);
+  for (let s = 1; s <= 6; s++) {
+    const want = log.kl[s - 1] + gammaAt(s, opts) * log.mse[s - 1];
+    assert.ok(Math.abs(log.losses[s - 1] - want) < 1e-6 * want, `step ${s}: ${log.losses[s - 1]} vs ${want}`);
+  }
+  assert.equal(log.losses[5], log.kl[5], "γ reaches 0 at the last step");
+  const constant = await runTraining(setup("rabit", 2, 0.5, "muon").backend, a.windows, {
+    ...opts,
+    gammaSchedule: undefined,
+  });
+  assert.deepEqual(constant.log.losses[0], log.losses[0], "the first step (warmup) is at the start's γ");
+  assert.notDeepEqual(constant.log.losses.slice(2), log.losses.slice(2));
+  // Interrupted and resumed: the schedule is a function of the step, so the losses are the same.
+  const b = setup("rabit", 2, 0.5, "muon");
+  await runTraining(b.backend, b.windows, { ...opts, stopAfter: 3, checkpointPath: path });
+  const c = setup("rabit", 2, 0.5, "muon");
+  const resumed = await runTraining(c.backend, c.windows, { ...opts, resume: await readCheckpoint(path) });
+  assert.deepEqual(resumed.log.losses, log.losses);
+});
+
+Deno.test("setGamma: a backend moved to γ computes what one built with γ does, and refuses a bad γ", async () => {
+  const run = async (build: number, set?: number) => {
+    const { backend, windows } = setup("rabit", 2, build, "adamw");
+    if (set !== undefined) backend.setGamma(set);
+    const batch = windows.batch(1, 0, 2);
+    await backend.teacherForward(batch);
+    await backend.studentForward(batch);
+    const l = await backend.losses();
+    await backend.backward();
+    await backend.optimizerStep(3e-3, 1, 0);
+    return { loss: l.loss, params: (await backend.readState()).params };
+  };
+  assert.deepEqual(await run(0.5, 0.2), await run(0.2));
+  assert.deepEqual(await run(0.5, 0), await run(0)); // γ = 0 drops the MSE's gradient
+  const { backend } = setup("rabit");
+  for (const bad of [-0.1, NaN, Infinity]) {
+    assert.throws(() => backend.setGamma(bad), /expected an MSE weight gamma ≥ 0/);
+  }
 });
 
 Deno.test("packing after training gives the student's function exactly (up to fp16 scales)", () => {

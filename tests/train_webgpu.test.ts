@@ -140,6 +140,26 @@ Deno.test("webgpu training equals the CPU with a label weight: the CE scores the
   }
 });
 
+Deno.test("webgpu training equals the CPU when γ changes every step (a γ schedule), down to 0", async () => {
+  const { cpu, gpu } = await pair("rabit", "muon");
+  try {
+    const rng = new Rng(6);
+    for (let s = 1; s <= 5; s++) {
+      const windows = Array.from({ length: 2 }, () => Int32Array.from({ length: 11 }, () => rng.int(37)));
+      const gamma = 0.5 * (5 - s) / 4; // 0.5 … 0: the last step has no MSE gradient at all
+      cpu.setGamma(gamma), gpu.setGamma(gamma);
+      const a = await step(cpu, windows, s), b = await step(gpu, windows, s);
+      for (let i = 0; i < 4; i++) {
+        assert.ok(Math.abs(b[i] / a[i] - 1) < 1e-3, `step ${s} value ${i}: cpu ${a[i]}, webgpu ${b[i]}`);
+      }
+      assert.ok(Math.abs(a[0] - (a[1] + gamma * a[2])) < 1e-6 * a[0], `step ${s}: loss = KL + γ·MSE`);
+    }
+    assert.throws(() => gpu.setGamma(NaN), /expected an MSE weight gamma ≥ 0/);
+  } finally {
+    gpu.dispose();
+  }
+});
+
 Deno.test("webgpu backend: state round trip, optimizer state half of standard's, device bytes", async () => {
   const { gpu } = await pair("rabit", "adamw");
   const { gpu: std } = await pair("standard", "adamw");

@@ -28,7 +28,8 @@ Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--i
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
                       [--min-lr-ratio R] [--lr-schedule S]
-                      [--optimizer adamw|muon] [--momentum M] [--gamma G] [--label-weight A]
+                      [--optimizer adamw|muon] [--momentum M] [--weight-decay D] [--gamma G]
+                      [--gamma-final G] [--label-weight A]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
@@ -90,8 +91,12 @@ Options:
   --scale-lr M         learning rate of the scales and norms as a multiple of --lr (default ${D.scaleLrMultiplier};
                        standard and freeze 3, dbllm 0.3: each method's tuned value)
   --momentum M         Muon's momentum for the latents, 0 ≤ M < 1 (default ${D.momentum}; --optimizer muon only)
+  --weight-decay D     decoupled weight decay of the latents, w ← w·(1 − lr·D) each step, with either
+                       optimizer (default ${D.weightDecay})
   --gamma G            weight of the hidden-state MSE against the KL term (default ${D.gamma}; standard,
                        freeze, dbllm 1)
+  --gamma-final G      γ at the last step: the MSE weight goes from --gamma to G as the lr decays (same
+                       shape as --lr-schedule; default: --gamma throughout)
   --label-weight A     share α of the KL term given to the cross-entropy on the text's own next tokens:
                        (1 − α)·KL + α·CE + γ·MSE, 0 ≤ A ≤ 1 (default ${D.labelWeight}: pure distillation)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
@@ -140,7 +145,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
     optimizer: { type: "string" },
     "scale-lr": { type: "string" },
     momentum: { type: "string" },
+    "weight-decay": { type: "string" },
     gamma: { type: "string" },
+    "gamma-final": { type: "string" },
     "label-weight": { type: "string" },
     checkpoint: { type: "string" },
     "checkpoint-every": { type: "string" },
@@ -201,9 +208,11 @@ export async function runQuantize(argv: string[]): Promise<void> {
       ? undefined
       : choiceOption(values, "optimizer", ["adamw", "muon"] as const, "adamw"),
     gamma: numberOption(v, "gamma", { min: 0, max: 1e6 }),
+    gammaFinal: numberOption(v, "gamma-final", { min: 0, max: 1e6 }),
     labelWeight: numberOption(v, "label-weight", { min: 0, max: 1 }),
     scaleLrMultiplier: numberOption(v, "scale-lr", { min: 1e-6, max: 1e6 }),
     momentum: numberOption(v, "momentum", { min: 0, max: 0.999999 }),
+    weightDecay: numberOption(v, "weight-decay", { min: 0, max: 100 }),
     checkpointEvery: numberOption(v, "checkpoint-every", { integer: true, min: 1 }) ?? 50,
     seed: numberOption(v, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
     calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
@@ -227,6 +236,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "lr-schedule",
       "optimizer",
       "gamma",
+      "gamma-final",
       "label-weight",
       "checkpoint",
       "resume",
@@ -237,6 +247,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "preset",
       "scale-lr",
       "momentum",
+      "weight-decay",
     ] as const;
     for (const key of trainingOnly) {
       if (values[key] !== undefined) {

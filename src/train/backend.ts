@@ -51,6 +51,23 @@ export function batchLosses(
   return { loss: (1 - labelWeight) * kl + labelWeight * ce + gamma * mse, kl, mse, ce };
 }
 
+/**
+ * Returns γ when it is a valid MSE weight (finite, ≥ 0), else throws naming it: what both backends' setGamma
+ * and constructors accept.
+ *
+ * @example
+ * ```ts
+ * import { checkGamma } from "./backend.ts";
+ * checkGamma(0.1); // 0.1
+ * ```
+ */
+export function checkGamma(gamma: number): number {
+  if (!(gamma >= 0) || !Number.isFinite(gamma)) {
+    throw new RangeError(`training backend: expected an MSE weight gamma ≥ 0, found ${gamma}`);
+  }
+  return gamma;
+}
+
 /** Checks the label windows `losses` was given against the batch and the label weight α. */
 export function checkLabels(labelWeight: number, labels: Int32Array[] | undefined, batch: number): void {
   if (labelWeight > 0 && labels?.length !== batch) {
@@ -126,6 +143,11 @@ export interface TrainingBackend {
   losses(labels?: Int32Array[]): Promise<BatchLosses>;
   /** Backpropagates into the table's gradient (latents through the straight-through estimator). */
   backward(): Promise<void>;
+  /**
+   * Sets the MSE weight γ of the next `losses` and `backward` (a γ schedule: loop.ts's gammaAt); it starts at
+   * the options' γ.
+   */
+  setGamma(gamma: number): void;
   /** Clips the gradient to the global norm `maxNorm` (0: no clipping) and applies one optimizer step. */
   optimizerStep(lr: number, step: number, maxNorm: number): Promise<StepReport>;
   /** A copy of the table and optimizer moments. */

@@ -11,6 +11,7 @@ import { adamwStep } from "./adamw.ts";
 import {
   type BatchLosses,
   batchLosses,
+  checkGamma,
   checkLabels,
   checkTrainStateLengths,
   type StepReport,
@@ -86,6 +87,8 @@ export class CpuTrainingBackend implements TrainingBackend {
   readonly #teacher: LlamaModel;
   readonly #student: LlamaModel<TrainableLinear>;
   readonly #options: BackendOptions;
+  /** The MSE weight of the next losses/backward (options.gamma until setGamma). */
+  #gamma: number;
   readonly #studentGrads: ParamTable;
   #teacherOut: { logits: Float32Array; hidden: Float32Array[] }[] = [];
   #studentOut: { logits: Float32Array; hidden: Float32Array[]; acts: ChunkActivations }[] = [];
@@ -96,6 +99,7 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#teacher = teacher;
     this.#layout = layout;
     this.#options = options;
+    this.#gamma = checkGamma(options.gamma);
     this.table = layout.table;
     this.#grads = layout.table.zerosLike();
     this.#m = new Float32Array(this.table.count);
@@ -155,7 +159,7 @@ export class CpuTrainingBackend implements TrainingBackend {
       throw new Error("losses: run teacherForward and studentForward on the same batch first");
     }
     const V = this.#teacher.config.vocabSize;
-    const gamma = this.#options.gamma;
+    const gamma = this.#gamma;
     const alpha = this.#options.labelWeight ?? 0;
     checkLabels(alpha, labels, B);
     let kl = 0, mse = 0, ce = 0;
@@ -174,6 +178,10 @@ export class CpuTrainingBackend implements TrainingBackend {
     return Promise.resolve(batchLosses(kl, mse, gamma, alpha, ce));
   }
 
+  setGamma(gamma: number): void {
+    this.#gamma = checkGamma(gamma);
+  }
+
   backward(): Promise<void> {
     const trained = new Set(this.#layout.floats);
     const linearGrads = new Map<string, Float32Array>();
@@ -181,7 +189,7 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#studentOut.forEach((s, b) => {
       const seed = this.#seeds[b];
       backwardChunk(this.#student, s.acts, seed.dLogits, {
-        dHidden: this.#options.gamma === 0 ? undefined : seed.dHidden,
+        dHidden: this.#gamma === 0 ? undefined : seed.dHidden,
         grads: this.#studentGrads,
         linearGrads,
         trainable: (name) => trained.has(name),

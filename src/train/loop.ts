@@ -25,6 +25,11 @@ export interface LoopOptions {
   lrSchedule?: LrSchedule;
   /** Global gradient-norm clip (default 1; 0 disables). */
   maxGradNorm?: number;
+  /**
+   * A γ schedule: the MSE weight goes from `from` to `to` along the lr's decay (see {@link gammaAt}); each
+   * step sets it on the backend. Default: none (the backend's γ throughout).
+   */
+  gammaSchedule?: GammaSchedule;
   /** Seed of the window order. */
   seed: number;
   /** Write a checkpoint here every `checkpointEvery` steps and at the end. */
@@ -51,6 +56,14 @@ export interface LoopOptions {
  * (linear decay to zero, "D2Z", which arXiv 2502.15938 finds ahead of cosine for LLM training).
  */
 export type LrSchedule = "cosine" | "linear";
+
+/** The MSE weight's path over a run: `from` through the warmup, then to `to` as the lr decays. */
+export interface GammaSchedule {
+  /** γ at the start (the backend's options.gamma). */
+  from: number;
+  /** γ at the last step. */
+  to: number;
+}
 
 /** Progress of one step. */
 export interface StepInfo {
@@ -91,12 +104,59 @@ export function learningRate(
   s: number,
   o: Pick<LoopOptions, "steps" | "lr" | "warmup" | "minLrRatio" | "lrSchedule">,
 ): number {
-  const warmup = o.warmup ?? Math.max(1, Math.round(0.05 * o.steps));
+  const warmup = warmupSteps(o);
   const min = o.minLrRatio ?? 0;
   if (s <= warmup) return o.lr * s / warmup;
+  return o.lr * (min + (1 - min) * decayFraction(s, o));
+}
+
+/** Warmup steps of a run: the option, else 5 % of the steps (at least 1). */
+function warmupSteps(o: Pick<LoopOptions, "steps" | "warmup">): number {
+  return o.warmup ?? Math.max(1, Math.round(0.05 * o.steps));
+}
+
+/**
+ * How far the decay after the warmup has still to go at step s: 1 through the warmup, then down to 0 at the
+ * last step along the half cosine (or the straight line) of the lr schedule.
+ *
+ * @example
+ * ```ts
+ * import { decayFraction } from "./loop.ts";
+ * const o = { steps: 100, warmup: 10 };
+ * decayFraction(5, o); // 1: still warming up
+ * decayFraction(55, o); // 0.5 (to rounding): halfway down the cosine
+ * decayFraction(100, o); // 0
+ * ```
+ */
+export function decayFraction(
+  s: number,
+  o: Pick<LoopOptions, "steps" | "warmup" | "lrSchedule">,
+): number {
+  const warmup = warmupSteps(o);
+  if (s <= warmup) return 1;
   const t = Math.min(1, (s - warmup) / Math.max(1, o.steps - warmup));
-  const fraction = (o.lrSchedule ?? "cosine") === "linear" ? 1 - t : 0.5 * (1 + Math.cos(Math.PI * t));
-  return o.lr * (min + (1 - min) * fraction);
+  return (o.lrSchedule ?? "cosine") === "linear" ? 1 - t : 0.5 * (1 + Math.cos(Math.PI * t));
+}
+
+/**
+ * The MSE weight γ of step s under a schedule: `from` through the warmup, then `to + (from − to)·f` where f
+ * is the lr's {@link decayFraction}, so γ reaches `to` with the last step. A schedule to 0 leaves the late
+ * steps, where the signs settle, to the KL alone (the hidden-state MSE guides the early ones).
+ *
+ * @example
+ * ```ts
+ * import { gammaAt } from "./loop.ts";
+ * const o = { steps: 100, warmup: 10, gammaSchedule: { from: 0.1, to: 0 } };
+ * gammaAt(5, o); // 0.1
+ * gammaAt(100, o); // 0
+ * ```
+ */
+export function gammaAt(
+  s: number,
+  o: Pick<LoopOptions, "steps" | "warmup" | "lrSchedule"> & { gammaSchedule: GammaSchedule },
+): number {
+  const { from, to } = o.gammaSchedule;
+  return to + (from - to) * decayFraction(s, o);
 }
 
 /**
@@ -247,6 +307,7 @@ export async function runTraining(
   for (let s = first; s <= last; s++) {
     const first = windowsBefore(s, o), count = stepBatch(s, o);
     const batch = windows.span(o.seed, first, count);
+    if (o.gammaSchedule) backend.setGamma(gammaAt(s, { ...o, gammaSchedule: o.gammaSchedule }));
     await backend.teacherForward(batch);
     await backend.studentForward(batch);
     const losses = await backend.losses(

@@ -91,6 +91,11 @@ export interface QuantizeOptions {
   /** Weight γ of the hidden-state MSE in the loss KL + γ·MSE. */
   gamma?: number;
   /**
+   * γ at the last step: the MSE weight goes from gamma to gammaFinal along the lr's decay (loop.ts's gammaAt).
+   * Default: none, γ constant.
+   */
+  gammaFinal?: number;
+  /**
    * Weight α of the hard-label cross-entropy on the training text's next tokens, taken from the KL's share:
    * the loss becomes (1 − α)·KL + α·CE + γ·MSE (default 0: pure distillation). Token noise perturbs the
    * inputs only; the targets are the text as written.
@@ -417,6 +422,15 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   );
   checkOption(o.lr > 0 && Number.isFinite(o.lr), `expected lr > 0, found ${o.lr}`);
   checkOption(o.gamma >= 0 && Number.isFinite(o.gamma), `expected gamma ≥ 0, found ${o.gamma}`);
+  const gammaFinal = o.gammaFinal;
+  checkOption(
+    gammaFinal === undefined || (gammaFinal >= 0 && Number.isFinite(gammaFinal)),
+    `expected gammaFinal ≥ 0 (γ at the last step), found ${gammaFinal}`,
+  );
+  checkOption(
+    o.weightDecay >= 0 && Number.isFinite(o.weightDecay),
+    `expected weightDecay ≥ 0 (the latents' decoupled decay per unit of lr), found ${o.weightDecay}`,
+  );
   checkOption(
     o.labelWeight >= 0 && o.labelWeight <= 1,
     `expected labelWeight in [0, 1] (the hard-label cross-entropy's share of the KL term), found ${o.labelWeight}`,
@@ -527,6 +541,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     optimizer: o.optimizer,
     gamma: o.gamma,
     // Only when used, so checkpoints written before the option existed still resume.
+    ...(gammaFinal !== undefined ? { gammaFinal } : {}),
+    // Only when used, so checkpoints written before the option existed still resume.
     ...(o.labelWeight ? { labelWeight: o.labelWeight } : {}),
     holdout: o.holdout,
     teacherTokens,
@@ -599,6 +615,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       minLrRatio: o.minLrRatio,
       lrSchedule: o.lrSchedule,
       maxGradNorm: o.maxGradNorm,
+      gammaSchedule: gammaFinal === undefined ? undefined : { from: o.gamma, to: gammaFinal },
       seed: o.seed,
       checkpointPath: o.checkpoint,
       checkpointEvery: o.checkpointEvery,

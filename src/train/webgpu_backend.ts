@@ -40,6 +40,7 @@ import { AttentionTrainOps } from "../backend/webgpu/ops/attention_train.ts";
 import {
   type BatchLosses,
   batchLosses,
+  checkGamma,
   checkLabels,
   checkTrainStateLengths,
   nextTokenTargets,
@@ -173,6 +174,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   readonly #config: LlamaConfig;
   readonly #layout: TrainLayout;
   readonly #options: BackendOptions;
+  /** The MSE weight of the next losses/backward (options.gamma until setGamma). */
+  #gamma: number;
   readonly #slots = new Map<string, LinearSlot>();
   #muonPlan?: MuonBatch[];
   readonly #teacherParams: ParamTable;
@@ -231,6 +234,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     this.#config = teacher.config;
     this.#layout = layout;
     this.#options = options;
+    this.#gamma = checkGamma(options.gamma);
     this.table = layout.table;
     this.#teacherParams = teacher.params;
     this.#gemm = launchers.gemm;
@@ -666,7 +670,11 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     mse /= N * c.dim;
     let ce = 0;
     for (const x of ces ?? []) ce += x; // unscored rows hold 0
-    return batchLosses(kl, mse, this.#options.gamma, alpha, ce / (N - a.B));
+    return batchLosses(kl, mse, this.#gamma, alpha, ce / (N - a.B));
+  }
+
+  setGamma(gamma: number): void {
+    this.#gamma = checkGamma(gamma);
   }
 
   backward(): Promise<void> {
@@ -679,7 +687,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       this.#layout.floats.includes(name)
         ? { buffer: this.#g, offset: this.table.entry(name).offset }
         : undefined;
-    const gamma = this.#options.gamma;
+    const gamma = this.#gamma;
     const encoder = this.ctx.device.createCommandEncoder({ label: "train:backward" });
     encoder.clearBuffer(this.#g);
     encoder.clearBuffer(a.dx);
