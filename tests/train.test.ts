@@ -6,7 +6,7 @@ import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import { CpuTrainingBackend } from "../src/train/cpu_backend.ts";
 import { initializeTable } from "../src/train/init.ts";
 import { WindowSet } from "../src/train/data.ts";
-import { decayFraction, gammaAt, learningRate, runTraining } from "../src/train/loop.ts";
+import { decayFraction, GAMMA_LEVELS, gammaAt, learningRate, runTraining } from "../src/train/loop.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
 import { calibrate } from "../src/quant/calibrate.ts";
@@ -391,6 +391,15 @@ Deno.test("a γ schedule: γ follows the lr's decay, each step's loss is KL + γ
   assert.equal(gammaAt(10, o), 0.5);
   assert.ok(Math.abs(gammaAt(55, o) - 0.3) < 1e-12); // halfway down the cosine
   assert.ok(Math.abs(gammaAt(100, o) - 0.1) < 1e-12);
+  // A staircase of GAMMA_LEVELS steps: at most 65 distinct values over any run (WebGPU caches one
+  // bind group per value), each within half a level of the smooth curve.
+  const long = { steps: 5000, gammaSchedule: { from: 0.5, to: 0.1 } };
+  const values = Array.from({ length: 5000 }, (_, i) => gammaAt(i + 1, long));
+  assert.ok(new Set(values).size <= GAMMA_LEVELS + 1, `${new Set(values).size} distinct γ`);
+  values.forEach((g, i) => {
+    const smooth = 0.1 + 0.4 * decayFraction(i + 1, long);
+    assert.ok(Math.abs(g - smooth) <= 0.4 / GAMMA_LEVELS / 2 + 1e-12, `step ${i + 1}: ${g} vs ${smooth}`);
+  });
   assert.equal(decayFraction(100, { ...o, lrSchedule: "linear" }), 0);
   assert.ok(Math.abs(decayFraction(55, { ...o, lrSchedule: "linear" }) - 0.5) < 1e-12);
   // The lr is the same function of the same fraction.

@@ -139,9 +139,17 @@ export function decayFraction(
 }
 
 /**
+ * Levels of a γ schedule: the decay fraction is rounded to multiples of 1/GAMMA_LEVELS, so a run sets at most
+ * GAMMA_LEVELS + 1 distinct γ. The WebGPU backend binds γ as a kernel parameter, and each distinct value
+ * caches one bind group and uniform (dispatch.ts): a new value every step would churn that cache.
+ */
+export const GAMMA_LEVELS = 64;
+
+/**
  * The MSE weight γ of step s under a schedule: `from` through the warmup, then `to + (from − to)·f` where f
- * is the lr's {@link decayFraction}, so γ reaches `to` with the last step. A schedule to 0 leaves the late
- * steps, where the signs settle, to the KL alone (the hidden-state MSE guides the early ones).
+ * is the lr's {@link decayFraction} rounded to a multiple of 1/{@link GAMMA_LEVELS} (a staircase of 64
+ * steps), so γ reaches `to` at the end. A schedule to 0 leaves the late steps, where the signs settle, to
+ * the KL alone (the hidden-state MSE guides the early ones).
  *
  * @example
  * ```ts
@@ -156,7 +164,7 @@ export function gammaAt(
   o: Pick<LoopOptions, "steps" | "warmup" | "lrSchedule"> & { gammaSchedule: GammaSchedule },
 ): number {
   const { from, to } = o.gammaSchedule;
-  return to + (from - to) * decayFraction(s, o);
+  return to + (from - to) * Math.round(decayFraction(s, o) * GAMMA_LEVELS) / GAMMA_LEVELS;
 }
 
 /**
