@@ -168,6 +168,46 @@ Deno.test("LayerPathStats matches a dense float64 computation over several chunk
   }
 });
 
+Deno.test("outerShare and scaleRatio match a direct count over the unpacked signs, ragged shapes", () => {
+  const rng = new Rng(12);
+  for (const [k, out, inF] of [[2, 5, 37], [3, 4, 64], [2, 3, 1], [4, 6, 70]]) {
+    const layer = randomLayer(rng, out, inF, k, (n) => rng.normals(n));
+    const n = out * inF, words = layer.planes.length / k;
+    const b1 = unpackSigns(layer.planes.subarray(0, words), out, inF);
+    const b2 = unpackSigns(layer.planes.subarray(words, 2 * words), out, inF);
+    const same = b1.filter((v, e) => v === b2[e]).length;
+    let ratio = 0; // mean over every entry of |g_2 h_2| / |g_1 h_1|, without the factoring
+    for (let r = 0; r < out; r++) {
+      for (let c = 0; c < inF; c++) {
+        ratio += Math.abs((layer.g[out + r] * layer.h[inF + c]) / (layer.g[r] * layer.h[c]));
+      }
+    }
+    const stats = new LayerPathStats(layer, new DenseLinear(rng.normals(n), out, inF));
+    const r = stats.result(); // weight-level: no input needed
+    assert.equal(r.outerShare, same / n, `k=${k} ${out}x${inF}`);
+    assert.ok(Math.abs(r.scaleRatio! - ratio / n) < 1e-9 * (ratio / n), `${r.scaleRatio} vs ${ratio / n}`);
+  }
+  // Hand-built: B_2 = B_1 on 3 of 4 entries, path 2 a quarter of path 1's step everywhere. Padding bits
+  // set in one plane only (a hostile file) do not count.
+  const layer = {
+    out: 1,
+    in: 4,
+    k: 2,
+    planes: new Uint32Array([0b0101, 0b1111_0111]),
+    g: new Float32Array([2, -1]),
+    h: new Float32Array([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5]),
+  };
+  const r = new LayerPathStats(layer, new DenseLinear(new Float32Array(4), 1, 4)).result();
+  assert.equal(r.outerShare, 0.75);
+  assert.equal(r.scaleRatio, 0.25);
+  // A zero scale in path 1 leaves the ratio undefined rather than infinite.
+  const zero = { ...layer, g: new Float32Array([0, 1]) };
+  assert.equal(
+    new LayerPathStats(zero, new DenseLinear(new Float32Array(4), 1, 4)).result().scaleRatio,
+    null,
+  );
+});
+
 Deno.test("one path: no correlation to report", () => {
   const rng = new Rng(8);
   const layer = randomLayer(rng, 4, 8, 1, (n) => rng.normals(n));
@@ -179,6 +219,8 @@ Deno.test("one path: no correlation to report", () => {
     pathCorrelation: null,
     residualAlignment: null,
     pathAlignments: [],
+    outerShare: null,
+    scaleRatio: null,
   });
   assert.throws(
     () => new LayerPathStats(layer, new DenseLinear(rng.normals(36), 4, 9), "layers.0.wq"),
@@ -229,6 +271,10 @@ Deno.test("pathDiagnostics sees each layer's input from the student's own forwar
   assert.ok(Math.abs(d.meanPathCorrelation! - corrs.reduce((a, v) => a + v) / corrs.length) < 1e-12);
   const coAdapted = d.layers.filter((l) => l.residualAlignment! > 0.4 && l.pathCorrelation! < 0).length;
   assert.equal(d.coAdaptedFraction, coAdapted / d.layers.length);
+  const shares = d.layers.map((l) => l.outerShare!);
+  assert.ok(Math.abs(d.meanOuterShare! - shares.reduce((a, v) => a + v) / shares.length) < 1e-12);
+  const ratios = d.layers.map((l) => l.scaleRatio!);
+  assert.ok(Math.abs(d.meanScaleRatio! - ratios.reduce((a, v) => a + v) / ratios.length) < 1e-12);
 
   // Short texts give one shorter window; a teacher of another shape is refused.
   assert.deepEqual(
@@ -287,10 +333,14 @@ Deno.test("inspect --diagnose and eval --teacher on a PTQ stories260K", async (t
     assert.ok(d.coAdaptedFraction >= 0 && d.coAdaptedFraction <= 1);
     // Greedy residual fitting: path 2 is fitted to what path 1 left, so it aligns with the residual.
     assert.ok(d.meanResidualAlignment > 0.5, `${d.meanResidualAlignment}`);
+    // ... and its sign is set by what path 1 left: below path 1's step (|W| < |g_1 h_1|) it subtracts,
+    // which a least-squares step makes the majority (a Gaussian: 58 %).
+    assert.ok(d.meanOuterShare > 0.3 && d.meanOuterShare < 0.5, `${d.meanOuterShare}`);
 
     const text = await runCli([...args, "--tokens", "512"]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /layers\.0\.wq +-?\d\.\d{4} +-?\d\.\d{4}\n/);
+    assert.match(text.stdout, /layers\.0\.wq +-?\d\.\d{4} +-?\d\.\d{4} +0\.\d{3} +\d\.\d{3}\n/);
+    assert.match(text.stdout, /mean share B_2 = B_1 +0\.\d{4}/);
     assert.match(text.stdout, /mean path correlation +-?\d\.\d{4}/);
     assert.match(text.stdout, /mean residual alignment +-?\d\.\d{4}/);
   });

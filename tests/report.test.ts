@@ -17,6 +17,7 @@ import {
 import {
   classifyJson,
   parseJsonInput,
+  readDiagnostics,
   readReportInput,
   readReportInputs,
   type ReportInputs,
@@ -92,10 +93,14 @@ function handDiagnostics(values: [number | null, number | null][]): PathDiagnost
       pathCorrelation,
       residualAlignment,
       pathAlignments: [residualAlignment],
+      outerShare: 0.4,
+      scaleRatio: 0.5,
     })),
     meanPathCorrelation: 0,
     meanResidualAlignment: 0,
     coAdaptedFraction: 0,
+    meanOuterShare: 0.4,
+    meanScaleRatio: 0.5,
     tokens: 64,
     windows: 1,
     context: 64,
@@ -244,6 +249,32 @@ Deno.test("every chart of a full hand-made report renders to SVG without a Vega 
   }
   const { html } = await renderReport(inputs, { title: "hand-made" });
   assert.match(html, /p\.rabit \(ptq\): no training curves — method ptq does not train/);
+});
+
+Deno.test("readDiagnostics: eval JSON from before the weight-level statistics reads them as null", () => {
+  const old = {
+    layers: [{
+      name: "layers.0.wq",
+      k: 2,
+      pathCorrelation: -0.2,
+      residualAlignment: 0.6,
+      pathAlignments: [0.6],
+    }],
+    meanPathCorrelation: -0.2,
+    meanResidualAlignment: 0.6,
+    coAdaptedFraction: 1,
+  };
+  const d = readDiagnostics(old)!;
+  assert.deepEqual([d.layers[0].outerShare, d.layers[0].scaleRatio, d.meanOuterShare, d.meanScaleRatio], [
+    null,
+    null,
+    null,
+    null,
+  ]);
+  assert.equal(d.layers[0].pathCorrelation, -0.2);
+  const now = handDiagnostics([[-0.2, 0.6]]);
+  assert.deepEqual(readDiagnostics(now), now);
+  assert.equal(readDiagnostics({ layers: [{ name: "x", pathCorrelation: "high" }] }), undefined);
 });
 
 Deno.test("classifyJson and readReportInput refuse what is not a report input, naming the file", async () => {

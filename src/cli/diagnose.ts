@@ -40,7 +40,8 @@ export async function openTeacher(explicit: string | undefined, student: OpenedM
   return model;
 }
 
-const fmt = (v: number | null, width = 8) => (v === null ? "-" : v.toFixed(4)).padStart(width);
+const fmt = (v: number | null, width = 8, digits = 4) =>
+  (v === null ? "-" : v.toFixed(digits)).padStart(width);
 
 /** The means, one line each; with `perLayer`, the per-layer table first. */
 export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
@@ -52,12 +53,14 @@ export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
     const kMax = Math.max(...d.layers.map((l) => l.k));
     const later = kMax >= 3 ? "  align(y_i), i = 2..k" : "";
     console.log(
-      `  ${"layer".padEnd(16)} ${"corr(y1,y2)".padStart(12)} ${"corr(yt-y1,y2)".padStart(15)}${later}`,
+      `  ${"layer".padEnd(16)} ${"corr(y1,y2)".padStart(12)} ${"corr(yt-y1,y2)".padStart(15)} ` +
+        `${"B2=B1".padStart(7)} ${"|p2/p1|".padStart(7)}${later}`,
     );
     for (const l of d.layers) {
       const rest = kMax >= 3 ? "  " + l.pathAlignments.map((v) => fmt(v)).join(" ") : "";
       console.log(
-        `  ${l.name.padEnd(16)} ${fmt(l.pathCorrelation, 12)} ${fmt(l.residualAlignment, 15)}${rest}`,
+        `  ${l.name.padEnd(16)} ${fmt(l.pathCorrelation, 12)} ${fmt(l.residualAlignment, 15)} ` +
+          `${fmt(l.outerShare, 7, 3)} ${fmt(l.scaleRatio, 7, 3)}${rest}`,
       );
     }
   }
@@ -65,4 +68,9 @@ export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
   console.log(`mean residual alignment ${fmt(d.meanResidualAlignment, 0)}   corr(y_t − y_1, y_2)`);
   const frac = d.coAdaptedFraction === null ? "-" : d.coAdaptedFraction.toFixed(3);
   console.log(`co-adapted layers       ${frac}   fraction with alignment > 0.4 and correlation < 0`);
+  console.log(
+    `mean share B_2 = B_1    ${fmt(d.meanOuterShare, 0)}   weights where path 2 adds to path 1 ` +
+      `(below 0.5: the paths' matrices anti-correlate)`,
+  );
+  console.log(`mean path-2/path-1 step ${fmt(d.meanScaleRatio, 0)}   mean |g_2 h_2| / |g_1 h_1|`);
 }

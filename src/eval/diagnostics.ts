@@ -45,6 +45,10 @@ export interface PathDiagnostics {
   meanResidualAlignment: number | null;
   /** Fraction of layers with residual alignment > 0.4 and path correlation < 0 (co-adapted paths). */
   coAdaptedFraction: number | null;
+  /** Mean over layers of the share of weights with B_2 = B_1 (see {@link LayerPathDiagnostics.outerShare}). */
+  meanOuterShare: number | null;
+  /** Mean over layers of path 2's step against path 1's ({@link LayerPathDiagnostics.scaleRatio}). */
+  meanScaleRatio: number | null;
   /** Tokens run: windows × context. */
   tokens: number;
   /** Windows run, each from an empty cache. */
@@ -177,6 +181,8 @@ export function pathDiagnostics(
       ? bothKnown.filter((l) => l.residualAlignment! > 0.4 && l.pathCorrelation! < 0).length /
         bothKnown.length
       : null,
+    meanOuterShare: mean(layers.map((l) => l.outerShare)),
+    meanScaleRatio: mean(layers.map((l) => l.scaleRatio)),
     tokens: windows.length * windows[0].length,
     windows: windows.length,
     context: windows[0].length,

@@ -68,6 +68,52 @@ export interface LayerPathDiagnostics {
   residualAlignment: number | null;
   /** corr(y_t − Σ_{j<i} y_j, y_i) for i = 2..k (the first is residualAlignment); empty for k = 1. */
   pathAlignments: (number | null)[];
+  /**
+   * Share of the weights whose second sign equals the first (B_2 = B_1): path 2 adds to path 1's magnitude
+   * there (the outer levels ±(|g_1h_1| + |g_2h_2|)) and subtracts elsewhere. It reads the path correlation
+   * off the weights alone: the two paths' matrices correlate about 2·outerShare − 1, so corr(y_1, y_2) < 0
+   * needs outerShare below ½ (a Gaussian latent cut at its least-squares scale gives 0.42). Null for k = 1.
+   */
+  outerShare: number | null;
+  /**
+   * Mean over the weights of |g_2[r]·h_2[c]| / |g_1[r]·h_1[c]|, path 2's step against path 1's (it factors
+   * into mean_r |g_2/g_1| · mean_c |h_2/h_1|). Null for k = 1 or a zero scale in path 1.
+   */
+  scaleRatio: number | null;
+}
+
+/** popcount of a 32-bit word. */
+function popcount(v: number): number {
+  v = v - ((v >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+/** Share of entries where planes 0 and 1 hold the same sign, padding bits excluded. */
+function samePlaneShare(layer: ResidualBinaryLinear): number {
+  const { out, in: inF } = layer;
+  const wpr = wordsPerRow(inF);
+  const words = out * wpr;
+  const tail = inF % 32; // columns in the last word of a row (0: a full word)
+  const lastMask = tail === 0 ? 0xffffffff : ((1 << tail) >>> 0) - 1;
+  let differ = 0;
+  for (let r = 0; r < out; r++) {
+    for (let w = 0; w < wpr; w++) {
+      const x = (layer.planes[r * wpr + w] ^ layer.planes[words + r * wpr + w]) >>> 0;
+      differ += popcount(w === wpr - 1 ? (x & lastMask) >>> 0 : x);
+    }
+  }
+  return (out * inF - differ) / (out * inF);
+}
+
+/** mean_r |g_2/g_1| · mean_c |h_2/h_1|, or null when path 1 has a zero (or non-finite) ratio. */
+function pathScaleRatio(layer: ResidualBinaryLinear): number | null {
+  const { out, in: inF, g, h } = layer;
+  let gr = 0, hr = 0;
+  for (let r = 0; r < out; r++) gr += Math.abs(g[out + r] / g[r]);
+  for (let c = 0; c < inF; c++) hr += Math.abs(h[inF + c] / h[c]);
+  const ratio = (gr / out) * (hr / inF);
+  return Number.isFinite(ratio) ? ratio : null;
 }
 
 /**
@@ -149,6 +195,8 @@ export class LayerPathStats {
       pathCorrelation: this.#layer.k >= 2 ? this.#pair.value() : null,
       residualAlignment: pathAlignments[0] ?? null,
       pathAlignments,
+      outerShare: this.#layer.k >= 2 ? samePlaneShare(this.#layer) : null,
+      scaleRatio: this.#layer.k >= 2 ? pathScaleRatio(this.#layer) : null,
     };
   }
 }

@@ -157,7 +157,20 @@ export function readDiagnostics(v: unknown): PathDiagnostics | undefined {
   const ok = v.layers.every((l) =>
     isObject(l) && typeof l.name === "string" && corr(l.pathCorrelation) && corr(l.residualAlignment)
   );
-  return ok ? v as unknown as PathDiagnostics : undefined;
+  if (!ok) return undefined;
+  // Files written before the weight-level statistics existed lack them: null, as for k = 1.
+  const orNull = (x: unknown) => isNumber(x) ? x : null;
+  const d = v as unknown as PathDiagnostics;
+  return {
+    ...d,
+    layers: d.layers.map((l) => ({
+      ...l,
+      outerShare: orNull(l.outerShare),
+      scaleRatio: orNull(l.scaleRatio),
+    })),
+    meanOuterShare: orNull(d.meanOuterShare),
+    meanScaleRatio: orNull(d.meanScaleRatio),
+  };
 }
 
 /** Recognises a parsed JSON object as one of the kinds a report takes, or throws saying why not. */
