@@ -176,16 +176,18 @@ Deno.test("outerShare and scaleRatio match a direct count over the unpacked sign
     const b1 = unpackSigns(layer.planes.subarray(0, words), out, inF);
     const b2 = unpackSigns(layer.planes.subarray(words, 2 * words), out, inF);
     const same = b1.filter((v, e) => v === b2[e]).length;
-    let ratio = 0; // mean over every entry of |g_2 h_2| / |g_1 h_1|, without the factoring
+    let step1 = 0, step2 = 0; // Σ over every entry of |g_i h_i|, without the factoring
     for (let r = 0; r < out; r++) {
       for (let c = 0; c < inF; c++) {
-        ratio += Math.abs((layer.g[out + r] * layer.h[inF + c]) / (layer.g[r] * layer.h[c]));
+        step1 += Math.abs(layer.g[r] * layer.h[c]);
+        step2 += Math.abs(layer.g[out + r] * layer.h[inF + c]);
       }
     }
+    const ratio = step2 / step1;
     const stats = new LayerPathStats(layer, new DenseLinear(rng.normals(n), out, inF));
     const r = stats.result(); // weight-level: no input needed
     assert.equal(r.outerShare, same / n, `k=${k} ${out}x${inF}`);
-    assert.ok(Math.abs(r.scaleRatio! - ratio / n) < 1e-9 * (ratio / n), `${r.scaleRatio} vs ${ratio / n}`);
+    assert.ok(Math.abs(r.scaleRatio! - ratio) < 1e-9 * ratio, `${r.scaleRatio} vs ${ratio}`);
   }
   // Hand-built: B_2 = B_1 on 3 of 4 entries, path 2 a quarter of path 1's step everywhere. Padding bits
   // set in one plane only (a hostile file) do not count.
@@ -200,7 +202,7 @@ Deno.test("outerShare and scaleRatio match a direct count over the unpacked sign
   const r = new LayerPathStats(layer, new DenseLinear(new Float32Array(4), 1, 4)).result();
   assert.equal(r.outerShare, 0.75);
   assert.equal(r.scaleRatio, 0.25);
-  // A zero scale in path 1 leaves the ratio undefined rather than infinite.
+  // An all-zero path 1 leaves the ratio undefined rather than infinite.
   const zero = { ...layer, g: new Float32Array([0, 1]) };
   assert.equal(
     new LayerPathStats(zero, new DenseLinear(new Float32Array(4), 1, 4)).result().scaleRatio,

@@ -72,5 +72,5 @@ export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
     `mean share B_2 = B_1    ${fmt(d.meanOuterShare, 0)}   weights where path 2 adds to path 1 ` +
       `(below 0.5: the paths' matrices anti-correlate)`,
   );
-  console.log(`mean path-2/path-1 step ${fmt(d.meanScaleRatio, 0)}   mean |g_2 h_2| / |g_1 h_1|`);
+  console.log(`mean path-2/path-1 step ${fmt(d.meanScaleRatio, 0)}   Σ|g_2 h_2| / Σ|g_1 h_1| per layer`);
 }

@@ -76,8 +76,9 @@ export interface LayerPathDiagnostics {
    */
   outerShare: number | null;
   /**
-   * Mean over the weights of |g_2[r]·h_2[c]| / |g_1[r]·h_1[c]|, path 2's step against path 1's (it factors
-   * into mean_r |g_2/g_1| · mean_c |h_2/h_1|). Null for k = 1 or a zero scale in path 1.
+   * Path 2's steps against path 1's over the whole matrix, Σ|g_2[r]·h_2[c]| / Σ|g_1[r]·h_1[c]| (it factors
+   * into Σ|g_2|·Σ|h_2| / (Σ|g_1|·Σ|h_1|); a ratio of sums, so one near-zero scale of path 1 cannot dominate
+   * it). Null for k = 1 or an all-zero path 1.
    */
   scaleRatio: number | null;
 }
@@ -106,13 +107,15 @@ function samePlaneShare(layer: ResidualBinaryLinear): number {
   return (out * inF - differ) / (out * inF);
 }
 
-/** mean_r |g_2/g_1| · mean_c |h_2/h_1|, or null when path 1 has a zero (or non-finite) ratio. */
+/** Σ|g_2|·Σ|h_2| / (Σ|g_1|·Σ|h_1|), or null when path 1 is all zero (or a sum is not finite). */
 function pathScaleRatio(layer: ResidualBinaryLinear): number | null {
   const { out, in: inF, g, h } = layer;
-  let gr = 0, hr = 0;
-  for (let r = 0; r < out; r++) gr += Math.abs(g[out + r] / g[r]);
-  for (let c = 0; c < inF; c++) hr += Math.abs(h[inF + c] / h[c]);
-  const ratio = (gr / out) * (hr / inF);
+  const absSum = (a: Float32Array, from: number, n: number) => {
+    let t = 0;
+    for (let i = from; i < from + n; i++) t += Math.abs(a[i]);
+    return t;
+  };
+  const ratio = (absSum(g, out, out) * absSum(h, inF, inF)) / (absSum(g, 0, out) * absSum(h, 0, inF));
   return Number.isFinite(ratio) ? ratio : null;
 }
 
