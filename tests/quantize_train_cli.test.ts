@@ -8,6 +8,8 @@ import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH } from "./_data.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { readRabit } from "../src/io/rabit_format.ts";
+import { openModel } from "../src/io/load_model.ts";
+import { quantize } from "../src/train/quantize.ts";
 
 const TINY = ["--steps", "3", "--batch", "1", "--seq", "32", "--calib-tokens", "512", "--json"];
 
@@ -233,6 +235,36 @@ Deno.test("quantize --gamma-final and --weight-decay reach the run's options, th
   assert.equal(plain.options.weightDecay, 0);
 });
 
+Deno.test("quantize --ste-clip none gives dbllm the identity STE over its 4/3; a bound reaches rabit's options", async () => {
+  await using tmp = await tempDir();
+  const run = async (args: string[]) =>
+    lastJson(
+      (await runCli(["quantize", "--out", `${tmp.dir}/m.rabit`, "--backend", "cpu", ...args, ...TINY]))
+        .stdout,
+    );
+  const dbllm = await run(["--method", "dbllm"]);
+  const identity = await run(["--method", "dbllm", "--ste-clip", "none"]);
+  assert.equal(dbllm.options.steClip, 4 / 3);
+  assert.equal(identity.options.steClip, null);
+  // The clip zeroes the latent gradient beyond 4/3 of the grid's range, which the identity STE keeps.
+  assert.notDeepEqual(identity.losses, dbllm.losses);
+  assert.equal(identity.losses[0], dbllm.losses[0]); // the first forward is before any update
+  assert.equal((await run(["--ste-clip", "1.5"])).options.steClip, 1.5);
+  assert.equal((await run([])).options.steClip, null);
+});
+
+Deno.test("the library's quantize refuses a steClip that is not > 0 and finite, before any work", async () => {
+  const { model, tokenizer } = await openModel(MODEL_PATH, { requireTokenizer: true });
+  const data = [{ name: "story", text: "Once upon a time there was a cat." }];
+  for (const steClip of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    await assert.rejects(
+      () => quantize(model, { method: "rabit", tokenizer: tokenizer!, data, steClip }),
+      /expected steClip > 0 \(the clipped STE's bound in units of the paths' range\) or null, found/,
+      String(steClip),
+    );
+  }
+});
+
 Deno.test("quantize refuses bad training options with one clear error and writes nothing", async () => {
   await using tmp = await tempDir();
   const tiny = `${tmp.dir}/tiny.txt`;
@@ -283,6 +315,9 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "ptq", "--gamma-final", "0"], /--gamma-final applies to the training methods/],
     [["--weight-decay", "nan"], /--weight-decay/],
     [["--method", "rtn2", "--weight-decay", "0.1"], /--weight-decay applies to the training methods/],
+    [["--ste-clip", "0"], /--ste-clip must be a number ≥ 0\.000001/],
+    [["--ste-clip", "never"], /--ste-clip must be a number/],
+    [["--method", "ptq", "--ste-clip", "1.5"], /--ste-clip applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

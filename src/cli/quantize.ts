@@ -104,9 +104,9 @@ Options:
   --resume F           continue from checkpoint F (same options; continues to the same --steps)
   --backend NAME       auto | cpu | webgpu: where training runs (default auto)
   --seed N             seed of the window order (default ${D.seed})
-  --ste-clip C         clipped straight-through estimator: no latent gradient where |W| exceeds C times the
+  --ste-clip C|none    clipped straight-through estimator: no latent gradient where |W| exceeds C times the
                        largest magnitude the paths can give (default: identity STE; dbllm 4/3, the code's
-                       range)
+                       range); none: the identity STE, also for dbllm
   --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
   --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables;
                        onebit 0; dbllm and rtn2 take none)
@@ -218,7 +218,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     calibTokens: numberOption(v, "calib-tokens", { integer: true, min: 1 }),
     svidRounds: numberOption(v, "svid-rounds", { integer: true, min: 0, max: 100 }),
     precondition: numberOption(v, "precondition", { min: 0, max: 4 }),
-    steClip: numberOption(v, "ste-clip", { min: 1e-6, max: 1e6 }),
+    steClip: v["ste-clip"] === "none" ? null : numberOption(v, "ste-clip", { min: 1e-6, max: 1e6 }),
     backend: choiceOption(values, "backend", ["auto", "cpu", "webgpu"] as const, "auto"),
     checkpoint: values.checkpoint,
     resume: values.resume,
@@ -248,6 +248,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "scale-lr",
       "momentum",
       "weight-decay",
+      "ste-clip",
     ] as const;
     for (const key of trainingOnly) {
       if (values[key] !== undefined) {

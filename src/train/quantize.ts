@@ -135,8 +135,11 @@ export interface QuantizeOptions {
    * embedding and the classifier) or "none".
    */
   trainFloat?: TrainFloat;
-  /** Clipped straight-through estimator bound (default: identity STE; dbllm 4/3). */
-  steClip?: number;
+  /**
+   * Clipped straight-through estimator bound, > 0 (default: identity STE; dbllm 4/3). null asks for the
+   * identity STE explicitly, over a method's default.
+   */
+  steClip?: number | null;
   /** Decoupled weight decay of the latents (default 0). */
   weightDecay?: number;
   /** Learning rate of the scales and float tensors as a multiple of lr (default 1). */
@@ -428,6 +431,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     `expected gammaFinal ≥ 0 (γ at the last step), found ${gammaFinal}`,
   );
   checkOption(
+    o.steClip === undefined || o.steClip === null || (o.steClip > 0 && Number.isFinite(o.steClip)),
+    `expected steClip > 0 (the clipped STE's bound in units of the paths' range) or null, found ${o.steClip}`,
+  );
+  checkOption(
     o.weightDecay >= 0 && Number.isFinite(o.weightDecay),
     `expected weightDecay ≥ 0 (the latents' decoupled decay per unit of lr), found ${o.weightDecay}`,
   );
@@ -593,7 +600,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     weightDecay: o.weightDecay,
     scaleLrMultiplier: o.scaleLrMultiplier,
     momentum: o.momentum,
-    steClip: o.steClip,
+    steClip: o.steClip ?? undefined,
     labelWeight: o.labelWeight,
   };
   const backend = await createTrainingBackend(
