@@ -190,7 +190,7 @@ Deno.test("outerShare and scaleRatio match a direct count over the unpacked sign
     assert.ok(Math.abs(r.scaleRatio! - ratio) < 1e-9 * ratio, `${r.scaleRatio} vs ${ratio}`);
   }
   // Hand-built: B_2 = B_1 on 3 of 4 entries, path 2 a quarter of path 1's step everywhere. Padding bits
-  // set in one plane only (a hostile file) do not count.
+  // set in one plane only do not count (a layer built in memory: parseRabit refuses files with such bits).
   const layer = {
     out: 1,
     in: 4,
