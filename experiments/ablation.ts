@@ -54,7 +54,7 @@ const MID_LR = 2e-3;
 // machine the grid had to fit the session; `--scale-lrs 0.3,1,3` runs it for every method alike.
 let SCALE_LRS = [1];
 // Where every trained row's cosine decay ends (quantize --min-lr-ratio). The committed tables were measured
-// with 0.1, the floor of the time; quantize's default became 0 later (README: "Schedule"), so the script pins
+// with 0.1, the floor of the time; quantize's default became 0 later (docs/evidence.md, "Schedule"), so the script pins
 // the floor it runs with, and `--min-lr-ratio 0` reruns the comparison at the current default for every
 // method alike. A results file records its floor (absent: 0.1, the files written before the option) and
 // takes rows of that floor only; tuning runs of another floor are keyed apart from the 0.1 ones.
@@ -111,7 +111,7 @@ function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number)
     ...["--steps", String(steps), "--batch", "2", "--lr", String(lr), "--gamma", String(gamma)],
     ...["--scale-lr", String(scaleLr), "--min-lr-ratio", String(MIN_LR_RATIO)],
     // Pure distillation (METHOD.md §4's KL + γ·MSE), the objective every table was trained with, whatever
-    // quantize's default label weight (0 today; README "Label weight") becomes.
+    // quantize's default label weight (0 today; docs/evidence.md, "Label weight") becomes.
     ...["--label-weight", "0"],
     // The text alone, for every method: the comparison the tables record (the default samples no teacher text
     // today, but it once did, and the tables must not depend on that default).

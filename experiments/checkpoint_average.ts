@@ -1,7 +1,7 @@
 // Averaging the latents over the last steps (Polyak / SWA-style): packs the mean of several training
 // checkpoints of one run into a .rabit, as quantize packs its last step (trainable.ts's packTable), and
 // reports how many sign bits differ from the last checkpoint's model. A run writes one checkpoint file and
-// replaces it every --checkpoint-every steps, so copy it aside as it changes (the README's command does).
+// replaces it every --checkpoint-every steps, so copy it aside as it changes.
 // Measured on the dev split (experiments/full_budget_dev.json, session21Dev.latentAveraging): every average
 // is worse than the last step's model (dev 8.525): steps 2100–2400 8.721, 1800–2400 8.873, latents only of
 // steps 2300 and 2400 8.685. Even at the end of the cosine the last sign flips improve the model, and an

@@ -8,7 +8,7 @@
 //   deno run -A experiments/finetune_fp32.ts [--steps N] [--batch B] [--lr X] [--label-weight A] [--gamma G]
 //                                            [--seed N] [--json]
 //
-// Data and scoring are the test-tail protocol of README "The default budget": train on the first 90 % of
+// Data and scoring are the test-tail protocol of docs/evidence.md: train on the first 90 % of
 // tinystories_dev.txt, score its last 10 % (eval --holdout 0.1) and 200 windows of WikiText-2.
 
 import { parseArgs } from "node:util";

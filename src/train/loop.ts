@@ -184,7 +184,7 @@ export function lateBatchStart(o: Pick<LoopOptions, "steps" | "lateBatchFrom">):
 /**
  * Windows of step s (1-based): `batch`, then `lateBatch` from {@link lateBatchStart} on. A larger batch late
  * in the decay spends compute where the gradient's noise, not its direction, limits what the signs settle to
- * (README "The default budget").
+ * (docs/evidence.md, "The default budget").
  *
  * @example
  * ```ts

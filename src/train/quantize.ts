@@ -108,7 +108,7 @@ export interface QuantizeOptions {
    * training windows (never used for calibration; see teacher_text.ts). Default 0. "auto": as many as the
    * run reads beyond the training text, steps·batch·seq − (text tokens), so that it reads every window
    * about once instead of repeating the text for epochs; 0 when the text already covers the run. (On the
-   * dev split "auto"-sized samples helped; on the test tail the default run with them scored worse: README.)
+   * dev split "auto"-sized samples helped; on the test tail the default run with them scored worse: docs/evidence.md, "Teacher text".)
    */
   teacherTokens?: number | "auto";
   /**
@@ -119,7 +119,7 @@ export interface QuantizeOptions {
   /**
    * Probability that an epoch after the first replaces an input token by one drawn from the text's own
    * tokens (WindowSet's `noise`; default 0.1: dev 9.336 against 0.2's 9.652 and none's 9.660 at the full
-   * budget; the default run's test tail 9.922 against 10.153 without; README).
+   * budget; the default run's test tail 9.922 against 10.153 without; docs/evidence.md, "Token noise").
    */
   tokenNoise?: number;
   /** Progress of the teacher sampling. */
@@ -150,7 +150,7 @@ export interface QuantizeOptions {
   warmup?: number;
   /**
    * Final learning rate of the decay as a fraction of the peak, 0..1 (default 0: the last steps barely
-   * move the latents, so few signs still flip when the paths are frozen; README "Schedule").
+   * move the latents, so few signs still flip when the paths are frozen; docs/evidence.md, "Schedule").
    */
   minLrRatio?: number;
   /** Shape of the decay from the peak lr to the floor: "cosine" (default) or "linear". */
@@ -176,7 +176,7 @@ export interface QuantizeOptions {
 }
 
 /**
- * Defaults of the training budget (see README: chosen to finish within 20 minutes on 2 CPU cores).
+ * Defaults of the training budget (see docs/evidence.md, "The default budget": chosen to finish within 20 minutes on 2 CPU cores).
  *
  * @example
  * ```ts
@@ -188,7 +188,7 @@ export const QUANTIZE_DEFAULTS = {
   paths: 2,
   // 2400 rather than 1200 since the floor-0 schedule: dev 8.598 against 8.922, test tail 9.106 against 9.524
   // (seed 1); about 18 minutes on session 11's 2-core host (0.45 s a step), about 39 on session 13's slower
-  // one (0.97 s a step): README "The default budget".
+  // one (0.97 s a step): docs/evidence.md, "The default budget".
   steps: 2400,
   batch: 2,
   // The second half of the run at 3 windows a step (1.25x the tokens of batch 2 throughout, 18 min 41 s
@@ -213,7 +213,7 @@ export const QUANTIZE_DEFAULTS = {
   weightDecay: 0,
   scaleLrMultiplier: 1,
   momentum: 0.95,
-  // 0 rather than the earlier 0.1: test tail 9.524 / 9.509 (seeds 1, 2) against 9.922 / 9.853 (README).
+  // 0 rather than the earlier 0.1: test tail 9.524 / 9.509 (seeds 1, 2) against 9.922 / 9.853 (docs/evidence.md, "Schedule").
   minLrRatio: 0,
   lrSchedule: "cosine" as LrSchedule,
   maxGradNorm: 1,
@@ -259,7 +259,7 @@ export const AUTO_TEACHER_FLOPS = 2e12;
 /**
  * The teacher tokens of `teacherTokens: "auto"`: what a run of `runTokens` (steps·batch·seq) reads beyond
  * the `textTokens` of its training text, at most what AUTO_TEACHER_FLOPS buys for a model of `params`
- * scalars. On the dev split at the default budget (README) teacher text helped (400K tokens 9.49, 800K 9.20,
+ * scalars. On the dev split at the default budget (docs/evidence.md) teacher text helped (400K tokens 9.49, 800K 9.20,
  * 1.6M 9.33 against 9.66 without), but the default run with "auto" scored 10.30 on the test tail against
  * 10.15 without, so it is an option, not the default.
  *
@@ -280,9 +280,9 @@ export function autoTeacherTokens(runTokens: number, textTokens: number, params:
 export type QuantizePreset = "default" | "quality";
 
 /**
- * The budgets (README: what each gives on stories260K and how long it takes on our 2-core machine):
- * "default" was sized for 20 minutes (it takes 14 to 39 on the hosts measured: README); "quality" is the same
- * run with twice the windows per step, twice the time, for users who can wait (README: 1.2 % better on the
+ * The budgets (docs/evidence.md: what each gives on stories260K and how long it takes on our 2-core machine):
+ * "default" was sized for 20 minutes (it takes 14 to 39 on the hosts measured); "quality" is the same
+ * run with twice the windows per step, twice the time, for users who can wait (docs/evidence.md: 1.2 % better on the
  * test tail over four seeds).
  *
  * @example
