@@ -27,9 +27,9 @@ export const QUANTIZE_HELP =
 Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
-                      [--min-lr-ratio R] [--lr-schedule S]
+                      [--min-lr-ratio R] [--lr-schedule S] [--scale-lr M] [--ste-clip C|none]
                       [--optimizer adamw|muon] [--momentum M] [--weight-decay D] [--gamma G]
-                      [--gamma-final G] [--label-weight A]
+                      [--gamma-final G] [--label-weight A] [--train-float WHICH] [--vocab-dtype D]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
                       [--backend auto|cpu|webgpu] [--seed N] [--json]
 
