@@ -9,7 +9,7 @@
 //   deno run -A experiments/ablation.ts table     (rewrites experiments/ablation.md from the JSON)
 //   --results NAME (run, diagnose, table): keep the rows in experiments/NAME.json / NAME.md instead
 //
-// Data protocol (docs/evaluation.md):
+// Data protocol (docs/evidence.md):
 //   tinystories_dev.txt = [ train 80 % | dev 10 % | test 10 % ], split at paragraph boundaries.
 //   tune: trains on `train`, scores on `dev`; the chosen lr and γ become each method's defaults
 //         (experiments/tuning.json, read by `run`).
@@ -20,11 +20,8 @@
 
 import { parseArgs } from "node:util";
 import { splitHoldout } from "../src/train/data.ts";
+import { cli, DATA, type Json, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const DATA = `${ROOT}../shared/data`;
-const TEXT = `${DATA}/tinystories_dev.txt`;
-const WIKI = `${DATA}/wikitext2_test.raw`;
 const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
 // `--results NAME` keeps a second ablation (e.g. a longer budget) in experiments/NAME.json, NAME.md and
@@ -54,9 +51,9 @@ const MID_LR = 2e-3;
 // machine the grid had to fit the session; `--scale-lrs 0.3,1,3` runs it for every method alike.
 let SCALE_LRS = [1];
 // Where every trained row's cosine decay ends (quantize --min-lr-ratio). The committed tables were measured
-// with 0.1, the floor of the time; quantize's default became 0 later (docs/evidence.md, "Schedule"), so the script pins
-// the floor it runs with, and `--min-lr-ratio 0` reruns the comparison at the current default for every
-// method alike. A results file records its floor (absent: 0.1, the files written before the option) and
+// with 0.1, the floor of the time; quantize's default became 0 later (docs/evidence.md, "Schedule"), so the
+// script pins the floor it runs with, and `--min-lr-ratio 0` reruns the comparison at the current default
+// for every method alike. A results file records its floor (absent: 0.1, the files written before the option) and
 // takes rows of that floor only; tuning runs of another floor are keyed apart from the 0.1 ones.
 const FIRST_MIN_LR_RATIO = 0.1;
 let MIN_LR_RATIO = FIRST_MIN_LR_RATIO;
@@ -99,10 +96,6 @@ const TUNED_METHODS = ["rabit", "standard", "freeze", "dbllm", "onebit"];
 
 // ------------------------------------------------------------------------------------------------
 
-interface Json {
-  [key: string]: unknown;
-}
-
 /** The training options every tuning trial and ablation row passes to quantize (the same for all methods). */
 function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number): string[] {
   return [
@@ -117,34 +110,6 @@ function trainingArgs(steps: number, lr: number, gamma: number, scaleLr: number)
     // today, but it once did, and the tables must not depend on that default).
     ...["--teacher-tokens", "0", "--backend", "webgpu"],
   ];
-}
-
-async function cli(args: string[]): Promise<Json> {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}cli.ts`, ...args],
-    stdout: "piped",
-    stderr: "inherit",
-  });
-  const r = await cmd.output();
-  const out = new TextDecoder().decode(r.stdout).trim().split("\n").at(-1) ?? "";
-  if (r.code !== 0) throw new Error(`cli.ts ${args.join(" ")} exited with ${r.code}`);
-  return JSON.parse(out);
-}
-
-const show = (args: string[]) => `deno run -A cli.ts ${args.join(" ").replaceAll(ROOT, "")}`;
-
-async function readJson(path: string): Promise<Json> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return {};
-    throw e;
-  }
-}
-
-async function writeJson(path: string, value: unknown): Promise<void> {
-  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
-  await Deno.rename(`${path}.tmp`, path);
 }
 
 /** Writes the part of the text that training may see in a phase (train+dev for run, train for tune). */

@@ -1,0 +1,208 @@
+// The full-budget protocol of docs/evidence.md as one command: train a model per seed with `cli.ts quantize`
+// (its defaults plus the options given after `--`), then score it on the test tail of tinystories_dev.txt
+// (the last 10 %, which quantize never trains or calibrates on and no choice saw), on WikiText-2, and take
+// its inter-path diagnostics on the test tail (METHOD.md §6). Each seed's row is written into the results
+// file under KEY.seedN as soon as it finishes; seeds already there are skipped, so an interrupted run
+// continues where it stopped.
+//
+//   deno run -A experiments/test_tail.ts --key NAME [--seeds 1,2] [--jobs N] [--what TEXT]
+//                                        [--results F] [--wiki-windows 200] [--work DIR] -- [quantize options]
+//
+// --results: the JSON file the rows go into (default experiments/full_budget_dev.json); --work: where the
+// models and the test tail's text are written (default .tmp/test_tail).
+//
+// e.g. the coupled forward without its initialization, three seeds trained at once:
+//   deno run -A experiments/test_tail.ts --key testOfCoupledOnly --seeds 2,3,5 --jobs 3 -- \
+//     --method rabit --init none --precondition 0
+
+import { parseArgs } from "node:util";
+import { splitHoldout } from "../src/train/data.ts";
+import { cli, type Json, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
+
+const USAGE =
+  "Usage: deno run -A experiments/test_tail.ts --key NAME [--seeds 1,2] [--jobs N] [--what TEXT] " +
+  "[--results F] [--wiki-windows N] [--work DIR] -- [quantize options]";
+/** Options the script sets itself for every seed, so they cannot come after `--`. */
+const OWN_OPTIONS = ["--seed", "--out", "--json", "--holdout"];
+
+function fail(message: string): never {
+  console.error(`test_tail: ${message}\n${USAGE}`);
+  Deno.exit(2);
+}
+
+/** Positive integers from "1,2,5"; refuses anything else by name. */
+function parseSeeds(text: string): number[] {
+  const seeds = text.split(",").map((s) => Number(s.trim()));
+  if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+    fail(`--seeds expects comma-separated integers ≥ 0, got "${text}"`);
+  }
+  return seeds;
+}
+
+function parsePositiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name} expects an integer ≥ 1, got "${text}"`);
+  return n;
+}
+
+const dash = Deno.args.indexOf("--");
+const ownArgs = dash < 0 ? Deno.args : Deno.args.slice(0, dash);
+const quantizeOptions = dash < 0 ? [] : Deno.args.slice(dash + 1);
+function parseOwnArgs(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      options: {
+        key: { type: "string" },
+        seeds: { type: "string", default: "1" },
+        jobs: { type: "string", default: "1" },
+        what: { type: "string" },
+        results: { type: "string", default: `${ROOT}experiments/full_budget_dev.json` },
+        "wiki-windows": { type: "string", default: "200" },
+        work: { type: "string", default: `${ROOT}.tmp/test_tail` },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}
+const values = parseOwnArgs(ownArgs);
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+if (!values.key) fail("--key NAME is required: the results file's key for these runs");
+const own = quantizeOptions.find((a) => OWN_OPTIONS.includes(a.split("=")[0]));
+if (own) fail(`${own.split("=")[0]} is set by the script for every seed; drop it from the quantize options`);
+const key = values.key;
+const seeds = parseSeeds(values.seeds!);
+const jobs = parsePositiveInt("jobs", values.jobs!);
+const wikiWindows = parsePositiveInt("wiki-windows", values["wiki-windows"]!);
+const resultsPath = values.results!;
+
+// The teacher: quantize's own --model when given, else its default (stories260K next to the data).
+const modelAt = quantizeOptions.findIndex((a) => a === "--model" || a.startsWith("--model="));
+const teacherArgs = modelAt < 0
+  ? []
+  : quantizeOptions[modelAt].includes("=")
+  ? [quantizeOptions[modelAt]]
+  : ["--model", quantizeOptions[modelAt + 1]];
+
+const work = values.work!;
+await Deno.mkdir(work, { recursive: true });
+// The text eval --holdout 0.1 scores, for the diagnostics (through a rename: never read half-written).
+const testText = `${work}/test.txt`;
+await Deno.writeTextFile(`${testText}.tmp`, splitHoldout(await Deno.readTextFile(TEXT), 0.1).heldOut);
+await Deno.rename(`${testText}.tmp`, testText);
+
+const tail = (
+  model: string[],
+) => ["eval", ...model, "--text", TEXT, "--holdout", "0.1", "--backend", "cpu", "--json"];
+const wiki = (model: string[]) => [
+  "eval",
+  ...model,
+  "--text",
+  WIKI,
+  "--max-windows",
+  String(wikiWindows),
+  "--backend",
+  "cpu",
+  "--json",
+];
+
+// Rows are read, changed and written one at a time, so parallel seeds never lose each other's rows.
+let writes = Promise.resolve();
+function update(change: (entry: Json) => void): Promise<void> {
+  writes = writes.then(async () => {
+    const state = await readJson(resultsPath);
+    const entry = (state[key] ?? {}) as Json;
+    change(entry);
+    state[key] = entry;
+    await writeJson(resultsPath, state);
+  });
+  return writes;
+}
+
+const existing = ((await readJson(resultsPath))[key] ?? {}) as Json;
+const pending = seeds.filter((seed) => existing[`seed${seed}`] === undefined);
+for (const seed of seeds) {
+  if (!pending.includes(seed)) console.error(`test_tail: ${key}.seed${seed} is there; skipped`);
+}
+
+// The full-precision model's score on the same text, for the ratio (only when something will train).
+const fp32 = pending.length > 0 ? (await cli(tail(teacherArgs))).ppl as number : NaN;
+if (pending.length > 0) {
+  console.error(`test_tail: the full-precision model scores ${fp32.toFixed(4)} on the test tail`);
+}
+
+async function runSeed(seed: number): Promise<void> {
+  const model = `${work}/${key}-s${seed}.rabit`;
+  const train = ["quantize", ...quantizeOptions, "--seed", String(seed), "--out", model, "--json"];
+  const started = performance.now();
+  const trained = await cli(train);
+  const wallSeconds = (performance.now() - started) / 1000;
+  const scored = await cli(tail(["--model", model]));
+  const offDomain = await cli(wiki(["--model", model]));
+  const inspect = ["inspect", model, "--diagnose", "--text", testText, "--json"];
+  const diagnostics = (await cli(inspect)).diagnostics as Json;
+  const losses = trained.losses as number[];
+  const last = losses.slice(-100);
+  const row: Json = {
+    commands: [show(train), show(tail(["--model", model])), show(wiki(["--model", model])), show(inspect)],
+    testPpl: scored.ppl,
+    ratio: (scored.ppl as number) / fp32,
+    wikiPpl: offDomain.ppl,
+    backend: trained.backend,
+    trainSeconds: trained.seconds,
+    wallSecondsQuantize: wallSeconds,
+    meanLossLast100: last.reduce((a, b) => a + b, 0) / last.length,
+    bitsPerWeight: trained.bitsPerWeight,
+    options: trained.options,
+    diagnostics,
+  };
+  await update((entry) => {
+    entry.what ??= values.what ?? `quantize ${quantizeOptions.join(" ")} --seed N (test_tail.ts)`;
+    entry.fp32TestPpl = fp32;
+    entry[`seed${seed}`] = row;
+    const rows = Object.keys(entry).filter((k) => /^seed\d+$/.test(k)).map((k) => entry[k] as Json);
+    const mean = rows.reduce((a, r) => a + (r.testPpl as number), 0) / rows.length;
+    entry.meanTestPpl = mean;
+    entry.meanRatio = mean / fp32;
+    entry.seeds = rows.length;
+  });
+  console.error(
+    `test_tail: ${key}.seed${seed}: test ${(scored.ppl as number).toFixed(4)} ` +
+      `(${((scored.ppl as number) / fp32).toFixed(4)}× fp32), WikiText-2 ${
+        (offDomain.ppl as number).toFixed(2)
+      }, ` +
+      `path correlation ${diagnostics.meanPathCorrelation}, alignment ${diagnostics.meanResidualAlignment}`,
+  );
+}
+
+const queue = [...pending];
+async function worker(): Promise<void> {
+  for (let seed = queue.shift(); seed !== undefined; seed = queue.shift()) await runSeed(seed);
+}
+await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, worker));
+// A summary line for scripts: each seed's scores and diagnostics means (the whole rows are in the file).
+const done = ((await readJson(resultsPath))[key] ?? {}) as Json;
+const summary: Json = {};
+for (const [name, value] of Object.entries(done)) {
+  if (!/^seed\d+$/.test(name)) continue;
+  const row = value as Json, d = (row.diagnostics ?? {}) as Json;
+  summary[name] = {
+    testPpl: row.testPpl,
+    ratio: row.ratio,
+    wikiPpl: row.wikiPpl,
+    meanPathCorrelation: d.meanPathCorrelation,
+    meanResidualAlignment: d.meanResidualAlignment,
+  };
+}
+console.log(JSON.stringify({
+  key,
+  results: resultsPath.replace(ROOT, ""),
+  ...summary,
+  meanTestPpl: done.meanTestPpl,
+  meanRatio: done.meanRatio,
+}));
