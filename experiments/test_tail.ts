@@ -111,17 +111,41 @@ const wiki = (model: string[]) => [
   "--json",
 ];
 
-// Rows are read, changed and written one at a time, so parallel seeds never lose each other's rows.
+// Rows are read, changed and written one at a time: in this process through a promise chain, and across
+// processes (several keys trained at once into one file) under a lock file created exclusively.
 let writes = Promise.resolve();
 function update(change: (entry: Json) => void): Promise<void> {
-  writes = writes.then(async () => {
-    const state = await readJson(resultsPath);
-    const entry = (state[key] ?? {}) as Json;
-    change(entry);
-    state[key] = entry;
-    await writeJson(resultsPath, state);
-  });
+  writes = writes.then(() =>
+    withLock(`${resultsPath}.lock`, async () => {
+      const state = await readJson(resultsPath);
+      const entry = (state[key] ?? {}) as Json;
+      change(entry);
+      state[key] = entry;
+      await writeJson(resultsPath, state);
+    })
+  );
   return writes;
+}
+
+/** Runs `body` while holding `lock` (a file only one process can create); waits up to a minute for it. */
+async function withLock(lock: string, body: () => Promise<void>): Promise<void> {
+  for (let waited = 0;; waited += 100) {
+    try {
+      (await Deno.open(lock, { createNew: true, write: true })).close();
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      if (waited >= 60_000) {
+        throw new Error(`${lock} has been held for a minute; if no other test_tail.ts is writing, delete it`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    await body();
+  } finally {
+    await Deno.remove(lock);
+  }
 }
 
 const existing = ((await readJson(resultsPath))[key] ?? {}) as Json;

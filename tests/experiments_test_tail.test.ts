@@ -40,6 +40,7 @@ Deno.test("test_tail.ts writes one row per seed, then skips the seeds it has", a
   assert.equal(first.code, 0, first.stderr);
   const state = JSON.parse(await Deno.readTextFile(results));
   assert.deepEqual(state.other, { kept: true }); // other keys survive the update
+  await assert.rejects(Deno.stat(`${results}.lock`), Deno.errors.NotFound); // the write lock is released
   const row = state.tiny.seed3;
   assert.ok(state.tiny.fp32TestPpl > 7 && state.tiny.fp32TestPpl < 8, `${state.tiny.fp32TestPpl}`); // 7.334
   assert.ok(row.testPpl > state.tiny.fp32TestPpl, `${row.testPpl}`);
