@@ -53,8 +53,8 @@ let SCALE_LRS = [1];
 // Where every trained row's cosine decay ends (quantize --min-lr-ratio). The committed tables were measured
 // with 0.1, the floor of the time; quantize's default became 0 later (docs/evidence.md, "Schedule"), so the
 // script pins the floor it runs with, and `--min-lr-ratio 0` reruns the comparison at the current default
-// for every method alike. A results file records its floor (absent: 0.1, the files written before the option) and
-// takes rows of that floor only; tuning runs of another floor are keyed apart from the 0.1 ones.
+// for every method alike. A results file records its floor (absent: 0.1, the files written before the
+// option) and takes rows of that floor only; tuning runs of another floor are keyed apart from the 0.1 ones.
 const FIRST_MIN_LR_RATIO = 0.1;
 let MIN_LR_RATIO = FIRST_MIN_LR_RATIO;
 const floorKey = () => MIN_LR_RATIO === FIRST_MIN_LR_RATIO ? "" : ` minLr=${MIN_LR_RATIO}`;
