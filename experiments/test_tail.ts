@@ -83,6 +83,10 @@ const resultsPath = values.results!;
 
 // The teacher: quantize's own --model when given, else its default (stories260K next to the data).
 const modelAt = quantizeOptions.findIndex((a) => a === "--model" || a.startsWith("--model="));
+const modelValue = quantizeOptions[modelAt + 1];
+if (quantizeOptions[modelAt] === "--model" && (!modelValue || modelValue.startsWith("--"))) {
+  fail("--model expects a model path");
+}
 const teacherArgs = modelAt < 0
   ? []
   : quantizeOptions[modelAt].includes("=")

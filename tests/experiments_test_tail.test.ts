@@ -74,9 +74,10 @@ Deno.test("test_tail.ts refuses bad arguments by name and writes nothing", async
     [["--key", "k", "--", "--seed", "4"], /--seed is set by the script/],
     [["--key", "k", "--", "--out=m.rabit"], /--out is set by the script/],
     [["--key", "k", "--colour"], /Unknown option '--colour'/],
+    [["--key", "k", "--", "--method", "rabit", "--model"], /--model expects a model path/],
   ];
   for (const [args, message] of cases) {
-    const r = await testTail([...args, "--results", results, "--work", tmp.dir]);
+    const r = await testTail(["--results", results, "--work", tmp.dir, ...args]);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, message);
     assert.match(r.stderr, /Usage: deno run -A experiments\/test_tail\.ts/);
