@@ -108,7 +108,8 @@ export interface QuantizeOptions {
    * training windows (never used for calibration; see teacher_text.ts). Default 0. "auto": as many as the
    * run reads beyond the training text, steps·batch·seq − (text tokens), so that it reads every window
    * about once instead of repeating the text for epochs; 0 when the text already covers the run. (On the
-   * dev split "auto"-sized samples helped; on the test tail the default run with them scored worse: docs/evidence.md, "Teacher text".)
+   * dev split "auto"-sized samples helped; on the test tail the default run with them scored worse:
+   * docs/evidence.md, "Teacher text".)
    */
   teacherTokens?: number | "auto";
   /**
@@ -176,7 +177,8 @@ export interface QuantizeOptions {
 }
 
 /**
- * Defaults of the training budget (see docs/evidence.md, "The default budget": chosen to finish within 20 minutes on 2 CPU cores).
+ * Defaults of the training budget (see docs/evidence.md, "The default budget": chosen to finish within 20
+ * minutes on 2 CPU cores).
  *
  * @example
  * ```ts
@@ -213,7 +215,8 @@ export const QUANTIZE_DEFAULTS = {
   weightDecay: 0,
   scaleLrMultiplier: 1,
   momentum: 0.95,
-  // 0 rather than the earlier 0.1: test tail 9.524 / 9.509 (seeds 1, 2) against 9.922 / 9.853 (docs/evidence.md, "Schedule").
+  // 0 rather than the earlier 0.1: test tail 9.524 / 9.509 (seeds 1, 2) against 9.922 / 9.853
+  // (docs/evidence.md, "Schedule").
   minLrRatio: 0,
   lrSchedule: "cosine" as LrSchedule,
   maxGradNorm: 1,
@@ -259,9 +262,9 @@ export const AUTO_TEACHER_FLOPS = 2e12;
 /**
  * The teacher tokens of `teacherTokens: "auto"`: what a run of `runTokens` (steps·batch·seq) reads beyond
  * the `textTokens` of its training text, at most what AUTO_TEACHER_FLOPS buys for a model of `params`
- * scalars. On the dev split at the default budget (docs/evidence.md) teacher text helped (400K tokens 9.49, 800K 9.20,
- * 1.6M 9.33 against 9.66 without), but the default run with "auto" scored 10.30 on the test tail against
- * 10.15 without, so it is an option, not the default.
+ * scalars. On the dev split at the default budget (docs/evidence.md) teacher text helped (400K tokens 9.49,
+ * 800K 9.20, 1.6M 9.33 against 9.66 without), but the default run with "auto" scored 10.30 on the test tail
+ * against 10.15 without, so it is an option, not the default.
  *
  * @example
  * ```ts
@@ -280,10 +283,10 @@ export function autoTeacherTokens(runTokens: number, textTokens: number, params:
 export type QuantizePreset = "default" | "quality";
 
 /**
- * The budgets (docs/evidence.md: what each gives on stories260K and how long it takes on our 2-core machine):
- * "default" was sized for 20 minutes (it takes 14 to 39 on the hosts measured); "quality" is the same
- * run with twice the windows per step, twice the time, for users who can wait (docs/evidence.md: 1.2 % better on the
- * test tail over four seeds).
+ * The budgets (docs/evidence.md: what each gives on stories260K and how long it takes on our 2-core
+ * machine): "default" was sized for 20 minutes (it takes 14 to 39 on the hosts measured); "quality" is the
+ * same run with twice the windows per step, twice the time, for users who can wait (docs/evidence.md: 1.2 %
+ * better on the test tail over four seeds).
  *
  * @example
  * ```ts
