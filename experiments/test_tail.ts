@@ -6,7 +6,8 @@
 // continues where it stopped.
 //
 //   deno run -A experiments/test_tail.ts --key NAME [--seeds 1,2] [--jobs N] [--what TEXT]
-//                                        [--results F] [--wiki-windows 200] [--work DIR] -- [quantize options]
+//                                        [--results F] [--wiki-windows 200] [--work DIR]
+//                                        -- [quantize options]
 //
 // --results: the JSON file the rows go into (default experiments/full_budget_dev.json); --work: where the
 // models and the test tail's text are written (default .tmp/test_tail).
@@ -30,10 +31,11 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
-/** Positive integers from "1,2,5"; refuses anything else by name. */
+/** Integers ≥ 0 from "1,2,5"; refuses anything else (an empty item included) by name. */
 function parseSeeds(text: string): number[] {
-  const seeds = text.split(",").map((s) => Number(s.trim()));
-  if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+  const items = text.split(",").map((s) => s.trim());
+  const seeds = items.map(Number);
+  if (items.some((s) => s === "") || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
     fail(`--seeds expects comma-separated integers ≥ 0, got "${text}"`);
   }
   return seeds;
@@ -91,7 +93,7 @@ const teacherArgs = modelAt < 0
   ? []
   : quantizeOptions[modelAt].includes("=")
   ? [quantizeOptions[modelAt]]
-  : ["--model", quantizeOptions[modelAt + 1]];
+  : ["--model", modelValue];
 
 const work = values.work!;
 await Deno.mkdir(work, { recursive: true });
@@ -170,17 +172,18 @@ async function runSeed(seed: number): Promise<void> {
   const started = performance.now();
   const trained = await cli(train);
   const wallSeconds = (performance.now() - started) / 1000;
-  const scored = await cli(tail(["--model", model]));
-  const offDomain = await cli(wiki(["--model", model]));
+  const score = tail(["--model", model]), scoreOffDomain = wiki(["--model", model]);
   const inspect = ["inspect", model, "--diagnose", "--text", testText, "--json"];
+  const testPpl = (await cli(score)).ppl as number;
+  const wikiPpl = (await cli(scoreOffDomain)).ppl as number;
   const diagnostics = (await cli(inspect)).diagnostics as Json;
   const losses = trained.losses as number[];
   const last = losses.slice(-100);
   const row: Json = {
-    commands: [show(train), show(tail(["--model", model])), show(wiki(["--model", model])), show(inspect)],
-    testPpl: scored.ppl,
-    ratio: (scored.ppl as number) / fp32,
-    wikiPpl: offDomain.ppl,
+    commands: [show(train), show(score), show(scoreOffDomain), show(inspect)],
+    testPpl,
+    ratio: testPpl / fp32,
+    wikiPpl,
     backend: trained.backend,
     trainSeconds: trained.seconds,
     wallSecondsQuantize: wallSeconds,
@@ -200,11 +203,9 @@ async function runSeed(seed: number): Promise<void> {
     entry.seeds = rows.length;
   });
   console.error(
-    `test_tail: ${key}.seed${seed}: test ${(scored.ppl as number).toFixed(4)} ` +
-      `(${((scored.ppl as number) / fp32).toFixed(4)}× fp32), WikiText-2 ${
-        (offDomain.ppl as number).toFixed(2)
-      }, ` +
-      `path correlation ${diagnostics.meanPathCorrelation}, alignment ${diagnostics.meanResidualAlignment}`,
+    `test_tail: ${key}.seed${seed}: test ${testPpl.toFixed(4)} (${(testPpl / fp32).toFixed(4)}× fp32), ` +
+      `WikiText-2 ${wikiPpl.toFixed(2)}, path correlation ${diagnostics.meanPathCorrelation}, ` +
+      `alignment ${diagnostics.meanResidualAlignment}`,
   );
 }
 

@@ -6,9 +6,14 @@ import type { BackendName } from "../src/backend/backend.ts";
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
 /** Exit code, stdout and stderr of `deno run -A cli.ts ...args`. */
-export async function runCli(args: string[], env: Record<string, string> = {}) {
+export function runCli(args: string[], env: Record<string, string> = {}) {
+  return runScript(CLI, args, env);
+}
+
+/** Exit code, stdout and stderr of `deno run -A SCRIPT ...args` (a script of this repository, by path). */
+export async function runScript(script: string, args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
+    args: ["run", "-A", script, ...args],
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",

@@ -4,20 +4,10 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { tempDir } from "./_cli.ts";
+import { runScript, tempDir } from "./_cli.ts";
 
 const SCRIPT = fileURLToPath(new URL("../experiments/test_tail.ts", import.meta.url));
-
-async function testTail(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SCRIPT, ...args],
-    env: { NO_COLOR: "1", RABIT_PROGRESS: "0" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const testTail = (args: string[]) => runScript(SCRIPT, args, { RABIT_PROGRESS: "0" });
 
 Deno.test("test_tail.ts writes one row per seed, then skips the seeds it has", async () => {
   await using tmp = await tempDir();
@@ -69,6 +59,7 @@ Deno.test("test_tail.ts refuses bad arguments by name and writes nothing", async
   const cases: [string[], RegExp][] = [
     [["--seeds", "1"], /--key NAME is required/],
     [["--key", "k", "--seeds", "1,x"], /--seeds expects comma-separated integers/],
+    [["--key", "k", "--seeds", "1,"], /--seeds expects comma-separated integers ≥ 0, got "1,"/],
     [["--key", "k", "--jobs", "0"], /--jobs expects an integer ≥ 1, got "0"/],
     [["--key", "k", "--wiki-windows", "many"], /--wiki-windows expects an integer ≥ 1/],
     [["--key", "k", "--", "--seed", "4"], /--seed is set by the script/],
