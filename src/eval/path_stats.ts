@@ -70,9 +70,11 @@ export interface LayerPathDiagnostics {
   pathAlignments: (number | null)[];
   /**
    * Share of the weights whose second sign equals the first (B_2 = B_1): path 2 adds to path 1's magnitude
-   * there (the outer levels ±(|g_1h_1| + |g_2h_2|)) and subtracts elsewhere. It reads the path correlation
-   * off the weights alone: the two paths' matrices correlate about 2·outerShare − 1, so corr(y_1, y_2) < 0
-   * needs outerShare below ½ (a Gaussian latent cut at its least-squares scale gives 0.42). Null for k = 1.
+   * there (the outer levels ±(|g_1h_1| + |g_2h_2|)) and subtracts elsewhere. The two paths' matrices
+   * correlate about 2·outerShare − 1 (a Gaussian latent cut at its least-squares scale gives 0.42). That
+   * predicts corr(y_1, y_2) where a layer reads its input's directions alike; a layer that reads most of its
+   * output from a few strong input directions (stories260K's wq and wk) correlates as the paths do there
+   * (experiments/input_directions.ts). Null for k = 1.
    */
   outerShare: number | null;
   /**
