@@ -52,6 +52,12 @@ export async function runEval(argv: string[]): Promise<void> {
   if (!values.text) throw new UsageError("eval: --text F is required (the file to score)");
   const context = numberOption(values, "context", { integer: true, min: 2 });
   const maxWindows = numberOption(values, "max-windows", { integer: true, min: 1 });
+  // quantize --holdout 0 trains on the whole file; here 0 would score nothing, so say what to do instead.
+  if (values.holdout !== undefined && String(values.holdout).trim() !== "" && Number(values.holdout) === 0) {
+    throw new UsageError(
+      "eval: --holdout 0 would score nothing; leave --holdout out to score the whole text",
+    );
+  }
   const holdout = numberOption(values, "holdout", { min: 1e-9, max: 0.9 });
   const diagnose = values.diagnose === true || values.teacher !== undefined;
   const diagTokens = numberOption(values, "diag-tokens", { integer: true, min: 1 });
