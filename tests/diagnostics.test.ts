@@ -188,7 +188,36 @@ Deno.test("outerShare and scaleRatio match a direct count over the unpacked sign
     const r = stats.result(); // weight-level: no input needed
     assert.equal(r.outerShare, same / n, `k=${k} ${out}x${inF}`);
     assert.ok(Math.abs(r.scaleRatio! - ratio) < 1e-9 * ratio, `${r.scaleRatio} vs ${ratio}`);
+    // The weight correlation from the dense path matrices A_i = diag(g_i) B_i diag(h_i).
+    let a12 = 0, a11 = 0, a22 = 0;
+    for (let r = 0; r < out; r++) {
+      for (let c = 0; c < inF; c++) {
+        const a1 = layer.g[r] * b1[r * inF + c] * layer.h[c];
+        const a2 = layer.g[out + r] * b2[r * inF + c] * layer.h[inF + c];
+        a12 += a1 * a2, a11 += a1 * a1, a22 += a2 * a2;
+      }
+    }
+    const corr = a12 / Math.sqrt(a11 * a22);
+    assert.ok(Math.abs(r.weightCorrelation! - corr) < 1e-9, `${r.weightCorrelation} vs ${corr}`);
   }
+  // Path 2 with path 1's signs (or their opposite) and proportional scales: +1 (or −1). With other scales
+  // flipping path 2's signs only flips the sign of the correlation. 45 columns: a ragged second word.
+  const base = randomLayer(rng, 3, 45, 2, (n) => rng.normals(n));
+  const words = base.planes.length / 2;
+  const withPlane2 = (flip: boolean, proportional: boolean) => {
+    const l = { ...base, planes: base.planes.slice(), g: base.g.slice(), h: base.h.slice() };
+    for (let w = 0; w < words; w++) l.planes[words + w] = flip ? ~base.planes[w] : base.planes[w];
+    if (proportional) {
+      for (let r = 0; r < 3; r++) l.g[3 + r] = 0.5 * l.g[r];
+      for (let c = 0; c < 45; c++) l.h[45 + c] = -0.3 * l.h[c];
+    }
+    return new LayerPathStats(l, new DenseLinear(new Float32Array(3 * 45), 3, 45)).result()
+      .weightCorrelation!;
+  };
+  assert.ok(Math.abs(withPlane2(false, true) + 1) < 1e-9); // h_2 = −0.3·h_1: the same signs give −1
+  assert.ok(Math.abs(withPlane2(true, true) - 1) < 1e-9);
+  assert.ok(Math.abs(withPlane2(true, false) + withPlane2(false, false)) < 1e-9);
+  assert.ok(Math.abs(withPlane2(false, false)) < 1);
   // Hand-built: B_2 = B_1 on 3 of 4 entries, path 2 a quarter of path 1's step everywhere. Padding bits
   // set in one plane only do not count (a layer built in memory: parseRabit refuses files with such bits).
   const layer = {
@@ -202,6 +231,8 @@ Deno.test("outerShare and scaleRatio match a direct count over the unpacked sign
   const r = new LayerPathStats(layer, new DenseLinear(new Float32Array(4), 1, 4)).result();
   assert.equal(r.outerShare, 0.75);
   assert.equal(r.scaleRatio, 0.25);
+  // (2·−1)·(0.5·(3 agreeing − 1 opposing)) / √(2²·4 · 1²·4·0.25) = −2 / 4.
+  assert.equal(r.weightCorrelation, -0.5);
   // An all-zero path 1 leaves the ratio undefined rather than infinite.
   const zero = { ...layer, g: new Float32Array([0, 1]) };
   assert.equal(
@@ -223,6 +254,7 @@ Deno.test("one path: no correlation to report", () => {
     pathAlignments: [],
     outerShare: null,
     scaleRatio: null,
+    weightCorrelation: null,
   });
   assert.throws(
     () => new LayerPathStats(layer, new DenseLinear(rng.normals(36), 4, 9), "layers.0.wq"),
@@ -277,6 +309,8 @@ Deno.test("pathDiagnostics sees each layer's input from the student's own forwar
   assert.ok(Math.abs(d.meanOuterShare! - shares.reduce((a, v) => a + v) / shares.length) < 1e-12);
   const ratios = d.layers.map((l) => l.scaleRatio!);
   assert.ok(Math.abs(d.meanScaleRatio! - ratios.reduce((a, v) => a + v) / ratios.length) < 1e-12);
+  const weights = d.layers.map((l) => l.weightCorrelation!);
+  assert.ok(Math.abs(d.meanWeightCorrelation! - weights.reduce((a, v) => a + v) / weights.length) < 1e-12);
 
   // Short texts give one shorter window; a teacher of another shape is refused.
   assert.deepEqual(
@@ -338,11 +372,14 @@ Deno.test("inspect --diagnose and eval --teacher on a PTQ stories260K", async (t
     // ... and its sign is set by what path 1 left: below path 1's step (|W| < |g_1 h_1|) it subtracts,
     // which a least-squares step makes the majority (a Gaussian: 58 %).
     assert.ok(d.meanOuterShare > 0.3 && d.meanOuterShare < 0.5, `${d.meanOuterShare}`);
+    // So the paths' matrices anti-correlate (stories260K's PTQ: −0.26).
+    assert.ok(d.meanWeightCorrelation < -0.1 && d.meanWeightCorrelation > -0.5, `${d.meanWeightCorrelation}`);
 
     const text = await runCli([...args, "--tokens", "512"]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /layers\.0\.wq +-?\d\.\d{4} +-?\d\.\d{4} +0\.\d{3} +\d\.\d{3}\n/);
+    assert.match(text.stdout, /layers\.0\.wq +-?\d\.\d{4} +-?\d\.\d{4} +0\.\d{3} +\d\.\d{3} +-?\d\.\d{4}\n/);
     assert.match(text.stdout, /mean share B_2 = B_1 +0\.\d{4}/);
+    assert.match(text.stdout, /mean weight correlation +-0\.\d{4}/);
     assert.match(text.stdout, /mean path correlation +-?\d\.\d{4}/);
     assert.match(text.stdout, /mean residual alignment +-?\d\.\d{4}/);
   });

@@ -95,12 +95,14 @@ function handDiagnostics(values: [number | null, number | null][]): PathDiagnost
       pathAlignments: [residualAlignment],
       outerShare: 0.4,
       scaleRatio: 0.5,
+      weightCorrelation: -0.1,
     })),
     meanPathCorrelation: 0,
     meanResidualAlignment: 0,
     coAdaptedFraction: 0,
     meanOuterShare: 0.4,
     meanScaleRatio: 0.5,
+    meanWeightCorrelation: -0.1,
     tokens: 64,
     windows: 1,
     context: 64,
@@ -265,12 +267,17 @@ Deno.test("readDiagnostics: eval JSON from before the weight-level statistics re
     coAdaptedFraction: 1,
   };
   const d = readDiagnostics(old)!;
-  assert.deepEqual([d.layers[0].outerShare, d.layers[0].scaleRatio, d.meanOuterShare, d.meanScaleRatio], [
-    null,
-    null,
-    null,
-    null,
-  ]);
+  assert.deepEqual(
+    [
+      d.layers[0].outerShare,
+      d.layers[0].scaleRatio,
+      d.layers[0].weightCorrelation,
+      d.meanOuterShare,
+      d.meanScaleRatio,
+      d.meanWeightCorrelation,
+    ],
+    [null, null, null, null, null, null],
+  );
   assert.equal(d.layers[0].pathCorrelation, -0.2);
   const now = handDiagnostics([[-0.2, 0.6]]);
   assert.deepEqual(readDiagnostics(now), now);

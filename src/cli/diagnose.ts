@@ -54,13 +54,13 @@ export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
     const later = kMax >= 3 ? "  align(y_i), i = 2..k" : "";
     console.log(
       `  ${"layer".padEnd(16)} ${"corr(y1,y2)".padStart(12)} ${"corr(yt-y1,y2)".padStart(15)} ` +
-        `${"B2=B1".padStart(7)} ${"|p2/p1|".padStart(7)}${later}`,
+        `${"B2=B1".padStart(7)} ${"|p2/p1|".padStart(7)} ${"corr(A1,A2)".padStart(11)}${later}`,
     );
     for (const l of d.layers) {
       const rest = kMax >= 3 ? "  " + l.pathAlignments.map((v) => fmt(v)).join(" ") : "";
       console.log(
         `  ${l.name.padEnd(16)} ${fmt(l.pathCorrelation, 12)} ${fmt(l.residualAlignment, 15)} ` +
-          `${fmt(l.outerShare, 7, 3)} ${fmt(l.scaleRatio, 7, 3)}${rest}`,
+          `${fmt(l.outerShare, 7, 3)} ${fmt(l.scaleRatio, 7, 3)} ${fmt(l.weightCorrelation, 11)}${rest}`,
       );
     }
   }
@@ -70,7 +70,11 @@ export function printDiagnostics(d: PathDiagnostics, perLayer: boolean): void {
   console.log(`co-adapted layers       ${frac}   fraction with alignment > 0.4 and correlation < 0`);
   console.log(
     `mean share B_2 = B_1    ${fmt(d.meanOuterShare, 0)}   weights where path 2 adds to path 1 ` +
-      `(below 0.5: the paths' matrices anti-correlate)`,
+      `(and subtracts on the rest)`,
   );
   console.log(`mean path-2/path-1 step ${fmt(d.meanScaleRatio, 0)}   Σ|g_2 h_2| / Σ|g_1 h_1| per layer`);
+  console.log(
+    `mean weight correlation ${fmt(d.meanWeightCorrelation, 0)}   corr(A_1, A_2) of the paths' matrices ` +
+      `A_i = diag(g_i) B_i diag(h_i), weight by weight`,
+  );
 }

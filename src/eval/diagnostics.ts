@@ -49,6 +49,8 @@ export interface PathDiagnostics {
   meanOuterShare: number | null;
   /** Mean over layers of path 2's step against path 1's ({@link LayerPathDiagnostics.scaleRatio}). */
   meanScaleRatio: number | null;
+  /** Mean over layers of the paths' weight-level correlation ({@link LayerPathDiagnostics.weightCorrelation}). */
+  meanWeightCorrelation: number | null;
   /** Tokens run: windows × context. */
   tokens: number;
   /** Windows run, each from an empty cache. */
@@ -183,6 +185,7 @@ export function pathDiagnostics(
       : null,
     meanOuterShare: mean(layers.map((l) => l.outerShare)),
     meanScaleRatio: mean(layers.map((l) => l.scaleRatio)),
+    meanWeightCorrelation: mean(layers.map((l) => l.weightCorrelation)),
     tokens: windows.length * windows[0].length,
     windows: windows.length,
     context: windows[0].length,

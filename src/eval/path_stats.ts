@@ -70,11 +70,10 @@ export interface LayerPathDiagnostics {
   pathAlignments: (number | null)[];
   /**
    * Share of the weights whose second sign equals the first (B_2 = B_1): path 2 adds to path 1's magnitude
-   * there (the outer levels ±(|g_1h_1| + |g_2h_2|)) and subtracts elsewhere. The two paths' matrices
-   * correlate about 2·outerShare − 1 (a Gaussian latent cut at its least-squares scale gives 0.42). That
-   * predicts corr(y_1, y_2) where a layer reads its input's directions alike; a layer that reads most of its
-   * output from a few strong input directions (stories260K's wq and wk) correlates as the paths do there
-   * (experiments/input_directions.ts). Null for k = 1.
+   * there (the outer levels ±(|g_1h_1| + |g_2h_2|)) and subtracts elsewhere. With equal scales everywhere
+   * the two paths' matrices would correlate 2·outerShare − 1 (a Gaussian latent cut at its least-squares
+   * scale gives 0.42); {@link weightCorrelation} is that correlation with the scales, which weigh the rows and
+   * columns of large scales more. Null for k = 1.
    */
   outerShare: number | null;
   /**
@@ -83,6 +82,14 @@ export interface LayerPathDiagnostics {
    * it). Null for k = 1 or an all-zero path 1.
    */
   scaleRatio: number | null;
+  /**
+   * tr(A_1 A_2ᵀ) / (‖A_1‖‖A_2‖) with A_i = diag(g_i) B_i diag(h_i): the two paths' matrices correlated
+   * weight by weight, which is what corr(y_1, y_2) would be for inputs spread evenly over every direction.
+   * Real inputs are not: a layer that reads most of its output from a few strong input directions
+   * (stories260K's wq and wk) has the output correlation of those directions
+   * (experiments/input_directions.ts). Null for k = 1 or an all-zero path.
+   */
+  weightCorrelation: number | null;
 }
 
 /** popcount of a 32-bit word. */
@@ -119,6 +126,35 @@ function pathScaleRatio(layer: ResidualBinaryLinear): number | null {
   };
   const ratio = (absSum(g, out, out) * absSum(h, inF, inF)) / (absSum(g, 0, out) * absSum(h, 0, inF));
   return Number.isFinite(ratio) ? ratio : null;
+}
+
+/** tr(A_1 A_2ᵀ) / (‖A_1‖‖A_2‖) of paths 1 and 2 from their bits (±1 squares to 1, so ‖A_i‖² factors). */
+function pathMatrixCorrelation(layer: ResidualBinaryLinear): number | null {
+  const { out, in: inF, g, h } = layer;
+  const wpr = wordsPerRow(inF);
+  const words = out * wpr;
+  // h_1[c]·h_2[c] per column, and Σ_c of it: Σ_c h1h2·s1s2 = 2·Σ_{c: s1 = s2} h1h2 − Σ_c h1h2.
+  const hh = new Float64Array(inF);
+  let hhSum = 0;
+  for (let c = 0; c < inF; c++) hhSum += hh[c] = h[c] * h[inF + c];
+  let cross = 0;
+  for (let r = 0; r < out; r++) {
+    let same = 0;
+    for (let w = 0; w < wpr; w++) {
+      const agree = ~(layer.planes[r * wpr + w] ^ layer.planes[words + r * wpr + w]);
+      const end = Math.min(32, inF - w * 32);
+      for (let b = 0; b < end; b++) if ((agree >>> b) & 1) same += hh[w * 32 + b];
+    }
+    cross += g[r] * g[out + r] * (2 * same - hhSum);
+  }
+  const sq = (a: Float32Array, from: number, n: number) => {
+    let t = 0;
+    for (let i = from; i < from + n; i++) t += a[i] * a[i];
+    return t;
+  };
+  const norms = sq(g, 0, out) * sq(h, 0, inF) * sq(g, out, out) * sq(h, inF, inF);
+  if (!(norms > 0) || !Number.isFinite(norms)) return null;
+  return Math.max(-1, Math.min(1, cross / Math.sqrt(norms)));
 }
 
 /**
@@ -202,6 +238,7 @@ export class LayerPathStats {
       pathAlignments,
       outerShare: this.#layer.k >= 2 ? samePlaneShare(this.#layer) : null,
       scaleRatio: this.#layer.k >= 2 ? pathScaleRatio(this.#layer) : null,
+      weightCorrelation: this.#layer.k >= 2 ? pathMatrixCorrelation(this.#layer) : null,
     };
   }
 }

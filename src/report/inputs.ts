@@ -167,9 +167,11 @@ export function readDiagnostics(v: unknown): PathDiagnostics | undefined {
       ...l,
       outerShare: orNull(l.outerShare),
       scaleRatio: orNull(l.scaleRatio),
+      weightCorrelation: orNull(l.weightCorrelation),
     })),
     meanOuterShare: orNull(d.meanOuterShare),
     meanScaleRatio: orNull(d.meanScaleRatio),
+    meanWeightCorrelation: orNull(d.meanWeightCorrelation),
   };
 }
 
