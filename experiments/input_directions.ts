@@ -21,8 +21,7 @@ import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import { checkInput, type LinearLayer } from "../src/model/linear.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { linearNames } from "../src/model/params.ts";
-import { dequantize, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
-import { wordsPerRow } from "../src/quant/bitpack.ts";
+import { dequantize, pathView, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
 
 /** Eigen-decomposition of a symmetric matrix: values in descending order, vectors[j] the unit vector of j. */
 export interface SymmetricEigen {
@@ -148,18 +147,7 @@ export function directionalCorrelation(
 }
 
 /** Path p of a packed layer as a dense (out, in) matrix diag(g_p) B_p diag(h_p). */
-function pathMatrix(layer: ResidualBinaryLinear, p: number): Float32Array {
-  const { out, in: inF } = layer;
-  const words = out * wordsPerRow(inF);
-  return dequantize({
-    out,
-    in: inF,
-    k: 1,
-    planes: layer.planes.subarray(p * words, (p + 1) * words),
-    g: layer.g.subarray(p * out, (p + 1) * out),
-    h: layer.h.subarray(p * inF, (p + 1) * inF),
-  });
-}
+const pathMatrix = (layer: ResidualBinaryLinear, p: number) => dequantize(pathView(layer, p));
 
 /** A packed layer that adds its inputs' x xᵀ into `moment` (float64), then computes what the layer does. */
 class MomentLinear implements LinearLayer {

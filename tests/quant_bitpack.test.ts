@@ -2,7 +2,12 @@
 
 import assert from "node:assert/strict";
 import { packSigns, unpackSigns, wordsPerRow } from "../src/quant/bitpack.ts";
-import { dequantize, type ResidualBinaryLinear, residualBinaryMatmul } from "../src/quant/residual_binary.ts";
+import {
+  dequantize,
+  pathView,
+  type ResidualBinaryLinear,
+  residualBinaryMatmul,
+} from "../src/quant/residual_binary.ts";
 import { packSignPlanes } from "../src/quant/matrix.ts";
 import { Rng } from "../src/util/rng.ts";
 
@@ -79,4 +84,23 @@ Deno.test("residualBinaryMatmul equals dequantize-then-multiply (k = 1..4, ragge
       }
     }
   }
+});
+
+Deno.test("pathView: the paths' dense matrices add up to the layer's, views share memory, bad paths refused", () => {
+  const rng = new Rng(17);
+  for (const [out, inF] of SHAPES) {
+    const layer = randomLayer(rng, out, inF, 3);
+    const whole = dequantize(layer);
+    const parts = [0, 1, 2].map((p) => dequantize(pathView(layer, p)));
+    for (let e = 0; e < whole.length; e++) {
+      assert.ok(Math.abs(parts[0][e] + parts[1][e] + parts[2][e] - whole[e]) < 1e-5, `${out}x${inF} ${e}`);
+    }
+    const view = pathView(layer, 2);
+    assert.equal(view.k, 1);
+    assert.equal(view.g.buffer, layer.g.buffer); // a view, not a copy
+    assert.equal(view.planes.length, out * wordsPerRow(inF));
+  }
+  const layer = randomLayer(rng, 2, 5, 2);
+  assert.throws(() => pathView(layer, 2), /pathView: expected a path in 0\.\.1, found 2/);
+  assert.throws(() => pathView(layer, -1), /found -1/);
 });

@@ -6,6 +6,7 @@
 
 import { checkInput, type LinearLayer } from "../model/linear.ts";
 import {
+  pathView,
   type ResidualBinaryLinear,
   residualBinaryMatmul,
   validateResidualBinary,
@@ -198,16 +199,7 @@ export class LayerPathStats {
     this.#layer = layer;
     this.#teacher = teacher;
     this.#align = Array.from({ length: layer.k - 1 }, () => new PearsonSums());
-    const { out, in: inF } = layer;
-    const words = out * wordsPerRow(inF);
-    this.#planes = Array.from({ length: layer.k }, (_, p) => ({
-      out,
-      in: inF,
-      k: 1,
-      planes: layer.planes.subarray(p * words, (p + 1) * words),
-      g: layer.g.subarray(p * out, (p + 1) * out),
-      h: layer.h.subarray(p * inF, (p + 1) * inF),
-    }));
+    this.#planes = Array.from({ length: layer.k }, (_, p) => pathView(layer, p));
   }
 
   /** Adds the outputs of every path and of the teacher on x (T, in). */

@@ -35,6 +35,34 @@ export function validateResidualBinary(layer: ResidualBinaryLinear, name = "laye
 }
 
 /**
+ * Path p alone as a one-path layer: views into `layer`'s arrays, no copy (for per-path products and
+ * statistics).
+ *
+ * @example
+ * ```ts
+ * import { pathView } from "./residual_binary.ts";
+ * const layer = { out: 1, in: 2, k: 2, planes: new Uint32Array([0b01, 0b11]), g: new Float32Array([2, 0.5]),
+ *   h: new Float32Array([1, 1, 1, 1]) };
+ * pathView(layer, 1).g; // Float32Array [0.5]
+ * ```
+ */
+export function pathView(layer: ResidualBinaryLinear, p: number): ResidualBinaryLinear {
+  const { out, in: inF, k } = layer;
+  if (!Number.isInteger(p) || p < 0 || p >= k) {
+    throw new RangeError(`pathView: expected a path in 0..${k - 1}, found ${p}`);
+  }
+  const words = out * wordsPerRow(inF);
+  return {
+    out,
+    in: inF,
+    k: 1,
+    planes: layer.planes.subarray(p * words, (p + 1) * words),
+    g: layer.g.subarray(p * out, (p + 1) * out),
+    h: layer.h.subarray(p * inF, (p + 1) * inF),
+  };
+}
+
+/**
  * Forms the dense (out, in) matrix What (for tests and error reports; inference never does this).
  *
  * @example
