@@ -84,7 +84,7 @@ export interface LayerPathDiagnostics {
    */
   scaleRatio: number | null;
   /**
-   * tr(A_1 A_2ᵀ) / (‖A_1‖‖A_2‖) with A_i = diag(g_i) B_i diag(h_i): the two paths' matrices correlated
+   * tr(A_1 A_2ᵀ) / (‖A_1‖‖A_2‖) with A_i = diag(g_i) B_i diag(h_i): paths 1 and 2's matrices correlated
    * weight by weight, which is what corr(y_1, y_2) would be for inputs spread evenly over every direction.
    * Real inputs are not: a layer that reads most of its output from a few strong input directions
    * (stories260K's wq and wk) has the output correlation of those directions
