@@ -6,8 +6,7 @@
 // direction alike) and the output-level one part where a layer reads most of its output from a few
 // directions. This splits the output correlation into the leading `top` directions and the rest.
 //
-//   deno run -A experiments/input_directions.ts STUDENT.rabit TEXT [--top 3] [--tokens 4096]
-//                                               [--teacher M.bin] [--json]
+//   deno run -A experiments/input_directions.ts STUDENT.rabit TEXT [--top 3] [--tokens 4096] [--json]
 //
 // The inputs are the packed model's own (as `inspect --diagnose` feeds its layers), over the first
 // --tokens tokens of TEXT in windows of the model's context. The correlations here are uncentered (the
@@ -180,29 +179,41 @@ class MomentLinear implements LinearLayer {
 if (import.meta.main) {
   const usage = "Usage: deno run -A experiments/input_directions.ts STUDENT.rabit TEXT [--top 3] " +
     "[--tokens 4096] [--json]";
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      top: { type: "string", default: "3" },
-      tokens: { type: "string", default: "4096" },
-      json: { type: "boolean" },
-    },
-  });
+  const fail = (message: string): never => {
+    console.error(`input_directions: ${message}\n${usage}`);
+    Deno.exit(2);
+  };
+  const parse = () => {
+    try {
+      return parseArgs({
+        args: Deno.args,
+        allowPositionals: true,
+        options: {
+          top: { type: "string", default: "3" },
+          tokens: { type: "string", default: "4096" },
+          json: { type: "boolean" },
+        },
+      });
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+  };
+  const { values, positionals } = parse();
   const [studentPath, textPath] = positionals;
   const top = Number(values.top), maxTokens = Number(values.tokens);
-  if (!studentPath || !textPath || !(Number.isInteger(top) && top >= 1) || !(maxTokens >= 1)) {
-    console.error(usage);
-    Deno.exit(2);
+  if (!studentPath || !textPath) fail("expected a student .rabit file and a text file");
+  if (!(Number.isInteger(top) && top >= 1)) fail(`--top expects an integer ≥ 1, found "${values.top}"`);
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) {
+    fail(`--tokens expects an integer ≥ 1, found "${values.tokens}"`);
   }
   const opened = await openModel(studentPath, { requireTokenizer: true });
   const student = opened.model;
-  if (student.quantized.size === 0) {
-    console.error(
-      `input_directions: expected a .rabit file with binarized layers, found none in ${studentPath}`,
-    );
-    Deno.exit(2);
+  const binarized = [...student.quantized.values()];
+  if (binarized.length === 0 || binarized.some((l) => l.k < 2)) {
+    fail(`expected a .rabit file whose binarized layers have 2 or more paths, found ${studentPath}`);
   }
+  const narrowest = Math.min(...binarized.map((l) => l.in));
+  if (top > narrowest) fail(`--top must be at most the narrowest layer's ${narrowest} inputs, found ${top}`);
   const c = student.config;
   const ids = perplexityTokens((t) => opened.tokenizer!.encode(t), await Deno.readTextFile(textPath))
     .slice(0, maxTokens);

@@ -108,7 +108,18 @@ Deno.test("input_directions.ts runs on a packed model and agrees with inspect --
     // Uncentered here, centered there: close, not equal.
     assert.ok(Math.abs(layers[i].outputCorrelation - diag[i].pathCorrelation) < 0.05, layers[i].name);
   }
-  const bad = await runScript(script, [model]);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /Usage: deno run -A experiments\/input_directions\.ts STUDENT\.rabit TEXT/);
+  for (
+    const [args, reason] of [
+      [[model], /expected a student \.rabit file and a text file/],
+      [[model, text, "--bogus"], /Unknown option '--bogus'/],
+      [[model, text, "--top", "0"], /--top expects an integer ≥ 1, found "0"/],
+      [[model, text, "--top", "65"], /--top must be at most the narrowest layer's 64 inputs, found 65/],
+      [[model, text, "--tokens", "1.5"], /--tokens expects an integer ≥ 1, found "1\.5"/],
+    ] as const
+  ) {
+    const bad = await runScript(script, [...args]);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(bad.stderr, reason);
+    assert.match(bad.stderr, /Usage: deno run -A experiments\/input_directions\.ts STUDENT\.rabit TEXT/);
+  }
 });
