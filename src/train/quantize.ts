@@ -300,9 +300,10 @@ export const QUANTIZE_PRESETS: Record<QuantizePreset, Partial<QuantizeOptions>> 
   // default's: dev 8.466 against 8.598, test tail 8.968 / 9.052 / 9.056 / 9.142 (seeds 1–4) against the
   // default's 9.106 / 9.144 / 9.250 / 9.151 (−1.2 % on the mean; experiments/full_budget_dev.json,
   // testOfBatch4), and 9.007 at seed 5 (testOfQuality); batch 8 did not add to it (9.034, seed 1). lr 4.5e-3
-  // won dev (8.344) and gave −0.4 % on the test tail over seeds 1–3, inside the spread: lr stays 3e-3. The same compute spent on twice the steps
-  // instead (the preset until session 16, { steps: 4800 }) bought nothing: 9.113 at seed 1. The earlier
-  // preset (lr 2e-3, no token noise, 400K teacher tokens, floor 0.1) scored 9.869.
+  // won dev (8.344) and gave −0.4 % on the test tail over seeds 1–3, inside the spread: lr stays 3e-3. The
+  // same compute spent on twice the steps instead (the preset until session 16, { steps: 4800 }) bought
+  // nothing: 9.113 at seed 1. The earlier preset (lr 2e-3, no token noise, 400K teacher tokens, floor 0.1)
+  // scored 9.869.
   quality: { batch: 4 },
 };
 
