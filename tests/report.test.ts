@@ -168,6 +168,13 @@ Deno.test("diagnosticRows: per layer in model order, short names, null (k = 1) l
     { run: "r", layer: "0.wk", index: 1, value: 0.1 },
   ]);
   assert.deepEqual(diagnosticRows(runs, "residualAlignment").map((r) => r.value), [0.8, 0.9]);
+  // The weight-level correlation comes from the packed layers, so the k = 1 layer's null is left out too.
+  const weights = handDiagnostics([[-0.2, 0.8], [0.1, 0.9], [null, null]]);
+  weights.layers[2].weightCorrelation = null;
+  assert.deepEqual(diagnosticRows([{ label: "r", diagnostics: weights }], "weightCorrelation"), [
+    { run: "r", layer: "0.wq", index: 0, value: -0.1 },
+    { run: "r", layer: "0.wk", index: 1, value: -0.1 },
+  ]);
 });
 
 Deno.test("speedupRows and perplexityRows: the ratios and labels the bench and eval JSON imply", () => {
@@ -240,6 +247,7 @@ Deno.test("every chart of a full hand-made report renders to SVG without a Vega 
     "curve-gradNorm",
     "diagnostics-pathCorrelation",
     "diagnostics-residualAlignment",
+    "diagnostics-weightCorrelation",
     "perplexity",
     "speedup",
   ]);
@@ -251,6 +259,14 @@ Deno.test("every chart of a full hand-made report renders to SVG without a Vega 
   }
   const { html } = await renderReport(inputs, { title: "hand-made" });
   assert.match(html, /p\.rabit \(ptq\): no training curves — method ptq does not train/);
+  // The per-layer table has each run's weight-level correlation, the summary its means of the weight
+  // statistics (handDiagnostics: corr(A₁, A₂) −0.1, outer share 0.4, scale ratio 0.5).
+  assert.match(html, /<th[^>]*>a\.rabit \(rabit\) corr\(A₁, A₂\)<\/th>/);
+  assert.match(html, /<th[^>]*>mean outer share<\/th>/);
+  assert.match(
+    html,
+    /<td class="num">-0\.1000<\/td><td class="num">0\.400<\/td><td class="num">0\.500<\/td>/,
+  );
 });
 
 Deno.test("readDiagnostics: eval JSON from before the weight-level statistics reads them as null", () => {
@@ -279,6 +295,8 @@ Deno.test("readDiagnostics: eval JSON from before the weight-level statistics re
     [null, null, null, null, null, null],
   );
   assert.equal(d.layers[0].pathCorrelation, -0.2);
+  // A report of such a file draws no weight-level chart rather than a chart of nothing.
+  assert.deepEqual(diagnosticRows([{ label: "old", diagnostics: d }], "weightCorrelation"), []);
   const now = handDiagnostics([[-0.2, 0.6]]);
   assert.deepEqual(readDiagnostics(now), now);
   assert.equal(readDiagnostics({ layers: [{ name: "x", pathCorrelation: "high" }] }), undefined);
@@ -367,7 +385,9 @@ Deno.test("report CLI: a tiny trained run + ptq + bench/eval JSON give one stand
   assert.equal(summary.benches, 2);
   const html = await Deno.readTextFile(out);
   assert.equal(new TextEncoder().encode(html).length, summary.bytes);
-  assert.equal(summary.charts.length, 9);
+  // 5 training curves, 3 diagnostics (corr(y₁, y₂), alignment, corr(A₁, A₂)), perplexity, speed-ups.
+  assert.equal(summary.charts.length, 10);
+  assert.ok(summary.charts.includes("diagnostics-weightCorrelation"));
   // One inline <svg> per chart, each in its figure.
   assert.equal(html.match(/<svg\b/g)?.length, summary.charts.length);
   assert.equal(html.match(/<\/svg>/g)?.length, summary.charts.length);

@@ -35,7 +35,8 @@ Inputs, recognised by content (at least one; any mix):
   bench --train --json   ms of a training step on the CPU and WebGPU: speed-up bars
 A JSON file may be the whole stdout of the command: its last line is read when the whole is not JSON.
 
-Path diagnostics (METHOD.md §6: per-layer path correlation and residual alignment) are taken from the
+Path diagnostics (METHOD.md §6: per-layer path correlation and residual alignment, and the paths'
+correlation as matrices, corr(A₁, A₂)) are taken from the
 .rabit's metadata or an eval JSON when there, else computed with the full-precision teacher on the
 held-out end of a text (the part quantize never trained on).
 

@@ -175,18 +175,44 @@ export interface DiagnosticRow {
   value: number;
 }
 
-/** The two §6 diagnostics a report draws. */
-export type DiagnosticMetric = "pathCorrelation" | "residualAlignment";
+/** The diagnostics a report draws: the two of METHOD.md §6 and the paths' correlation as matrices. */
+export type DiagnosticMetric = "pathCorrelation" | "residualAlignment" | "weightCorrelation";
+
+/** In report order. */
+export const DIAGNOSTIC_METRICS: readonly DiagnosticMetric[] = [
+  "pathCorrelation",
+  "residualAlignment",
+  "weightCorrelation",
+];
 
 const DIAGNOSTIC_TITLES: Record<DiagnosticMetric, string> = {
   pathCorrelation: "path correlation corr(y₁, y₂)",
   residualAlignment: "residual alignment corr(yₜ − y₁, y₂)",
+  weightCorrelation: "weight-level path correlation corr(A₁, A₂)",
+};
+
+const DIAGNOSTIC_SUBTITLES: Record<DiagnosticMetric, string> = {
+  pathCorrelation: "negative: path 2 corrects path 1 (co-adaptation)",
+  residualAlignment: "positive: path 2 fits what path 1 left of the teacher's output",
+  // The output-level correlation weighs each input direction by the energy the text puts in it; this one
+  // weighs all directions alike (docs/evidence.md, "Why the paths end positively correlated").
+  weightCorrelation:
+    "Aᵢ = diag(gᵢ) Bᵢ diag(hᵢ), weight by weight: the path correlation for inputs spread evenly",
+};
+
+const DIAGNOSTIC_AXES: Record<DiagnosticMetric, string> = {
+  pathCorrelation: "path correlation",
+  residualAlignment: "residual alignment",
+  weightCorrelation: "corr(A₁, A₂)",
 };
 
 /** "layers.3.w2" → "3.w2". */
 export const shortLayer = (name: string): string => name.replace(/^layers\./, "");
 
-/** Rows of one diagnostic for every run that has diagnostics; layers where it is null (k = 1) are left out. */
+/**
+ * Rows of one diagnostic for every run that has diagnostics; layers where it is null (k = 1, or a file from
+ * before the weight-level statistics) are left out.
+ */
 export function diagnosticRows(
   runs: { label: string; diagnostics?: PathDiagnostics }[],
   metric: DiagnosticMetric,
@@ -211,9 +237,7 @@ export function diagnosticsSpec(
     config: CONFIG,
     title: {
       text: DIAGNOSTIC_TITLES[metric],
-      subtitle: metric === "pathCorrelation"
-        ? "negative: path 2 corrects path 1 (co-adaptation)"
-        : "positive: path 2 fits what path 1 left of the teacher's output",
+      subtitle: DIAGNOSTIC_SUBTITLES[metric],
     },
     // About 1,100 px for stories260K's 35 layers; a bigger model's chart is wider (the page scrolls it).
     width: { step: Math.max(18, Math.min(40, Math.floor(1080 / layers))), for: "position" },
@@ -234,7 +258,7 @@ export function diagnosticsSpec(
           y: {
             field: "value",
             type: "quantitative",
-            title: metric === "pathCorrelation" ? "path correlation" : "residual alignment",
+            title: DIAGNOSTIC_AXES[metric],
             scale: { domain: [-1, 1] },
           },
           color: {
@@ -455,13 +479,17 @@ export function reportCharts(inputs: ReportInputs): ReportChart[] {
       });
     }
   }
-  for (const metric of ["pathCorrelation", "residualAlignment"] as const) {
+  for (const metric of DIAGNOSTIC_METRICS) {
     const rows = diagnosticRows(inputs.runs, metric);
     if (!rows.length) continue;
     charts.push({
       id: `diagnostics-${metric}`,
       title: DIAGNOSTIC_TITLES[metric],
-      caption: `${DIAGNOSTIC_TITLES[metric]} at every binarized layer (METHOD.md §6), one bar per run.`,
+      caption: metric === "weightCorrelation"
+        ? `${
+          DIAGNOSTIC_TITLES[metric]
+        } at every binarized layer, from the packed signs and scales alone, one bar per run.`
+        : `${DIAGNOSTIC_TITLES[metric]} at every binarized layer (METHOD.md §6), one bar per run.`,
       spec: diagnosticsSpec(metric, rows, labels),
     });
   }

@@ -220,20 +220,42 @@ function diagnosticsSection(page: ReportPage): string {
   const byName = (r: RunInput, name: string) => r.diagnostics!.layers.find((l) => l.name === name);
   const allNames = [...names, ...runs.flatMap((r) => r.diagnostics!.layers.map((l) => l.name))]
     .filter((n, i, a) => a.indexOf(n) === i);
-  const head = ["layer", ...runs.flatMap((r) => [`${r.label} corr(y₁, y₂)`, `${r.label} corr(yₜ − y₁, y₂)`])];
+  const head = [
+    "layer",
+    ...runs.flatMap((r) => [
+      `${r.label} corr(y₁, y₂)`,
+      `${r.label} corr(yₜ − y₁, y₂)`,
+      `${r.label} corr(A₁, A₂)`,
+    ]),
+  ];
   const rows = allNames.map((n) => [
     shortLayer(n),
-    ...runs.flatMap((r) => [fixed(byName(r, n)?.pathCorrelation), fixed(byName(r, n)?.residualAlignment)]),
+    ...runs.flatMap((r) => {
+      const l = byName(r, n);
+      return [fixed(l?.pathCorrelation), fixed(l?.residualAlignment), fixed(l?.weightCorrelation)];
+    }),
   ]);
   rows.push([
     "mean",
-    ...runs.flatMap((
-      r,
-    ) => [fixed(r.diagnostics!.meanPathCorrelation), fixed(r.diagnostics!.meanResidualAlignment)]),
+    ...runs.flatMap((r) => {
+      const d = r.diagnostics!;
+      return [fixed(d.meanPathCorrelation), fixed(d.meanResidualAlignment), fixed(d.meanWeightCorrelation)];
+    }),
   ]);
   const summary = table(
-    "Means and co-adaptation (fraction of layers with alignment > 0.4 and correlation < 0)",
-    ["run", "mean corr(y₁, y₂)", "mean corr(yₜ − y₁, y₂)", "co-adapted fraction", "tokens", "source"],
+    "Means and co-adaptation (fraction of layers with alignment > 0.4 and correlation < 0); outer share: " +
+      "the share of weights whose path-2 sign equals path 1's; scale ratio: path 2's step against path 1's",
+    [
+      "run",
+      "mean corr(y₁, y₂)",
+      "mean corr(yₜ − y₁, y₂)",
+      "co-adapted fraction",
+      "mean corr(A₁, A₂)",
+      "mean outer share",
+      "mean scale ratio",
+      "tokens",
+      "source",
+    ],
     runs.map((r) => {
       const d = r.diagnostics!;
       const s = r.diagnosticsSource;
@@ -251,6 +273,9 @@ function diagnosticsSection(page: ReportPage): string {
         fixed(d.meanPathCorrelation),
         fixed(d.meanResidualAlignment),
         fixed(d.coAdaptedFraction, 3),
+        fixed(d.meanWeightCorrelation),
+        fixed(d.meanOuterShare, 3),
+        fixed(d.meanScaleRatio, 3),
         d.tokens,
         source,
       ];
