@@ -1,4 +1,4 @@
-// Numeric comparisons shared by the kernel tests.
+// Numeric comparisons shared by the tests.
 
 import assert from "node:assert/strict";
 
@@ -15,4 +15,12 @@ export function relativeError(got: Float32Array, want: Float32Array): number {
     mag = Math.max(mag, Math.abs(want[i]));
   }
   return err / mag;
+}
+
+/** max |a − b| over equally long arrays. */
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
 }

@@ -15,8 +15,6 @@ import { type LoadedRabit, parseRabit, serializeRabit, writeRabit } from "../src
 import { packedSafetensors, parsePackedSafetensors } from "../src/io/rabit_safetensors.ts";
 import { parseSafetensors, serializeSafetensors, tensorBytes } from "../src/io/safetensors.ts";
 import { Llama2cTokenizer } from "../src/io/tokenizer.ts";
-import { createKvCache, forwardChunk } from "../src/model/forward.ts";
-import type { LlamaModel } from "../src/model/model.ts";
 import { linearNames } from "../src/model/params.ts";
 import { packSigns, unpackSigns, wordsPerRow } from "../src/quant/bitpack.ts";
 import { PackedLinear } from "../src/quant/residual_binary.ts";
@@ -31,19 +29,8 @@ import { trainLayout } from "../src/train/trainable.ts";
 import { Rng } from "../src/util/rng.ts";
 import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
-
-const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
-
-function logitsOf(model: LlamaModel, tokens = TOKENS): Float32Array {
-  return forwardChunk(model, tokens, 0, createKvCache(model, tokens.length)).logits;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+import { logitsOf } from "./_forward.ts";
+import { maxAbsDiff } from "./_numeric.ts";
 
 /**
  * stories260K with every block linear packed into k = 2 random sign planes and positive scales (the

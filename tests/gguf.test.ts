@@ -12,7 +12,6 @@ import { loadLlama2c } from "../src/io/llama2c.ts";
 import { openModel } from "../src/io/load_model.ts";
 import { Llama2cTokenizer } from "../src/io/tokenizer.ts";
 import { headSize, type LlamaConfig } from "../src/model/config.ts";
-import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { ropeForward } from "../src/model/ops.ts";
 import { ParamTable } from "../src/model/params.ts";
@@ -21,19 +20,8 @@ import { Rng } from "../src/util/rng.ts";
 import { GGML, type Kv, modelToGguf, T, tensorBytes, type TensorOut, toBf16, writeGguf } from "./_gguf.ts";
 import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, GGUF_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
-
-const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
-
-function logitsOf(model: LlamaModel, tokens = TOKENS): Float32Array {
-  return forwardChunk(model, tokens, 0, createKvCache(model, tokens.length)).logits;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+import { logitsOf } from "./_forward.ts";
+import { maxAbsDiff } from "./_numeric.ts";
 
 /** The model with every weight (not the norms) passed through `round`, as a 16-bit GGUF stores it. */
 function rounded(model: LlamaModel, round: (v: Float32Array) => Float32Array): LlamaModel {

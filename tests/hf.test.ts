@@ -23,7 +23,6 @@ import { readRabit } from "../src/io/rabit_format.ts";
 import { parseSafetensors, tensorBytes } from "../src/io/safetensors.ts";
 import { HfTokenizer, Llama2cTokenizer, Tokenizer } from "../src/io/tokenizer.ts";
 import type { LlamaConfig } from "../src/model/config.ts";
-import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { ParamTable } from "../src/model/params.ts";
 import { fromF16, toF16 } from "../src/util/fp16.ts";
@@ -31,13 +30,9 @@ import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
 import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
 import { toBf16 } from "./_gguf.ts";
 import { hfConfigJson, hfPermute, hfTensorsByHand, writeSafetensorsByHand } from "./_hf.ts";
+import { logitsOf } from "./_forward.ts";
 
-const TOKENS = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426];
 const enc = new TextEncoder();
-
-function logitsOf(model: LlamaModel, tokens = TOKENS): Float32Array {
-  return forwardChunk(model, tokens, 0, createKvCache(model, tokens.length)).logits;
-}
 
 async function stories(): Promise<{ model: LlamaModel; tokenizer: Llama2cTokenizer }> {
   const ck = await loadLlama2c(MODEL_PATH);

@@ -1,0 +1,157 @@
+// Writes a copy of a model whose residual stream is rotated by a fixed orthogonal matrix Q (dim × dim), the
+// function unchanged (QuaRot, arXiv 2404.00456, without the online rotations): a full-precision model computes
+// the same logits either way, but its binarized layers see other weight matrices, so a 2-bit student started
+// from the rotated copy can land elsewhere. RMSNorm(xQ) = RMSNorm(x)·Q, so with every norm weight folded into
+// the layer that reads it:
+//   tok_embeddings E (vocab, dim)        → E·Q
+//   wq, wk, wv, w1, w3 W (out, dim)      → W·diag(n)·Q      n: the block's attention_norm / ffn_norm weight
+//   wo, w2 W (dim, in)                   → Qᵀ·W             (they write into the residual stream)
+//   output C (vocab, dim)                → C·diag(n_f)·Q    n_f: the final norm weight; the classifier is
+//                                                           written unshared, since E·Q ≠ C·diag(n_f)·Q
+//   every norm weight                    → 1
+// `--rotation hadamard` uses a Walsh–Hadamard matrix with seeded random signs (dim a power of two), `random`
+// the Q of a seeded Gaussian matrix's QR, `none` only folds the norms (the control: the same function and the
+// same norms-at-one start, no rotation).
+//
+//   deno run -A experiments/rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none] [--seed N]
+//
+// OUT.bin is a llama2.c (v1) file, so `quantize --model OUT.bin --tokenizer TOK` trains from it with the
+// rotated model as its own teacher (the same function as MODEL's).
+
+import { parseArgs } from "node:util";
+import { openModel } from "../src/io/load_model.ts";
+import { serializeLlama2cV1 } from "../src/io/llama2c.ts";
+import type { LlamaConfig } from "../src/model/config.ts";
+import { ParamTable } from "../src/model/params.ts";
+import { Rng } from "../src/util/rng.ts";
+
+/** A dim × dim orthogonal matrix, row-major. */
+export function orthogonalMatrix(
+  dim: number,
+  kind: "hadamard" | "random" | "none",
+  seed: number,
+): Float64Array {
+  const q = new Float64Array(dim * dim);
+  const rng = new Rng(seed);
+  if (kind === "none") {
+    for (let i = 0; i < dim; i++) q[i * dim + i] = 1;
+  } else if (kind === "hadamard") {
+    if ((dim & (dim - 1)) !== 0) {
+      throw new RangeError(`--rotation hadamard: dim must be a power of two, found ${dim}`);
+    }
+    // H[i][j] = (−1)^popcount(i & j) / √dim, then each row's sign flipped at random: diag(s)·H is orthogonal.
+    for (let i = 0; i < dim; i++) {
+      const sign = rng.next() < 0.5 ? -1 : 1;
+      for (let j = 0; j < dim; j++) {
+        let bits = i & j, parity = 0;
+        while (bits) parity ^= bits & 1, bits >>= 1;
+        q[i * dim + j] = sign * (parity ? -1 : 1) / Math.sqrt(dim);
+      }
+    }
+  } else {
+    // Gram–Schmidt on the rows of a Gaussian matrix (twice, for orthogonality to rounding).
+    for (let i = 0; i < dim * dim; i++) q[i] = rng.normal();
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i < dim; i++) {
+        for (let k = 0; k < i; k++) {
+          let dot = 0;
+          for (let j = 0; j < dim; j++) dot += q[i * dim + j] * q[k * dim + j];
+          for (let j = 0; j < dim; j++) q[i * dim + j] -= dot * q[k * dim + j];
+        }
+        let norm = 0;
+        for (let j = 0; j < dim; j++) norm += q[i * dim + j] ** 2;
+        norm = Math.sqrt(norm);
+        for (let j = 0; j < dim; j++) q[i * dim + j] /= norm;
+      }
+    }
+  }
+  return q;
+}
+
+/** W (rows, dim) → W·diag(n)·Q, for a layer that reads the (normed) residual stream. */
+function rotateInputs(
+  w: Float32Array,
+  rows: number,
+  dim: number,
+  n: Float32Array | undefined,
+  q: Float64Array,
+) {
+  const out = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < dim; j++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += w[r * dim + k] * (n ? n[k] : 1) * q[k * dim + j];
+      out[r * dim + j] = s;
+    }
+  }
+  return out;
+}
+
+/** W (dim, cols) → Qᵀ·W, for a layer that writes into the residual stream. */
+function rotateOutputs(w: Float32Array, dim: number, cols: number, q: Float64Array) {
+  const out = new Float32Array(dim * cols);
+  for (let i = 0; i < dim; i++) {
+    for (let c = 0; c < cols; c++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += q[k * dim + i] * w[k * cols + c];
+      out[i * cols + c] = s;
+    }
+  }
+  return out;
+}
+
+/** The rotated model: same function, residual stream x·Q, norms folded, classifier unshared. */
+export function rotateResidual(config: LlamaConfig, params: ParamTable, q: Float64Array) {
+  const d = config.dim;
+  const outConfig: LlamaConfig = { ...config, sharedClassifier: false };
+  const specs: [string, number[]][] = [...params.entries].map(([name, e]) => [name, e.shape]);
+  if (config.sharedClassifier) specs.push(["output", [config.vocabSize, d]]);
+  const out = ParamTable.fromSpecs(specs);
+  const ones = (name: string) => out.get(name).fill(1);
+  out.get("tok_embeddings").set(
+    rotateInputs(params.get("tok_embeddings"), config.vocabSize, d, undefined, q),
+  );
+  for (let l = 0; l < config.nLayers; l++) {
+    const p = `layers.${l}.`;
+    const attnNorm = params.get(`${p}attention_norm`), ffnNorm = params.get(`${p}ffn_norm`);
+    for (const w of ["wq", "wk", "wv", "w1", "w3"]) {
+      const rows = params.entry(`${p}${w}`).shape[0];
+      const n = ["wq", "wk", "wv"].includes(w) ? attnNorm : ffnNorm;
+      out.get(`${p}${w}`).set(rotateInputs(params.get(`${p}${w}`), rows, d, n, q));
+    }
+    out.get(`${p}wo`).set(rotateOutputs(params.get(`${p}wo`), d, d, q));
+    out.get(`${p}w2`).set(rotateOutputs(params.get(`${p}w2`), d, config.hiddenDim, q));
+    ones(`${p}attention_norm`);
+    ones(`${p}ffn_norm`);
+  }
+  const classifier = config.sharedClassifier ? params.get("tok_embeddings") : params.get("output");
+  out.get("output").set(rotateInputs(classifier, config.vocabSize, d, params.get("norm"), q));
+  ones("norm");
+  return { config: outConfig, params: out };
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { rotation: { type: "string", default: "hadamard" }, seed: { type: "string", default: "1" } },
+  });
+  const usage = "usage: rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none] [--seed N]";
+  const kind = values.rotation;
+  if (positionals.length !== 2 || !(kind === "hadamard" || kind === "random" || kind === "none")) {
+    console.error(usage);
+    Deno.exit(2);
+  }
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed)) {
+    console.error(`--seed: expected an integer, found ${values.seed}\n${usage}`);
+    Deno.exit(2);
+  }
+  const { model } = await openModel(positionals[0]);
+  const q = orthogonalMatrix(model.config.dim, kind, seed);
+  const rotated = rotateResidual(model.config, model.params, q);
+  const tmp = `${positionals[1]}.tmp`;
+  await Deno.writeFile(tmp, serializeLlama2cV1(rotated.config, rotated.params));
+  await Deno.rename(tmp, positionals[1]);
+  console.log(`${positionals[1]}: residual stream rotated (${kind}, seed ${seed})`);
+}
