@@ -11,9 +11,14 @@
 //   every norm weight                    → 1
 // `--rotation hadamard` uses a Walsh–Hadamard matrix with seeded random signs (dim a power of two), `random`
 // the Q of a seeded Gaussian matrix's QR, `none` only folds the norms (the control: the same function and the
-// same norms-at-one start, no rotation).
+// same norms-at-one start, no rotation), and `pca` the principal axes of the normed residual stream on the
+// first --tokens tokens of --text (the eigenvectors of M = E[r rᵀ], r = RMSNorm(x) without its weight, over
+// every block's two norms and the final one): the opposite of a random rotation, it lines the strongest input
+// directions up with single columns, where a layer's per-column scales can weigh them (and the diagonal
+// input statistics of the function-aware init see all of M).
 //
-//   deno run -A experiments/rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none] [--seed N]
+//   deno run -A experiments/rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none|pca] [--seed N]
+//                                              [--text F] [--tokens 4096]
 //
 // OUT.bin is a llama2.c (v1) file, so `quantize --model OUT.bin --tokenizer TOK` trains from it with the
 // rotated model as its own teacher (the same function as MODEL's).
@@ -22,8 +27,12 @@ import { parseArgs } from "node:util";
 import { openModel } from "../src/io/load_model.ts";
 import { serializeLlama2cV1 } from "../src/io/llama2c.ts";
 import type { LlamaConfig } from "../src/model/config.ts";
+import { createKvCache, forwardChunk } from "../src/model/forward.ts";
+import type { LlamaModel } from "../src/model/model.ts";
 import { ParamTable } from "../src/model/params.ts";
+import { BOS } from "../src/io/tokenizer.ts";
 import { Rng } from "../src/util/rng.ts";
+import { symmetricEigen } from "./input_directions.ts";
 
 /** A dim × dim orthogonal matrix, row-major. */
 export function orthogonalMatrix(
@@ -130,28 +139,89 @@ export function rotateResidual(config: LlamaConfig, params: ParamTable, q: Float
   return { config: outConfig, params: out };
 }
 
+/**
+ * The principal axes of the normed residual stream as a rotation (dim × dim, row-major, column j the axis of
+ * the j-th largest eigenvalue): M = E[r rᵀ] over every token of `windows` at every norm's input (each block's
+ * two and the final one), with r = RMSNorm(x) before its weight, so every site and token weighs alike.
+ */
+export function principalAxes(model: LlamaModel, windows: number[][]): Float64Array {
+  const d = model.config.dim;
+  const identity = orthogonalMatrix(d, "none", 0);
+  const folded = rotateResidual(model.config, model.params, identity); // norms at 1: their outputs are r
+  const plain: LlamaModel = { ...folded, quantized: new Map() };
+  const m = new Float64Array(d * d);
+  let rows = 0;
+  const add = (x: Float32Array) => {
+    for (let t = 0; t < x.length / d; t++, rows++) {
+      for (let i = 0; i < d; i++) {
+        const xi = x[t * d + i];
+        for (let j = 0; j < d; j++) m[i * d + j] += xi * x[t * d + j];
+      }
+    }
+  };
+  for (const ids of windows) {
+    const acts = forwardChunk(plain, ids, 0, createKvCache(plain, ids.length), { keepActivations: true })
+      .activations!;
+    for (const b of acts.blocks) add(b.xnAtt), add(b.xnFfn);
+    add(acts.xnFinal);
+  }
+  for (let i = 0; i < m.length; i++) m[i] /= rows;
+  const { vectors } = symmetricEigen(m, d);
+  const q = new Float64Array(d * d);
+  for (let j = 0; j < d; j++) for (let k = 0; k < d; k++) q[k * d + j] = vectors[j][k];
+  return q;
+}
+
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Deno.args,
     allowPositionals: true,
-    options: { rotation: { type: "string", default: "hadamard" }, seed: { type: "string", default: "1" } },
+    options: {
+      rotation: { type: "string", default: "hadamard" },
+      seed: { type: "string", default: "1" },
+      text: { type: "string" },
+      tokens: { type: "string", default: "4096" },
+    },
   });
-  const usage = "usage: rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none] [--seed N]";
+  const usage = "usage: rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none|pca] [--seed N] " +
+    "[--text F] [--tokens 4096]";
+  const fail = (why: string): never => {
+    console.error(`${why}\n${usage}`);
+    Deno.exit(2);
+  };
   const kind = values.rotation;
-  if (positionals.length !== 2 || !(kind === "hadamard" || kind === "random" || kind === "none")) {
-    console.error(usage);
-    Deno.exit(2);
+  if (positionals.length !== 2) fail(`expected MODEL and OUT.bin, found ${positionals.length} arguments`);
+  if (!(kind === "hadamard" || kind === "random" || kind === "none" || kind === "pca")) {
+    fail(`--rotation: expected hadamard, random, none or pca, found ${kind}`);
   }
-  const seed = Number(values.seed);
-  if (!Number.isInteger(seed)) {
-    console.error(`--seed: expected an integer, found ${values.seed}\n${usage}`);
-    Deno.exit(2);
+  const seed = Number(values.seed), tokens = Number(values.tokens);
+  if (!Number.isInteger(seed)) fail(`--seed: expected an integer, found ${values.seed}`);
+  if (!Number.isInteger(tokens) || tokens < 1) {
+    fail(`--tokens: expected an integer ≥ 1, found ${values.tokens}`);
   }
-  const { model } = await openModel(positionals[0]);
-  const q = orthogonalMatrix(model.config.dim, kind, seed);
+  if ((kind === "pca") !== (values.text !== undefined)) {
+    fail("--text is needed by --rotation pca, and only by it");
+  }
+  const { model, tokenizer } = await openModel(positionals[0], { requireTokenizer: kind === "pca" });
+  let q: Float64Array;
+  if (kind === "pca") {
+    const ids = tokenizer!.encode(await Deno.readTextFile(values.text!));
+    const window = Math.min(512, model.config.seqLen);
+    const windows: number[][] = [];
+    for (let at = 0; at + window <= ids.length && windows.length * window < tokens; at += window) {
+      windows.push([BOS, ...ids.slice(at + 1, at + window)]); // BOS first, as every window the model reads
+    }
+    if (!windows.length) {
+      fail(`--text: ${values.text} has ${ids.length} tokens, fewer than one window of ${window}`);
+    }
+    q = principalAxes(model, windows);
+  } else {
+    q = orthogonalMatrix(model.config.dim, kind as "hadamard" | "random" | "none", seed);
+  }
   const rotated = rotateResidual(model.config, model.params, q);
   const tmp = `${positionals[1]}.tmp`;
   await Deno.writeFile(tmp, serializeLlama2cV1(rotated.config, rotated.params));
   await Deno.rename(tmp, positionals[1]);
-  console.log(`${positionals[1]}: residual stream rotated (${kind}, seed ${seed})`);
+  const how = kind === "pca" ? `pca of ${values.text}` : `${kind}, seed ${seed}`;
+  console.log(`${positionals[1]}: residual stream rotated (${how})`);
 }

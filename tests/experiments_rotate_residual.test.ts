@@ -3,8 +3,9 @@
 // the real stories260K), and the script writes a llama2.c file that loads back to the same function.
 
 import assert from "node:assert/strict";
-import { orthogonalMatrix, rotateResidual } from "../experiments/rotate_residual.ts";
+import { orthogonalMatrix, principalAxes, rotateResidual } from "../experiments/rotate_residual.ts";
 import { loadLlama2c } from "../src/io/llama2c.ts";
+import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import { runScript, tempDir } from "./_cli.ts";
 import { MODEL_PATH, randomModel, tinyConfig } from "./_data.ts";
 import { logitsOf } from "./_forward.ts";
@@ -47,6 +48,38 @@ Deno.test("rotateResidual keeps the logits of random models (shared and unshared
   }
 });
 
+Deno.test("principalAxes: orthogonal, and the rotated model's normed inputs have a diagonal, descending moment", () => {
+  const model = randomModel(tinyConfig({ sharedClassifier: false }), 6);
+  const windows = [[1, 5, 9, 2, 30, 7, 7, 11], [1, 3, 3, 4, 20, 21, 8, 2]];
+  const d = model.config.dim, q = principalAxes(model, windows);
+  for (let i = 0; i < d; i++) {
+    for (let j = 0; j < d; j++) {
+      let dot = 0;
+      for (let k = 0; k < d; k++) dot += q[k * d + i] * q[k * d + j];
+      assert.ok(Math.abs(dot - (i === j ? 1 : 0)) < 1e-9);
+    }
+  }
+  // In the rotated model (norms at 1) the normed inputs r' = r·Q: their moment over the same sites is diag(λ).
+  const rotated = { ...rotateResidual(model.config, model.params, q), quantized: new Map() };
+  const m = new Float64Array(d * d);
+  let rows = 0;
+  for (const ids of windows) {
+    const a = forwardChunk(rotated, ids, 0, createKvCache(rotated, ids.length), { keepActivations: true })
+      .activations!;
+    for (const x of [...a.blocks.flatMap((b) => [b.xnAtt, b.xnFfn]), a.xnFinal]) {
+      for (let t = 0; t < x.length / d; t++, rows++) {
+        for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) m[i * d + j] += x[t * d + i] * x[t * d + j];
+      }
+    }
+  }
+  for (let i = 0; i < d; i++) {
+    for (let j = 0; j < d; j++) {
+      if (i !== j) assert.ok(Math.abs(m[i * d + j] / rows) < 1e-4, `(${i}, ${j}): ${m[i * d + j] / rows}`);
+    }
+    if (i > 0) assert.ok(m[i * d + i] <= m[(i - 1) * d + i - 1] + 1e-6, `λ ${i} ascends`);
+  }
+});
+
 Deno.test("rotate_residual.ts writes stories260K rotated: same logits after a llama2.c round trip", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/rotated.bin`;
@@ -58,7 +91,16 @@ Deno.test("rotate_residual.ts writes stories260K rotated: same logits after a ll
   const a = logitsOf({ ...original, quantized: new Map() }, tokens);
   const b = logitsOf({ ...rotated, quantized: new Map() }, tokens);
   assert.ok(maxAbsDiff(a, b) < 1e-3, `max |Δlogit| ${maxAbsDiff(a, b)}`);
-  const bad = await runScript("experiments/rotate_residual.ts", [MODEL_PATH, out, "--rotation", "spin"]);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /usage: rotate_residual\.ts/);
+  const refused = [
+    [["--rotation", "spin"], /--rotation: expected hadamard, random, none or pca, found spin/],
+    [["--rotation", "pca"], /--text is needed by --rotation pca, and only by it/],
+    [["--text", MODEL_PATH], /--text is needed by --rotation pca, and only by it/],
+    [["--tokens", "0"], /--tokens: expected an integer ≥ 1, found 0/],
+  ] as const;
+  for (const [args, message] of refused) {
+    const bad = await runScript("experiments/rotate_residual.ts", [MODEL_PATH, out, ...args]);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(bad.stderr, message);
+    assert.match(bad.stderr, /usage: rotate_residual\.ts/);
+  }
 });
