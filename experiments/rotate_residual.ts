@@ -173,22 +173,29 @@ export function principalAxes(model: LlamaModel, windows: number[][]): Float64Ar
 }
 
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      rotation: { type: "string", default: "hadamard" },
-      seed: { type: "string", default: "1" },
-      text: { type: "string" },
-      tokens: { type: "string", default: "4096" },
-    },
-  });
   const usage = "usage: rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none|pca] [--seed N] " +
     "[--text F] [--tokens 4096]";
   const fail = (why: string): never => {
     console.error(`${why}\n${usage}`);
     Deno.exit(2);
   };
+  const parse = () => {
+    try {
+      return parseArgs({
+        args: Deno.args,
+        allowPositionals: true,
+        options: {
+          rotation: { type: "string", default: "hadamard" },
+          seed: { type: "string", default: "1" },
+          text: { type: "string" },
+          tokens: { type: "string", default: "4096" },
+        },
+      });
+    } catch (e) {
+      return fail((e as Error).message); // an unknown option, or one without its value
+    }
+  };
+  const { values, positionals } = parse();
   const kind = values.rotation;
   if (positionals.length !== 2) fail(`expected MODEL and OUT.bin, found ${positionals.length} arguments`);
   if (!(kind === "hadamard" || kind === "random" || kind === "none" || kind === "pca")) {
@@ -205,7 +212,8 @@ if (import.meta.main) {
   const { model, tokenizer } = await openModel(positionals[0], { requireTokenizer: kind === "pca" });
   let q: Float64Array;
   if (kind === "pca") {
-    const ids = tokenizer!.encode(await Deno.readTextFile(values.text!));
+    const text = await Deno.readTextFile(values.text!).catch((e: Error) => fail(`--text: ${e.message}`));
+    const ids = tokenizer!.encode(text);
     const window = Math.min(512, model.config.seqLen);
     const windows: number[][] = [];
     for (let at = 0; at + window <= ids.length && windows.length * window < tokens; at += window) {

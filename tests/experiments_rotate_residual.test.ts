@@ -96,6 +96,8 @@ Deno.test("rotate_residual.ts writes stories260K rotated: same logits after a ll
     [["--rotation", "pca"], /--text is needed by --rotation pca, and only by it/],
     [["--text", MODEL_PATH], /--text is needed by --rotation pca, and only by it/],
     [["--tokens", "0"], /--tokens: expected an integer ≥ 1, found 0/],
+    [["--rotate", "pca"], /Unknown option '--rotate'/],
+    [["--rotation", "pca", "--text", "/nonexistent/t.txt"], /--text: .*nonexistent/],
   ] as const;
   for (const [args, message] of refused) {
     const bad = await runScript("experiments/rotate_residual.ts", [MODEL_PATH, out, ...args]);
