@@ -1,4 +1,4 @@
-// What the experiment scripts share (ablation.ts, test_tail.ts): the repository's paths, running one
+// What the experiment scripts share (ablation.ts, test_tail.ts, …): the repository's paths, running one
 // `cli.ts` command for its JSON line, and result files written atomically so an interrupted script leaves
 // the last complete state.
 
@@ -42,4 +42,22 @@ export async function readJson(path: string): Promise<Json> {
 export async function writeJson(path: string, value: unknown): Promise<void> {
   await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
   await Deno.rename(`${path}.tmp`, path);
+}
+
+/** A script called wrongly: `script: message` and its usage line on stderr, exit 2. */
+export function usageExit(script: string, usage: string, message: string): never {
+  console.error(`${script}: ${message}\n${usage}`);
+  Deno.exit(2);
+}
+
+/**
+ * Runs `parse` (a node:util parseArgs call) and turns what it throws (an unknown option, an option without
+ * its value) into {@link usageExit}.
+ */
+export function parseOrExit<T>(script: string, usage: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    return usageExit(script, usage, (e as Error).message);
+  }
 }

@@ -21,6 +21,7 @@ import { checkInput, type LinearLayer } from "../src/model/linear.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { linearNames } from "../src/model/params.ts";
 import { dequantize, pathView, type ResidualBinaryLinear } from "../src/quant/residual_binary.ts";
+import { parseOrExit, usageExit } from "./_run.ts";
 
 /** Eigen-decomposition of a symmetric matrix: values in descending order, vectors[j] the unit vector of j. */
 export interface SymmetricEigen {
@@ -179,26 +180,17 @@ class MomentLinear implements LinearLayer {
 if (import.meta.main) {
   const usage = "Usage: deno run -A experiments/input_directions.ts STUDENT.rabit TEXT [--top 3] " +
     "[--tokens 4096] [--json]";
-  const fail = (message: string): never => {
-    console.error(`input_directions: ${message}\n${usage}`);
-    Deno.exit(2);
-  };
-  const parse = () => {
-    try {
-      return parseArgs({
-        args: Deno.args,
-        allowPositionals: true,
-        options: {
-          top: { type: "string", default: "3" },
-          tokens: { type: "string", default: "4096" },
-          json: { type: "boolean" },
-        },
-      });
-    } catch (e) {
-      return fail((e as Error).message);
-    }
-  };
-  const { values, positionals } = parse();
+  const fail: (message: string) => never = (message) => usageExit("input_directions", usage, message);
+  const { values, positionals } = parseOrExit("input_directions", usage, () =>
+    parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        top: { type: "string", default: "3" },
+        tokens: { type: "string", default: "4096" },
+        json: { type: "boolean" },
+      },
+    }));
   const [studentPath, textPath] = positionals;
   const top = Number(values.top), maxTokens = Number(values.tokens);
   if (!studentPath || !textPath) fail("expected a student .rabit file and a text file");

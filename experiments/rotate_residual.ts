@@ -33,6 +33,7 @@ import { ParamTable } from "../src/model/params.ts";
 import { BOS } from "../src/io/tokenizer.ts";
 import { Rng } from "../src/util/rng.ts";
 import { symmetricEigen } from "./input_directions.ts";
+import { parseOrExit, usageExit } from "./_run.ts";
 
 /** A dim × dim orthogonal matrix, row-major. */
 export function orthogonalMatrix(
@@ -175,27 +176,18 @@ export function principalAxes(model: LlamaModel, windows: number[][]): Float64Ar
 if (import.meta.main) {
   const usage = "usage: rotate_residual.ts MODEL OUT.bin [--rotation hadamard|random|none|pca] [--seed N] " +
     "[--text F] [--tokens 4096]";
-  const fail = (why: string): never => {
-    console.error(`${why}\n${usage}`);
-    Deno.exit(2);
-  };
-  const parse = () => {
-    try {
-      return parseArgs({
-        args: Deno.args,
-        allowPositionals: true,
-        options: {
-          rotation: { type: "string", default: "hadamard" },
-          seed: { type: "string", default: "1" },
-          text: { type: "string" },
-          tokens: { type: "string", default: "4096" },
-        },
-      });
-    } catch (e) {
-      return fail((e as Error).message); // an unknown option, or one without its value
-    }
-  };
-  const { values, positionals } = parse();
+  const fail: (message: string) => never = (message) => usageExit("rotate_residual", usage, message);
+  const { values, positionals } = parseOrExit("rotate_residual", usage, () =>
+    parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        rotation: { type: "string", default: "hadamard" },
+        seed: { type: "string", default: "1" },
+        text: { type: "string" },
+        tokens: { type: "string", default: "4096" },
+      },
+    }));
   const kind = values.rotation;
   if (positionals.length !== 2) fail(`expected MODEL and OUT.bin, found ${positionals.length} arguments`);
   if (!(kind === "hadamard" || kind === "random" || kind === "none" || kind === "pca")) {

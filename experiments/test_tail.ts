@@ -18,7 +18,18 @@
 
 import { parseArgs } from "node:util";
 import { splitHoldout } from "../src/train/data.ts";
-import { cli, type Json, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
+import {
+  cli,
+  type Json,
+  parseOrExit,
+  readJson,
+  ROOT,
+  show,
+  TEXT,
+  usageExit,
+  WIKI,
+  writeJson,
+} from "./_run.ts";
 
 const USAGE =
   "Usage: deno run -A experiments/test_tail.ts --key NAME [--seeds 1,2] [--jobs N] [--what TEXT] " +
@@ -26,10 +37,7 @@ const USAGE =
 /** Options the script sets itself for every seed, so they cannot come after `--`. */
 const OWN_OPTIONS = ["--seed", "--out", "--json", "--holdout"];
 
-function fail(message: string): never {
-  console.error(`test_tail: ${message}\n${USAGE}`);
-  Deno.exit(2);
-}
+const fail: (message: string) => never = (message) => usageExit("test_tail", USAGE, message);
 
 /** Integers ≥ 0 from "1,2,5"; refuses anything else (an empty item included) by name. */
 function parseSeeds(text: string): number[] {
@@ -50,26 +58,20 @@ function parsePositiveInt(name: string, text: string): number {
 const dash = Deno.args.indexOf("--");
 const ownArgs = dash < 0 ? Deno.args : Deno.args.slice(0, dash);
 const quantizeOptions = dash < 0 ? [] : Deno.args.slice(dash + 1);
-function parseOwnArgs(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      options: {
-        key: { type: "string" },
-        seeds: { type: "string", default: "1" },
-        jobs: { type: "string", default: "1" },
-        what: { type: "string" },
-        results: { type: "string", default: `${ROOT}experiments/full_budget_dev.json` },
-        "wiki-windows": { type: "string", default: "200" },
-        work: { type: "string", default: `${ROOT}.tmp/test_tail` },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    fail((e as Error).message);
-  }
-}
-const values = parseOwnArgs(ownArgs);
+const { values } = parseOrExit("test_tail", USAGE, () =>
+  parseArgs({
+    args: ownArgs,
+    options: {
+      key: { type: "string" },
+      seeds: { type: "string", default: "1" },
+      jobs: { type: "string", default: "1" },
+      what: { type: "string" },
+      results: { type: "string", default: `${ROOT}experiments/full_budget_dev.json` },
+      "wiki-windows": { type: "string", default: "200" },
+      work: { type: "string", default: `${ROOT}.tmp/test_tail` },
+      help: { type: "boolean", short: "h" },
+    },
+  }));
 if (values.help) {
   console.log(USAGE);
   Deno.exit(0);
