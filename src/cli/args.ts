@@ -52,9 +52,14 @@ export function numberOption(
   if (raw === undefined) return undefined;
   const v = Number(raw);
   const kind = opts.integer ? "an integer" : "a number";
-  const range = `${opts.min !== undefined ? ` ≥ ${opts.min}` : ""}${
-    opts.max !== undefined ? ` ≤ ${opts.max}` : ""
-  }`;
+  // "from 0 to 1" where both bounds are given, else the one bound ("≥ 1").
+  const range = opts.min !== undefined && opts.max !== undefined
+    ? ` from ${opts.min} to ${opts.max}`
+    : opts.min !== undefined
+    ? ` ≥ ${opts.min}`
+    : opts.max !== undefined
+    ? ` ≤ ${opts.max}`
+    : "";
   if (
     typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(v) ||
     (opts.integer && !Number.isInteger(v)) ||
