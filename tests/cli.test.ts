@@ -121,7 +121,11 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
       /--holdout 0 would score nothing; leave --holdout out to score the whole text/,
       2,
     ],
-    [["eval", "--text", DEV_TEXT_PATH, "--holdout", "0.95"], /--holdout must be a number from 1e-9 to 0.9/, 2],
+    [
+      ["eval", "--text", DEV_TEXT_PATH, "--holdout", "0.95"],
+      /--holdout must be a number from 1e-9 to 0.9/,
+      2,
+    ],
     [["generate", "--top-p", "1.5"], /--top-p must be a number/, 2],
     [["inspect"], /expected one FILE/, 2],
   ];

@@ -293,7 +293,10 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--method", "rtn2", "--label-weight", "0.3"], /--label-weight applies to the training methods/],
     [["--method", "ptq", "--preset", "quality"], /--preset applies to the training methods/],
     [["--late-batch", "0"], /--late-batch must be an integer from 1 to 4096/],
-    [["--late-batch", "4", "--late-batch-from", "1"], /--late-batch-from must be a number from 0 to 0\.999999/],
+    [
+      ["--late-batch", "4", "--late-batch-from", "1"],
+      /--late-batch-from must be a number from 0 to 0\.999999/,
+    ],
     [
       ["--batch", "4", "--late-batch-from", "0.5"],
       /lateBatchFrom places the late batch, but this run has none/,
