@@ -2,6 +2,8 @@
 // `cli.ts` command for its JSON line, and result files written atomically so an interrupted script leaves
 // the last complete state.
 
+import { writeFileAtomic } from "../src/io/container.ts";
+
 /** The repository root (with a trailing slash) and the shared data beside it. */
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const DATA = `${ROOT}../shared/data`;
@@ -40,8 +42,7 @@ export async function readJson(path: string): Promise<Json> {
 
 /** Writes `value` as indented JSON through a temporary file and a rename (never half a file). */
 export async function writeJson(path: string, value: unknown): Promise<void> {
-  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(value, null, 2) + "\n");
-  await Deno.rename(`${path}.tmp`, path);
+  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
 }
 
 /** A script called wrongly: `script: message` and its usage line on stderr, exit 2. */

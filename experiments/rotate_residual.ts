@@ -25,6 +25,7 @@
 
 import { parseArgs } from "node:util";
 import { openModel } from "../src/io/load_model.ts";
+import { writeFileAtomic } from "../src/io/container.ts";
 import { serializeLlama2cV1 } from "../src/io/llama2c.ts";
 import type { LlamaConfig } from "../src/model/config.ts";
 import { createKvCache, forwardChunk } from "../src/model/forward.ts";
@@ -219,9 +220,7 @@ if (import.meta.main) {
     q = orthogonalMatrix(model.config.dim, kind as "hadamard" | "random" | "none", seed);
   }
   const rotated = rotateResidual(model.config, model.params, q);
-  const tmp = `${positionals[1]}.tmp`;
-  await Deno.writeFile(tmp, serializeLlama2cV1(rotated.config, rotated.params));
-  await Deno.rename(tmp, positionals[1]);
+  await writeFileAtomic(positionals[1], serializeLlama2cV1(rotated.config, rotated.params));
   const how = kind === "pca" ? `pca of ${values.text}` : `${kind}, seed ${seed}`;
   console.log(`${positionals[1]}: residual stream rotated (${how})`);
 }

@@ -44,14 +44,10 @@ if (import.meta.main) {
   if (positionals.length !== 1) fail(`expected one TEXT, found ${positionals.length} arguments`);
   const parts = Number(values.parts);
   if (!Number.isInteger(parts) || parts < 1) fail(`--parts expects an integer ≥ 1, found "${values.parts}"`);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(positionals[0]);
-  } catch (e) {
-    fail(`cannot read ${positionals[0]}: ${(e as Error).message}`);
-  }
+  const text = await Deno.readTextFile(positionals[0])
+    .catch((e: Error) => fail(`cannot read ${positionals[0]}: ${e.message}`));
   const { model, tokenizer } = await openModel(values.model!, { requireTokenizer: true });
-  const ids = perplexityTokens((t) => tokenizer!.encode(t), text!);
+  const ids = perplexityTokens((t) => tokenizer!.encode(t), text);
   const nlls: number[] = [];
   await perplexity(new CpuSession(model), ids, { onWindow: (_done, _total, nll) => nlls.push(nll) });
   if (parts > nlls.length) fail(`--parts ${parts} is more than the text's ${nlls.length} windows`);

@@ -18,6 +18,7 @@
 // where the test tail is).
 
 import { parseArgs } from "node:util";
+import { writeFileAtomic } from "../src/io/container.ts";
 import { splitHoldout } from "../src/train/data.ts";
 import { parseOrExit, usageExit } from "./_run.ts";
 
@@ -38,10 +39,8 @@ function takeChars(from: string[], chars: number): string[] {
   return out;
 }
 
-/** Every paragraph i of `from` with ⌊(i + 1)·share⌋ > ⌊i·share⌋: `share` of them, spread evenly. */
-function spreadOf<T>(from: T[], share: number): T[] {
-  return from.filter((_, i) => Math.floor((i + 1) * share) > Math.floor(i * share));
-}
+/** Whether item i is among `share` of a list's items spread evenly: ⌊(i + 1)·share⌋ > ⌊i·share⌋. */
+const spreadKeeps = (i: number, share: number) => Math.floor((i + 1) * share) > Math.floor(i * share);
 
 /**
  * The subset file for `share` (0 < share ≤ 1 − holdout) of the part of `text` that a `holdout` split
@@ -62,13 +61,10 @@ export function textSubset(text: string, share: number, holdout: number, take: T
     kept = takeChars([...paragraphs].reverse(), keptChars).reverse();
     held = takeChars(paragraphs.slice(0, paragraphs.length - kept.length).reverse(), heldChars).reverse();
   } else {
-    const isKept = new Set(spreadOf(paragraphs.map((_, i) => i), share));
-    kept = paragraphs.filter((_, i) => isKept.has(i));
-    const rest = paragraphs.filter((_, i) => !isKept.has(i));
-    held = takeChars(
-      spreadOf(rest, Math.min(1, heldChars / Math.max(1, train.length - keptChars))),
-      heldChars,
-    );
+    kept = paragraphs.filter((_, i) => spreadKeeps(i, share));
+    const rest = paragraphs.filter((_, i) => !spreadKeeps(i, share));
+    const restShare = Math.min(1, heldChars / Math.max(1, train.length - keptChars));
+    held = takeChars(rest.filter((_, i) => spreadKeeps(i, restShare)), heldChars);
   }
   return [...kept, ...held].join("\n\n");
 }
@@ -94,14 +90,10 @@ if (import.meta.main) {
   const take = values.take as Take;
   if (!TAKES.includes(take)) fail(`--take expects start, spread or end, found "${values.take}"`);
   const [textPath, outPath] = positionals;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(textPath);
-  } catch (e) {
-    fail(`cannot read ${textPath}: ${(e as Error).message}`);
-  }
-  const subset = textSubset(text!, share, holdout, take);
-  await Deno.writeTextFile(`${outPath}.tmp`, subset);
-  await Deno.rename(`${outPath}.tmp`, outPath);
-  console.error(`text_subset: ${outPath}: ${subset.length} of ${text!.length} characters (${take})`);
+  const text = await Deno.readTextFile(textPath).catch((e: Error) =>
+    fail(`cannot read ${textPath}: ${e.message}`)
+  );
+  const subset = textSubset(text, share, holdout, take);
+  await writeFileAtomic(outPath, new TextEncoder().encode(subset));
+  console.error(`text_subset: ${outPath}: ${subset.length} of ${text.length} characters (${take})`);
 }
