@@ -14,9 +14,10 @@ import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
 import { studentExperimentArgs } from "./_student_args.ts";
 import { splitHoldout } from "../src/train/data.ts";
 
-const { studentPath, textPath, holdout, maxWindows, json, teacher, student } = await studentExperimentArgs(
-  "fit_gap.ts",
-);
+const { studentPath, textPath, text, holdout, maxWindows, json, teacher, student } =
+  await studentExperimentArgs(
+    "fit_gap.ts",
+  );
 const sessions = [new CpuSession(teacher.model), new CpuSession(student.model)];
 
 /** Mean NLL of each of the first windows (eval's windows) under the teacher and the student: (windows, 2). */
@@ -29,10 +30,10 @@ async function windowNlls(ids: number[]): Promise<[number, number][]> {
   return per[0].map((t, w) => [t, per[1][w]]);
 }
 
-const { train, heldOut } = splitHoldout(await Deno.readTextFile(textPath), holdout);
+const { train, heldOut } = splitHoldout(text, holdout);
 const report: Record<string, unknown> = { student: studentPath, text: textPath, holdout };
-for (const [name, text] of [["trained", train], ["heldOut", heldOut]] as const) {
-  const rows = (await windowNlls(perplexityTokens((t) => teacher.tokenizer!.encode(t), text)))
+for (const [name, part] of [["trained", train], ["heldOut", heldOut]] as const) {
+  const rows = (await windowNlls(perplexityTokens((t) => teacher.tokenizer!.encode(t), part)))
     .sort((a, b) => a[0] - b[0]);
   const mean = (r: [number, number][], i: number) => r.reduce((s, x) => s + x[i], 0) / r.length;
   const per = Math.floor(rows.length / 4);

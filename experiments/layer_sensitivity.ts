@@ -18,10 +18,11 @@ import { studentExperimentArgs } from "./_student_args.ts";
 import type { LlamaModel } from "../src/model/model.ts";
 import { splitHoldout } from "../src/train/data.ts";
 
-const { studentPath, textPath, holdout, maxWindows, json, teacher, student } = await studentExperimentArgs(
-  "layer_sensitivity.ts",
-);
-const { heldOut } = splitHoldout(await Deno.readTextFile(textPath), holdout);
+const { studentPath, textPath, text, holdout, maxWindows, json, teacher, student } =
+  await studentExperimentArgs(
+    "layer_sensitivity.ts",
+  );
+const { heldOut } = splitHoldout(text, holdout);
 const ids = perplexityTokens((t) => teacher.tokenizer!.encode(t), heldOut);
 
 /** The student with the binarized layers `restore` picks replaced by the teacher's dense weights. */

@@ -17,6 +17,7 @@
 //     --method rabit --init none --precondition 0
 
 import { parseArgs } from "node:util";
+import { writeFileAtomic } from "../src/io/container.ts";
 import { splitHoldout } from "../src/train/data.ts";
 import {
   cli,
@@ -99,10 +100,13 @@ const teacherArgs = modelAt < 0
 
 const work = values.work!;
 await Deno.mkdir(work, { recursive: true });
-// The text eval --holdout 0.1 scores, for the diagnostics (through a rename: never read half-written).
+// The text eval --holdout 0.1 scores, for the diagnostics: written atomically under a temporary name of its
+// own, so two test_tail runs started together over one --work never see it half-written or race on one name.
 const testText = `${work}/test.txt`;
-await Deno.writeTextFile(`${testText}.tmp`, splitHoldout(await Deno.readTextFile(TEXT), 0.1).heldOut);
-await Deno.rename(`${testText}.tmp`, testText);
+await writeFileAtomic(
+  testText,
+  new TextEncoder().encode(splitHoldout(await Deno.readTextFile(TEXT), 0.1).heldOut),
+);
 
 const tail = (
   model: string[],

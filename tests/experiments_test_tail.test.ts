@@ -1,6 +1,7 @@
 // experiments/test_tail.ts, the full-budget protocol as one command: a tiny run writes each seed's row
-// (scores, ratio to the teacher, diagnostics, the commands) into the results file, a rerun skips the seeds
-// already there without training, and bad arguments are refused by name before anything runs.
+// (scores, ratio to the teacher, diagnostics, the commands) into the results file, two runs started together
+// both land, a rerun skips the seeds already there without training, and bad arguments are refused by name
+// before anything runs.
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -26,10 +27,17 @@ Deno.test("test_tail.ts writes one row per seed, then skips the seeds it has", a
     "1",
   ];
   const tiny = ["--steps", "1", "--batch", "1", "--seq", "64", "--calib-tokens", "256", "--backend", "cpu"];
-  const first = await testTail([...own, "--", ...tiny]);
+  // A second run started at the same moment over the same --work and results file: the test tail's text and
+  // the results are written atomically under names of their own, so neither run trips over the other.
+  const [first, twin] = await Promise.all([
+    testTail([...own, "--", ...tiny]),
+    testTail([...own.map((a) => (a === "tiny" ? "twin" : a === "3" ? "4" : a)), "--", ...tiny]),
+  ]);
   assert.equal(first.code, 0, first.stderr);
+  assert.equal(twin.code, 0, twin.stderr);
   const state = JSON.parse(await Deno.readTextFile(results));
   assert.deepEqual(state.other, { kept: true }); // other keys survive the update
+  assert.equal(state.twin.seed4.options.seed, 4); // and so does the concurrent run's row
   await assert.rejects(Deno.stat(`${results}.lock`), Deno.errors.NotFound); // the write lock is released
   const row = state.tiny.seed3;
   assert.ok(state.tiny.fp32TestPpl > 7 && state.tiny.fp32TestPpl < 8, `${state.tiny.fp32TestPpl}`); // 7.334
