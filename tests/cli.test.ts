@@ -128,6 +128,15 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
     ],
     [["generate", "--top-p", "1.5"], /--top-p must be a number/, 2],
     [["inspect"], /expected one FILE/, 2],
+    // bench refuses an option its kind of run would ignore, before measuring anything.
+    [["bench", "--train-steps", "2"], /--train-steps applies to --train, not to the WebGPU bench/, 2],
+    [["bench", "--train", "--shapes", "64x64"], /--shapes applies to the WebGPU bench and --backend wasm/, 2],
+    [
+      ["bench", "--backend", "wasm", "--iters", "3"],
+      /--iters applies to the WebGPU bench, not to --backend wasm/,
+      2,
+    ],
+    [["bench", "--train", "--model", "m.bin"], /--model applies to --backend wasm, not to --train/, 2],
   ];
   for (const [args, pattern, code] of cases) {
     const r = await runCli(args);

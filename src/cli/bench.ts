@@ -25,6 +25,7 @@ Usage: rabit bench [--shapes 4096x4096,...] [--iters N] [--no-tfjs] [--decode-la
                    [--no-decode] [--fp32-decode] [--json]
        rabit bench --backend wasm [--shapes 4096x4096,...] [--model M] [--decode-layers N] [--no-decode] [--json]
        rabit bench --train [--train-steps N] [--json]
+       (an option of one of these runs given to another is refused, exit 2)
 
 Measures, in one process on one adapter:
   GEMV  ms per matrix-vector product at each shape: fp32, fp16-storage (two halves per u32), packed k = 2,
@@ -73,6 +74,26 @@ function parseShapes(text: string): GemvShape[] {
   }
 }
 
+/** The options each kind of bench run reads (besides --backend, --train, --json): any other one given is
+ * refused, so a measurement never runs with an option the user thought applied to it. */
+const OPTIONS_BY_RUN = {
+  webgpu: ["shapes", "iters", "no-tfjs", "decode-layers", "decode-steps", "no-decode", "fp32-decode"],
+  wasm: ["shapes", "model", "decode-layers", "no-decode"],
+  train: ["train-steps"],
+} as const;
+const RUN_NAMES = { webgpu: "the WebGPU bench", wasm: "--backend wasm", train: "--train" } as const;
+
+/** Throws a usage error for an option given to a kind of run that does not read it. */
+function refuseForeignOptions(run: keyof typeof OPTIONS_BY_RUN, given: Record<string, unknown>): void {
+  const own: readonly string[] = OPTIONS_BY_RUN[run];
+  for (const name of new Set(Object.values(OPTIONS_BY_RUN).flat())) {
+    if (given[name] === undefined || own.includes(name)) continue;
+    const owners = (Object.keys(OPTIONS_BY_RUN) as (keyof typeof OPTIONS_BY_RUN)[])
+      .filter((r) => (OPTIONS_BY_RUN[r] as readonly string[]).includes(name)).map((r) => RUN_NAMES[r]);
+    throw new UsageError(`bench: --${name} applies to ${owners.join(" and ")}, not to ${RUN_NAMES[run]}`);
+  }
+}
+
 /** Runs `bench` with argv (after the command name). */
 export async function runBench(argv: string[]): Promise<void> {
   const { values } = parseCommand("bench", argv, {
@@ -91,8 +112,11 @@ export async function runBench(argv: string[]): Promise<void> {
   });
   if (values.help) return console.log(BENCH_HELP);
   const backend = choiceOption(values, "backend", ["webgpu", "wasm"] as const, "webgpu");
+  if (backend === "wasm" && values.train) {
+    throw new UsageError("bench: --train measures WebGPU training; drop --backend wasm");
+  }
+  refuseForeignOptions(values.train ? "train" : backend, values);
   if (backend === "wasm") {
-    if (values.train) throw new UsageError("bench: --train measures WebGPU training; drop --backend wasm");
     return await runWasmBench({
       shapes: values.shapes ? parseShapes(values.shapes) : [{ out: 4096, in: 4096 }],
       model: values.model,
