@@ -125,6 +125,7 @@ export {
   QUANTIZE_DEFAULTS,
   QUANTIZE_METHODS,
   QUANTIZE_PRESETS,
+  QuantizeOptionError,
   TRAINED_METHODS,
 } from "./src/train/quantize.ts";
 export type {

@@ -13,6 +13,7 @@ import {
   QUANTIZE_METHODS,
   QUANTIZE_PRESETS,
   type QuantizeMethodName,
+  QuantizeOptionError,
   TRAINED_METHODS,
 } from "../train/quantize.ts";
 import { Progress } from "../util/progress.ts";
@@ -306,6 +307,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
       );
       if (s.step === s.steps) trainBar.finish();
     },
+  }).catch((e) => {
+    // An option the library refuses before any work is a usage error like those refused above (exit 2).
+    throw e instanceof QuantizeOptionError ? new UsageError(e.message) : e;
   });
   await writeRabit(values.out, {
     model: result.model,

@@ -327,8 +327,16 @@ export interface QuantizeResult {
   optimizerStateBytes: number;
 }
 
+/** An option of {@link quantize} that cannot be honoured, found before any work (the CLI exits 2 on it). */
+export class QuantizeOptionError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "QuantizeOptionError";
+  }
+}
+
 function checkOption(ok: boolean, message: string): void {
-  if (!ok) throw new RangeError(`quantize: ${message}`);
+  if (!ok) throw new QuantizeOptionError(`quantize: ${message}`);
 }
 
 /**
