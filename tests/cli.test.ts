@@ -127,6 +127,8 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
       2,
     ],
     [["generate", "--top-p", "1.5"], /--top-p must be a number/, 2],
+    [["generate", "--seed", "3"], /--seed applies to sampling; add --temperature X/, 2],
+    [["generate", "--top-p", "0.5", "--temperature", "0"], /--top-p applies to sampling/, 2],
     [["inspect"], /expected one FILE/, 2],
     // bench refuses an option its kind of run would ignore, before measuring anything.
     [["bench", "--train-steps", "2"], /--train-steps applies to --train, not to the WebGPU bench/, 2],

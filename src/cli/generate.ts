@@ -1,6 +1,6 @@
 // `rabit generate`: continue a prompt, streaming text as it is produced.
 
-import { numberOption, parseCommand, printJson } from "./args.ts";
+import { numberOption, parseCommand, printJson, UsageError } from "./args.ts";
 import { BACKEND_HELP, openSession } from "./session.ts";
 import { generate } from "../eval/generate.ts";
 import { writeStdout } from "../util/process.ts";
@@ -18,7 +18,7 @@ Options:
   --steps N          new tokens at most (default 256; stops at BOS/EOS or the model's seq_len)
   --temperature X    0 = greedy (default 0); higher samples more freely
   --top-p P          nucleus sampling threshold in (0, 1] (default 0.9; only with temperature > 0)
-  --seed N           random seed for sampling (default: time-based)
+  --seed N           random seed for sampling (default: time-based; only with temperature > 0)
   --backend B        ${BACKEND_HELP}
   --json             print one JSON object as the last line (ids, text, tokens/s)
   -h, --help         show this help`;
@@ -41,6 +41,17 @@ export async function runGenerate(argv: string[]): Promise<void> {
   const temperature = numberOption(values, "temperature", { min: 0 }) ?? 0;
   const topP = numberOption(values, "top-p", { min: 1e-6, max: 1 }) ?? 0.9;
   const seed = numberOption(values, "seed", { integer: true, min: 0 });
+  if (temperature === 0) {
+    // Greedy decoding draws nothing: a seed or nucleus given for it would be silently ignored.
+    for (const key of ["seed", "top-p"] as const) {
+      if (values[key] !== undefined) {
+        throw new UsageError(
+          `generate: --${key} applies to sampling; add --temperature X (X > 0, e.g. 0.8), or leave --${key} out ` +
+            "for the greedy text (temperature 0, the default)",
+        );
+      }
+    }
+  }
   const { session, tokenizer } = await openSession(values);
   try {
     const prompt = values.prompt ?? "";
