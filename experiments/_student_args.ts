@@ -55,7 +55,7 @@ export async function studentExperimentArgs(script: string, extra: ExtraOptions 
   const text = await Deno.readTextFile(textPath).catch((e: Error) =>
     fail(`cannot read ${textPath}: ${e.message}`)
   );
-  const values_ = values as Record<string, string | boolean | undefined>;
+  const given = values as Record<string, string | boolean | undefined>;
   return {
     studentPath,
     textPath,
@@ -65,7 +65,7 @@ export async function studentExperimentArgs(script: string, extra: ExtraOptions 
     json: values.json === true,
     teacher: await open(values.teacher!),
     student: await open(studentPath),
-    extra: Object.fromEntries(Object.keys(extra).map((name) => [name, String(values_[name])])),
+    extra: Object.fromEntries(Object.keys(extra).map((name) => [name, String(given[name])])),
     fail,
   };
 }
