@@ -3,7 +3,9 @@
 // teacher was of the token, by the position in the window, and by the token predicted. A student short of
 // capacity could lose evenly, or mostly on rare hard tokens, or on the easy completions a small model
 // memorizes; which one it is says what a better training recipe would have to buy (docs/evidence.md,
-// "Where the student's excess loss sits"). It also scans a temperature on the logits of both models, because
+// "Where the student's excess loss sits"). It also splits both perplexities by the kind of target (line
+// breaks, non-ASCII pieces such as mojibake, the text itself), because a teacher trained on clean stories can
+// be far off on a scraped file's layout and encoding artifacts, which then weigh on the ratio. It also scans a temperature on the logits of both models, because
 // a held-out text harder than the training text makes both over-confident, which perplexity ratios at τ = 1
 // include.
 //
@@ -118,6 +120,29 @@ export interface ExcessProfile {
   }[];
   /** Perplexity of each model with its logits scaled by each of {@link TEMPERATURE_SCALES}. */
   calibration: { scale: number; teacherPpl: number; studentPpl: number }[];
+  /**
+   * Grouped by the kind of target `classOf` gives (none without it): each kind's share of the positions, both
+   * models' mean NLL on it, and the student/teacher perplexity ratio on it alone.
+   */
+  byTargetClass: {
+    name: string;
+    positionShare: number;
+    teacherNll: number;
+    studentNll: number;
+    ratio: number;
+  }[];
+}
+
+/**
+ * The kind of a target token by its text: "newline" (contains a line break: the text's layout), "non-ASCII"
+ * (a byte or character outside ASCII: mojibake, byte-fallback pieces, the replacement character), else "text".
+ * A model trained on clean stories can be far off on the first two in a scraped file, which weighs on both
+ * models' perplexity without saying anything about the stories.
+ */
+export function targetClass(piece: string): string {
+  if (piece.includes("\n")) return "newline";
+  // deno-lint-ignore no-control-regex
+  return /[^\x00-\x7f]/.test(piece) ? "non-ASCII" : "text";
 }
 
 /** Bin edges of {@link excessProfile}'s groups (the last bin is open above). */
@@ -125,7 +150,11 @@ export const TEACHER_NLL_EDGES = [0, 0.1, 0.5, 1, 2, 3, 5];
 export const POSITION_EDGES = [0, 8, 64, 256];
 
 /** Sums `rows` into the groups of {@link ExcessProfile}; `top` targets by total excess. */
-export function excessProfile(rows: PositionLoss[], top = 20): ExcessProfile {
+export function excessProfile(
+  rows: PositionLoss[],
+  top = 20,
+  classOf?: (target: number) => string,
+): ExcessProfile {
   if (rows.length === 0) {
     throw new RangeError("excessProfile: expected at least one predicted token, found none");
   }
@@ -172,12 +201,34 @@ export function excessProfile(rows: PositionLoss[], top = 20): ExcessProfile {
         meanExcess: t.excess / t.count,
         teacherNll: t.teacherNll / t.count,
       })),
+    byTargetClass: classOf ? targetClasses(rows, classOf) : [],
     calibration: TEMPERATURE_SCALES.map((scale, i) => ({
       scale,
       teacherPpl: Math.exp(mean((r) => r.teacherScaledNll[i])),
       studentPpl: Math.exp(mean((r) => r.studentScaledNll[i])),
     })),
   };
+}
+
+/** {@link ExcessProfile.byTargetClass}: the kinds in order of first appearance. */
+function targetClasses(
+  rows: PositionLoss[],
+  classOf: (target: number) => string,
+): ExcessProfile["byTargetClass"] {
+  const sums = new Map<string, { n: number; teacher: number; student: number }>();
+  for (const r of rows) {
+    const name = classOf(r.target);
+    const c = sums.get(name) ?? { n: 0, teacher: 0, student: 0 };
+    c.n++, c.teacher += r.teacherNll, c.student += r.studentNll;
+    sums.set(name, c);
+  }
+  return [...sums.entries()].map(([name, c]) => ({
+    name,
+    positionShare: c.n / rows.length,
+    teacherNll: c.teacher / c.n,
+    studentNll: c.student / c.n,
+    ratio: Math.exp((c.student - c.teacher) / c.n),
+  }));
 }
 
 if (import.meta.main) {
@@ -203,7 +254,7 @@ if (import.meta.main) {
     const [lt, ls] = [await sessions[0].run(window, 0), await sessions[1].run(window, 0)]; // (context, V)
     rows.push(...positionLosses(lt, ls, window, V));
   }
-  const profile = excessProfile(rows, top);
+  const profile = excessProfile(rows, top, (t) => targetClass(tokenizer.decode([t], 0)));
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
   const show = (b: ExcessBin) =>
     `  [${b.from}, ${b.to === Infinity ? "∞" : b.to}) ${pct(b.positionShare).padStart(7)} of positions, ${
@@ -227,6 +278,13 @@ if (import.meta.main) {
         `${pct(t.excessShare).padStart(6)} of the excess, mean ${t.meanExcess.toFixed(3)}, teacher NLL ${
           t.teacherNll.toFixed(3)
         }`
+      ),
+      "by the kind of target (mean NLL teacher / student, ratio on it alone):",
+      ...profile.byTargetClass.map((c) =>
+        `  ${c.name.padEnd(9)} ${pct(c.positionShare).padStart(7)} of positions: ${
+          c.teacherNll.toFixed(3)
+        } / ` +
+        `${c.studentNll.toFixed(3)}, ${c.ratio.toFixed(4)}×`
       ),
       "logits × s (calibration): " +
       profile.calibration.map((c) => `s ${c.scale}: ${c.teacherPpl.toFixed(3)} / ${c.studentPpl.toFixed(3)}`)

@@ -8,6 +8,7 @@ import {
   excessProfile,
   type PositionLoss,
   positionLosses,
+  targetClass,
   TEMPERATURE_SCALES,
 } from "../experiments/excess_profile.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -83,6 +84,27 @@ Deno.test("excessProfile: shares add up to 1, means and ratio from the rows, top
   const at1 = p.calibration[TEMPERATURE_SCALES.indexOf(1)];
   assert.ok(near(at1.studentPpl, p.studentPpl) && near(at1.teacherPpl, p.teacherPpl));
   assert.throws(() => excessProfile([]), /expected at least one predicted token, found none/);
+  assert.deepEqual(p.byTargetClass, []); // no classOf, no kinds
+  // Kinds: the two with target 42 (every 7th row) against the rest, each kind's own means and ratio.
+  const kinds = excessProfile(rows, 3, (t) => (t === 42 ? "odd" : "text")).byTargetClass;
+  assert.deepEqual(kinds.map((k) => k.name), ["odd", "text"]); // in order of first appearance
+  assert.ok(near(kinds[0].positionShare, of42.length / rows.length));
+  const meanOf = (rs: PositionLoss[], f: (r: PositionLoss) => number) =>
+    rs.reduce((s, r) => s + f(r), 0) / rs.length;
+  const rest = rows.filter((r) => r.target !== 42);
+  assert.ok(near(kinds[1].teacherNll, meanOf(rest, (r) => r.teacherNll)));
+  assert.ok(near(kinds[1].ratio, Math.exp(meanOf(rest, (r) => r.studentNll - r.teacherNll))));
+  assert.ok(near(kinds[0].studentNll, meanOf(of42, (r) => r.studentNll)));
+});
+
+Deno.test("targetClass: line breaks, non-ASCII pieces (mojibake, byte fallback, U+FFFD), the rest text", () => {
+  assert.equal(targetClass("\n"), "newline");
+  assert.equal(targetClass(".\n\n"), "newline");
+  assert.equal(targetClass("â"), "non-ASCII");
+  assert.equal(targetClass("€"), "non-ASCII");
+  assert.equal(targetClass("\ufffd"), "non-ASCII");
+  assert.equal(targetClass(" the"), "text");
+  assert.equal(targetClass("ing"), "text");
 });
 
 Deno.test("excess_profile.ts agrees with eval on a packed model; it and fit_gap.ts refuse bad calls", async () => {
@@ -105,6 +127,11 @@ Deno.test("excess_profile.ts agrees with eval on a packed model; it and fit_gap.
   assert.equal(report.topTargets.length, 4);
   assert.equal(typeof report.topTargets[0].piece, "string");
   assert.match(r.stderr, /by the teacher's NLL of the target/);
+  // The kinds of target cover every position, and the ratio of their means is the whole ratio.
+  const kinds = report.byTargetClass as { positionShare: number; teacherNll: number; studentNll: number }[];
+  assert.ok(near(kinds.reduce((s, k) => s + k.positionShare, 0), 1));
+  const excess = kinds.reduce((s, k) => s + k.positionShare * (k.studentNll - k.teacherNll), 0);
+  assert.ok(near(Math.exp(excess), report.ratio, 1e-9), `${Math.exp(excess)} vs ${report.ratio}`);
   for (
     const [file, args, reason] of [
       ["excess_profile", [model], /expected STUDENT\.rabit and TEXT, found 1 arguments/],
