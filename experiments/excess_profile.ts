@@ -5,9 +5,9 @@
 // memorizes; which one it is says what a better training recipe would have to buy (docs/evidence.md,
 // "Where the student's excess loss sits"). It also splits both perplexities by the kind of target (line
 // breaks, non-ASCII pieces such as mojibake, the text itself), because a teacher trained on clean stories can
-// be far off on a scraped file's layout and encoding artifacts, which then weigh on the ratio. It also scans a temperature on the logits of both models, because
-// a held-out text harder than the training text makes both over-confident, which perplexity ratios at τ = 1
-// include.
+// be far off on a scraped file's layout and encoding artifacts, which then weigh on the ratio. It also scans a
+// temperature on the logits of both models, because a held-out text harder than the training text makes both
+// over-confident, which perplexity ratios at τ = 1 include.
 //
 //   deno run -A experiments/excess_profile.ts STUDENT.rabit TEXT [--holdout P] [--windows N]
 //                                             [--teacher M.bin] [--top 20] [--json]
@@ -38,14 +38,19 @@ export interface PositionLoss {
 /** Multipliers on the logits (1/τ) that the calibration scan tries. */
 export const TEMPERATURE_SCALES = [0.7, 0.8, 0.9, 1, 1.1, 1.2];
 
-/** log-softmax of `logits · scale` (V). */
-function logSoftmax(logits: Float32Array, scale: number): Float64Array {
+/** log Σ exp(logits · scale) over the vocabulary (V). */
+function logSumExp(logits: Float32Array, scale: number): number {
   let max = -Infinity;
   for (const x of logits) max = Math.max(max, x * scale);
   let sum = 0;
   for (const x of logits) sum += Math.exp(x * scale - max);
-  const z = max + Math.log(sum);
-  return Float64Array.from(logits, (x) => x * scale - z);
+  return max + Math.log(sum);
+}
+
+/** log-softmax of `logits` (V). */
+function logSoftmax(logits: Float32Array): Float64Array {
+  const z = logSumExp(logits, 1);
+  return Float64Array.from(logits, (x) => x - z);
 }
 
 /**
@@ -68,7 +73,7 @@ export function positionLosses(
   const rows: PositionLoss[] = [];
   for (let t = 0; t + 1 < context; t++) {
     const lt = teacherLogits.subarray(t * V, (t + 1) * V), ls = studentLogits.subarray(t * V, (t + 1) * V);
-    const a = logSoftmax(lt, 1), b = logSoftmax(ls, 1);
+    const a = logSoftmax(lt), b = logSoftmax(ls);
     let kl = 0;
     for (let v = 0; v < V; v++) kl += Math.exp(a[v]) * (a[v] - b[v]);
     const target = window[t + 1];
@@ -78,8 +83,9 @@ export function positionLosses(
       teacherNll: -a[target],
       studentNll: -b[target],
       kl,
-      teacherScaledNll: TEMPERATURE_SCALES.map((s) => -logSoftmax(lt, s)[target]),
-      studentScaledNll: TEMPERATURE_SCALES.map((s) => -logSoftmax(ls, s)[target]),
+      // One target per scale: its NLL is log Σ exp(s·logits) − s·logit[target], no V-sized row needed.
+      teacherScaledNll: TEMPERATURE_SCALES.map((s) => logSumExp(lt, s) - lt[target] * s),
+      studentScaledNll: TEMPERATURE_SCALES.map((s) => logSumExp(ls, s) - ls[target] * s),
     });
   }
   return rows;
