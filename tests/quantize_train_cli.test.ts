@@ -253,6 +253,23 @@ Deno.test("quantize --ste-clip none gives dbllm the identity STE over its 4/3; a
   assert.equal((await run([])).options.steClip, null);
 });
 
+Deno.test("quantize --latent-mix: recorded in the options, the first steps closer to the teacher, α 0 at the end", async () => {
+  await using tmp = await tempDir();
+  const run = async (args: string[]) =>
+    lastJson(
+      (await runCli(["quantize", "--out", `${tmp.dir}/m.rabit`, "--backend", "cpu", ...args, ...TINY]))
+        .stdout,
+    );
+  const plain = await run([]);
+  const mixed = await run(["--latent-mix", "0.7", "--latent-mix-until", "1"]);
+  assert.equal("latentMix" in plain.options, false); // older checkpoints still resume
+  assert.deepEqual([mixed.options.latentMix, mixed.options.latentMixUntil], [0.7, 1]);
+  assert.equal((await run(["--latent-mix", "0.7"])).options.latentMixUntil, 0.5);
+  // 70 % of the teacher's weights in every layer at step 1: a far smaller KL than the binary layers'.
+  assert.ok(mixed.losses[0] < 0.5 * plain.losses[0], `${mixed.losses[0]} vs ${plain.losses[0]}`);
+  assert.equal(mixed.losses.length, 3);
+});
+
 Deno.test("the library's quantize refuses a steClip that is not > 0 and finite, before any work", async () => {
   const { model, tokenizer } = await openModel(MODEL_PATH, { requireTokenizer: true });
   const data = [{ name: "story", text: "Once upon a time there was a cat." }];
@@ -321,6 +338,28 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     [["--ste-clip", "0"], /--ste-clip must be a number from 0\.000001 to 1000000/],
     [["--ste-clip", "never"], /--ste-clip must be a number/],
     [["--method", "ptq", "--ste-clip", "1.5"], /--ste-clip applies to the training methods/],
+    [["--latent-mix", "1"], /--latent-mix must be a number from 0 to 0\.999999/],
+    [
+      ["--latent-mix", "-0.5"],
+      /--latent-mix takes a value, .* write --latent-mix=VALUE for a value that starts/,
+    ],
+    [["--latent-mix=-0.5"], /--latent-mix must be a number from 0 to 0\.999999/],
+    [
+      ["--latent-mix", "0.5", "--latent-mix-until", "0"],
+      /--latent-mix-until must be a number from 0\.000001 to 1/,
+    ],
+    [["--latent-mix-until", "0.5"], /latentMixUntil places the end of a latent mix, but this run has none/],
+    [
+      ["--method", "standard", "--latent-mix", "0.5"],
+      /a latent mix needs one latent per layer .*not standard/,
+    ],
+    [["--method", "freeze", "--latent-mix", "0.5"], /a latent mix needs one latent per layer .*not freeze/],
+    [
+      ["--method", "dbllm", "--latent-mix", "0.5"],
+      /needs the identity STE, found steClip 1\.3+ \(dbllm's default/,
+    ],
+    [["--ste-clip", "1.5", "--latent-mix", "0.5"], /a latent mix needs the identity STE, found steClip 1\.5/],
+    [["--method", "ptq", "--latent-mix", "0.5"], /--latent-mix applies to the training methods/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

@@ -6,7 +6,15 @@ import { createKvCache, forwardChunk } from "../src/model/forward.ts";
 import { CpuTrainingBackend } from "../src/train/cpu_backend.ts";
 import { initializeTable } from "../src/train/init.ts";
 import { WindowSet } from "../src/train/data.ts";
-import { decayFraction, GAMMA_LEVELS, gammaAt, learningRate, runTraining } from "../src/train/loop.ts";
+import {
+  decayFraction,
+  GAMMA_LEVELS,
+  gammaAt,
+  latentMixAt,
+  learningRate,
+  runTraining,
+} from "../src/train/loop.ts";
+import { coupledForward } from "../src/quant/coupled.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/trainable.ts";
 import { calibrate } from "../src/quant/calibrate.ts";
@@ -450,6 +458,114 @@ Deno.test("setGamma: a backend moved to γ computes what one built with γ does,
   for (const bad of [-0.1, NaN, Infinity]) {
     assert.throws(() => backend.setGamma(bad), /expected an MSE weight gamma ≥ 0/);
   }
+});
+
+Deno.test("a latent mix: layers compute (1 − α)·What + α·W; gradients by finite differences", async () => {
+  const alpha = 0.3;
+  const { backend, layout, windows } = setup("rabit", 2, 0.5);
+  backend.setLatentMix(alpha);
+  const table = layout.table;
+  const name = "layers.0.wq", k = 2, D = config.dim;
+  // The forward: the layer's What is the derivation mixed with the latent.
+  const w = table.get(`${name}.w`), g = table.get(`${name}.g`), h = table.get(`${name}.h`);
+  const hard = coupledForward(w, { out: D, in: D, k, g, h }).wHat;
+  const mixed = backend.student.quantized.get(name)!.wHat;
+  for (let i = 0; i < hard.length; i++) {
+    assert.ok(Math.abs(mixed[i] - ((1 - alpha) * hard[i] + alpha * w[i])) < 1e-6, `wHat[${i}]`);
+  }
+  const batch = windows.batch(1, 0, 2);
+  await batchLoss(backend, batch);
+  await backend.backward();
+  const grad = backend.gradient();
+  // Scales (the last path's, which no sign depends on) and a norm: true derivatives, (1 − α) inside.
+  for (
+    const [probe, i] of [[`${name}.g`, k * D - 1], ["layers.1.w2.h", k * config.hiddenDim - 3], [
+      "norm",
+      2,
+    ]] as const
+  ) {
+    const at = table.entry(probe).offset + i;
+    const numeric = await centralDifference(
+      backend,
+      table,
+      batch,
+      at,
+      1e-3 * Math.max(1, Math.abs(table.data[at])),
+    );
+    assert.ok(
+      Math.abs(numeric - grad[at]) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
+      `${probe}[${i}]: finite difference ${numeric}, backward ${grad[at]}`,
+    );
+  }
+  // A latent far from every sign flip: its true derivative is the mixed-in part alone, α·dW_eff, while the
+  // backward reports the whole dW_eff (the identity STE on the binary part).
+  const step = 1e-4;
+  const r1 = (r: number, c: number) => w[r * D + c] - g[r] * (w[r * D + c] >= 0 ? 1 : -1) * h[c];
+  let checked = 0;
+  for (let r = 0; r < D && checked < 3; r++) {
+    for (let c = 0; c < D && checked < 3; c++) {
+      if (Math.abs(w[r * D + c]) < 100 * step || Math.abs(r1(r, c)) < 100 * step) continue;
+      const at = table.entry(`${name}.w`).offset + r * D + c;
+      if (Math.abs(grad[at]) < 1e-3) continue;
+      const numeric = await centralDifference(backend, table, batch, at, step);
+      assert.ok(
+        Math.abs(numeric - alpha * grad[at]) <= 3e-2 * Math.abs(alpha * grad[at]),
+        `latent [${r}, ${c}]: finite difference ${numeric}, α × backward ${alpha * grad[at]}`,
+      );
+      checked++;
+    }
+  }
+  assert.equal(checked, 3);
+  // Back to 0: the binary layer alone again, bit for bit.
+  backend.setLatentMix(0);
+  assert.deepEqual(backend.student.quantized.get(name)!.wHat, hard);
+  for (const bad of [-0.1, 1, NaN]) {
+    assert.throws(() => backend.setLatentMix(bad), /expected a weight α in \[0, 1\) for the latent/);
+  }
+  assert.throws(
+    () => setup("standard").backend.setLatentMix(0.2),
+    /needs the coupled derivation .*found standard/,
+  );
+  const clipped = setup("rabit");
+  const clip = new CpuTrainingBackend(clipped.teacher, clipped.layout, {
+    method: "rabit",
+    k: 2,
+    gamma: 0.5,
+    optimizer: "adamw",
+    steClip: 1.5,
+  });
+  assert.throws(() => clip.setLatentMix(0.2), /needs the identity STE, found a clip of 1.5/);
+});
+
+Deno.test("a latent-mix schedule: α falls on a line to 0 at the fraction asked; runs and resumes exactly", async () => {
+  const o = { steps: 101, latentMix: { from: 0.5, until: 0.5 } };
+  assert.deepEqual([1, 26, 51, 52, 101].map((s) => latentMixAt(s, o)), [0.5, 0.25, 0, 0, 0]);
+  assert.equal(
+    latentMixAt(101, { steps: 101, latentMix: { from: 0.5, until: 1 } }),
+    0,
+    "until 1: 0 at the end",
+  );
+  assert.ok(latentMixAt(100, { steps: 101, latentMix: { from: 0.5, until: 1 } }) > 0);
+  assert.equal(latentMixAt(2, { steps: 1, latentMix: { from: 0.5, until: 1 } }), 0, "one step: still a line");
+
+  await using tmp = await tempDir();
+  const path = `${tmp.dir}/ck.bin`;
+  const identity = { teacher: { config, crc: 7 }, options: { a: 1 } };
+  const opts = { steps: 6, batch: 2, lr: 3e-3, seed: 9, identity, latentMix: { from: 0.6, until: 0.5 } };
+  const a = setup("rabit", 2, 0.5, "muon");
+  const { log } = await runTraining(a.backend, a.windows, opts);
+  const plain = await runTraining(setup("rabit", 2, 0.5, "muon").backend, a.windows, {
+    ...opts,
+    latentMix: undefined,
+  });
+  // Step 1 computes with 60 % of the teacher's own weights: closer to it than the binary layers.
+  assert.ok(log.kl[0] < plain.log.kl[0], `mixed KL ${log.kl[0]} vs binary ${plain.log.kl[0]}`);
+  assert.equal(a.backend.student.quantized.get("layers.0.wq")!.mix, 0, "α is 0 at the end");
+  const b = setup("rabit", 2, 0.5, "muon");
+  await runTraining(b.backend, b.windows, { ...opts, stopAfter: 2, checkpointPath: path });
+  const c = setup("rabit", 2, 0.5, "muon");
+  const resumed = await runTraining(c.backend, c.windows, { ...opts, resume: await readCheckpoint(path) });
+  assert.deepEqual(resumed.log.losses, log.losses);
 });
 
 Deno.test("packing after training gives the student's function exactly (up to fp16 scales)", () => {

@@ -160,6 +160,49 @@ Deno.test("webgpu training equals the CPU when γ changes every step (a γ sched
   }
 });
 
+Deno.test("webgpu training equals the CPU under a latent mix that falls every step to 0; refusals", async () => {
+  for (const [method, k] of [["rabit", 2], ["onebit", 1]] as const) {
+    const { cpu, gpu } = await pair(method, "muon", k);
+    try {
+      const rng = new Rng(12);
+      for (let s = 1; s <= 6; s++) {
+        const windows = Array.from({ length: 2 }, () => Int32Array.from({ length: 11 }, () => rng.int(37)));
+        const alpha = 0.6 * Math.max(0, 5 - s) / 4; // 0.6 … 0
+        cpu.setLatentMix(alpha), gpu.setLatentMix(alpha);
+        const a = await step(cpu, windows, s), b = await step(gpu, windows, s);
+        for (let i = 0; i < 4; i++) {
+          assert.ok(
+            Math.abs(b[i] / a[i] - 1) < 1e-3,
+            `${method} step ${s} value ${i}: cpu ${a[i]}, webgpu ${b[i]}`,
+          );
+        }
+      }
+      const [x, y] = [await cpu.readState(), await gpu.readState()];
+      let err = 0, scale = 0;
+      for (let i = 0; i < x.params.length; i++) {
+        err = Math.max(err, Math.abs(x.params[i] - y.params[i]));
+        scale = Math.max(scale, Math.abs(x.params[i]));
+      }
+      assert.ok(err < 1e-3 * scale, `${method}: final table differs by ${err} (scale ${scale})`);
+      assert.throws(() => gpu.setLatentMix(1), /expected a weight α in \[0, 1\)/);
+    } finally {
+      gpu.dispose();
+    }
+  }
+  const { gpu } = await pair("standard", "muon");
+  try {
+    assert.throws(() => gpu.setLatentMix(0.3), /needs the coupled derivation .*found standard/);
+  } finally {
+    gpu.dispose();
+  }
+  const dbllm = await pair("dbllm", "adamw");
+  try {
+    assert.throws(() => dbllm.gpu.setLatentMix(0.3), /needs the identity STE, found a clip of 1.3/);
+  } finally {
+    dbllm.gpu.dispose();
+  }
+});
+
 Deno.test("webgpu backend: state round trip, optimizer state half of standard's, device bytes", async () => {
   const { gpu } = await pair("rabit", "adamw");
   const { gpu: std } = await pair("standard", "adamw");

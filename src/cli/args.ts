@@ -37,9 +37,31 @@ export function parseCommand<T extends OptionSpecs>(
     return parsed as unknown as ParsedCommand<T>;
   } catch (e) {
     throw new UsageError(
-      `${command}: ${(e as Error).message}. Run "rabit ${command} --help" for the options.`,
+      `${command}: ${parseArgsReason((e as Error).message)}. Run "rabit ${command} --help" for the options.`,
     );
   }
+}
+
+/**
+ * node:util parseArgs's message as one line without a final period. Its message for a value that starts
+ * with a dash ("--lr -1") spans three lines; it becomes one that says what to write instead.
+ *
+ * @example
+ * ```ts
+ * import { parseArgsReason } from "./args.ts";
+ * parseArgsReason("Unknown option '--x'"); // "Unknown option '--x'"
+ * parseArgsReason("Option '--lr' argument is ambiguous.\nDid you forget ...?\nTo specify ... '--lr=-XYZ'.");
+ * // "--lr takes a value, and the argument after it starts with a dash: write --lr=VALUE for a value that …"
+ * ```
+ */
+export function parseArgsReason(message: string): string {
+  const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+  if (ambiguous) {
+    const opt = ambiguous[1];
+    return `${opt} takes a value, and the argument after it starts with a dash: write ${opt}=VALUE for a ` +
+      `value that starts with one (e.g. ${opt}=-1), or give ${opt} its value`;
+  }
+  return message.trim().replace(/\.?\s*\n\s*/g, ". ").replace(/\.$/, "");
 }
 
 /** Reads a number option: undefined when absent, UsageError when not a number in range. */

@@ -29,6 +29,7 @@ Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--i
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
                       [--min-lr-ratio R] [--lr-schedule S] [--scale-lr M] [--ste-clip C|none]
+                      [--latent-mix A [--latent-mix-until F]]
                       [--optimizer adamw|muon] [--momentum M] [--weight-decay D] [--gamma G]
                       [--gamma-final G] [--label-weight A] [--train-float WHICH] [--vocab-dtype D]
                       [--data F ...] [--checkpoint F [--checkpoint-every N]] [--resume F]
@@ -108,6 +109,10 @@ Options:
   --ste-clip C|none    clipped straight-through estimator: no latent gradient where |W| exceeds C times the
                        largest magnitude the paths can give (default: identity STE; dbllm 4/3, the code's
                        range); none: the identity STE, also for dbllm
+  --latent-mix A       start the layers as (1 − A)·(binary paths) + A·(latent), the latent being the teacher's
+                       weight at first, and take A on a line to 0 by --latent-mix-until: a homotopy from full
+                       precision to 2 bits (rabit, dbllm with --ste-clip none, onebit; 0 ≤ A < 1; default 0: off)
+  --latent-mix-until F where the latent mix reaches 0, as a fraction of --steps, 0 < F ≤ 1 (default 0.5)
   --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
   --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables;
                        onebit 0; dbllm and rtn2 take none)
@@ -160,6 +165,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
     "svid-rounds": { type: "string" },
     precondition: { type: "string" },
     "ste-clip": { type: "string" },
+    "latent-mix": { type: "string" },
+    "latent-mix-until": { type: "string" },
     "vocab-dtype": { type: "string" },
     json: { type: "boolean" },
   });
@@ -220,6 +227,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
     svidRounds: numberOption(v, "svid-rounds", { integer: true, min: 0, max: 100 }),
     precondition: numberOption(v, "precondition", { min: 0, max: 4 }),
     steClip: v["ste-clip"] === "none" ? null : numberOption(v, "ste-clip", { min: 1e-6, max: 1e6 }),
+    latentMix: numberOption(v, "latent-mix", { min: 0, max: 0.999999 }),
+    latentMixUntil: numberOption(v, "latent-mix-until", { min: 1e-6, max: 1 }),
     backend: choiceOption(values, "backend", ["auto", "cpu", "webgpu"] as const, "auto"),
     checkpoint: values.checkpoint,
     resume: values.resume,
@@ -250,6 +259,8 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "momentum",
       "weight-decay",
       "ste-clip",
+      "latent-mix",
+      "latent-mix-until",
     ] as const;
     for (const key of trainingOnly) {
       if (values[key] !== undefined) {

@@ -148,6 +148,12 @@ export interface TrainingBackend {
    * the options' γ.
    */
   setGamma(gamma: number): void;
+  /**
+   * Sets the latent mix α of the next `studentForward` and its `backward`: the binarized layers compute with
+   * (1 − α)·What + α·W (quant/latent_mix.ts; a schedule: loop.ts's latentMixAt). It starts at 0. Refused
+   * (RangeError) outside [0, 1), and for α > 0 with the standard derivation or the clipped STE.
+   */
+  setLatentMix(alpha: number): void;
   /** Clips the gradient to the global norm `maxNorm` (0: no clipping) and applies one optimizer step. */
   optimizerStep(lr: number, step: number, maxNorm: number): Promise<StepReport>;
   /** A copy of the table and optimizer moments. */

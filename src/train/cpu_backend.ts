@@ -182,6 +182,10 @@ export class CpuTrainingBackend implements TrainingBackend {
     this.#gamma = checkGamma(gamma);
   }
 
+  setLatentMix(alpha: number): void {
+    for (const layer of this.#student.quantized.values()) layer.setMix(alpha);
+  }
+
   backward(): Promise<void> {
     const trained = new Set(this.#layout.floats);
     const linearGrads = new Map<string, Float32Array>();

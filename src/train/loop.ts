@@ -30,6 +30,11 @@ export interface LoopOptions {
    * step sets it on the backend. Default: none (the backend's γ throughout).
    */
   gammaSchedule?: GammaSchedule;
+  /**
+   * A latent mix (quant/latent_mix.ts): the binarized layers compute with (1 − α)·What + α·W, α falling from
+   * `from` to 0 (see {@link latentMixAt}); each step sets it on the backend. Default: none (α = 0).
+   */
+  latentMix?: LatentMixSchedule;
   /** Seed of the window order. */
   seed: number;
   /** Write a checkpoint here every `checkpointEvery` steps and at the end. */
@@ -63,6 +68,14 @@ export interface GammaSchedule {
   from: number;
   /** γ at the last step. */
   to: number;
+}
+
+/** The latent mix's path over a run: α = `from` at step 1, falling on a line to 0 at fraction `until`. */
+export interface LatentMixSchedule {
+  /** α at step 1, in [0, 1). */
+  from: number;
+  /** Where α reaches 0, as a fraction of the run, in (0, 1]. */
+  until: number;
 }
 
 /** Progress of one step. */
@@ -165,6 +178,27 @@ export function gammaAt(
 ): number {
   const { from, to } = o.gammaSchedule;
   return to + (from - to) * Math.round(decayFraction(s, o) * GAMMA_LEVELS) / GAMMA_LEVELS;
+}
+
+/**
+ * The latent mix α of step s (1-based): `from` at step 1, then a straight line to 0 at step
+ * 1 + U, U = max(1, round(until · (steps − 1))), and 0 after it (so `until` = 1 reaches 0 at the last
+ * step: the last step always trains the binary layer alone, as it will be packed).
+ *
+ * @example
+ * ```ts
+ * import { latentMixAt } from "./loop.ts";
+ * const o = { steps: 101, latentMix: { from: 0.5, until: 0.5 } };
+ * [1, 26, 51, 101].map((s) => latentMixAt(s, o)); // [0.5, 0.25, 0, 0]
+ * ```
+ */
+export function latentMixAt(
+  s: number,
+  o: Pick<LoopOptions, "steps"> & { latentMix: LatentMixSchedule },
+): number {
+  const { from, until } = o.latentMix;
+  const span = Math.max(1, Math.round(until * (o.steps - 1)));
+  return from * Math.max(0, 1 - (s - 1) / span);
 }
 
 /**
@@ -316,6 +350,7 @@ export async function runTraining(
     const first = windowsBefore(s, o), count = stepBatch(s, o);
     const batch = windows.span(o.seed, first, count);
     if (o.gammaSchedule) backend.setGamma(gammaAt(s, { ...o, gammaSchedule: o.gammaSchedule }));
+    if (o.latentMix) backend.setLatentMix(latentMixAt(s, { ...o, latentMix: o.latentMix }));
     await backend.teacherForward(batch);
     await backend.studentForward(batch);
     const losses = await backend.losses(

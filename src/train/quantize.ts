@@ -141,6 +141,15 @@ export interface QuantizeOptions {
    * identity STE explicitly, over a method's default.
    */
   steClip?: number | null;
+  /**
+   * The latent mix α at step 1, in [0, 1) (default 0: off): the binarized layers compute with
+   * (1 − α)·What + α·W, a homotopy from the latent (at the start, the teacher's weight) to the binary layer,
+   * α falling on a line to 0 at `latentMixUntil` (quant/latent_mix.ts, loop.ts's latentMixAt). For the
+   * coupled methods (rabit, dbllm, onebit) with the identity STE.
+   */
+  latentMix?: number;
+  /** Where the latent mix reaches 0, as a fraction of the steps, in (0, 1] (default 0.5). */
+  latentMixUntil?: number;
   /** Decoupled weight decay of the latents (default 0). */
   weightDecay?: number;
   /** Learning rate of the scales and float tensors as a multiple of lr (default 1). */
@@ -447,6 +456,30 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     o.steClip === undefined || o.steClip === null || (o.steClip > 0 && Number.isFinite(o.steClip)),
     `expected steClip > 0 (the clipped STE's bound in units of the paths' range) or null, found ${o.steClip}`,
   );
+  const latentMix = o.latentMix ?? 0, latentMixUntil = o.latentMixUntil ?? 0.5;
+  checkOption(
+    latentMix >= 0 && latentMix < 1,
+    `expected latentMix in [0, 1) (the latent's weight in the layers at step 1), found ${latentMix}`,
+  );
+  checkOption(
+    latentMixUntil > 0 && latentMixUntil <= 1,
+    `expected latentMixUntil in (0, 1] (where the latent mix reaches 0, as a fraction of the steps), found ${latentMixUntil}`,
+  );
+  checkOption(
+    options.latentMixUntil === undefined || latentMix > 0,
+    "latentMixUntil places the end of a latent mix, but this run has none: give latentMix too (or drop latentMixUntil)",
+  );
+  if (latentMix > 0) {
+    checkOption(
+      method === "rabit" || method === "dbllm" || method === "onebit",
+      `a latent mix needs one latent per layer in the layer's coordinates (rabit, dbllm, onebit), not ${method}`,
+    );
+    checkOption(
+      o.steClip === undefined || o.steClip === null,
+      `a latent mix needs the identity STE, found steClip ${o.steClip}` +
+        (method === "dbllm" ? " (dbllm's default: give steClip null)" : ""),
+    );
+  }
   checkOption(
     o.weightDecay >= 0 && Number.isFinite(o.weightDecay),
     `expected weightDecay ≥ 0 (the latents' decoupled decay per unit of lr), found ${o.weightDecay}`,
@@ -574,6 +607,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     calibTokens: o.calibTokens,
     trainFloat: o.trainFloat,
     steClip: o.steClip ?? null,
+    // Only when used, so checkpoints written before the option existed still resume.
+    ...(latentMix > 0 ? { latentMix, latentMixUntil } : {}),
     weightDecay: o.weightDecay,
     scaleLrMultiplier: o.scaleLrMultiplier,
     // Only when not 0.95 (the fixed momentum before the option existed), so checkpoints written then still resume.
@@ -636,6 +671,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       lrSchedule: o.lrSchedule,
       maxGradNorm: o.maxGradNorm,
       gammaSchedule: gammaFinal === undefined ? undefined : { from: o.gamma, to: gammaFinal },
+      latentMix: latentMix > 0 ? { from: latentMix, until: latentMixUntil } : undefined,
       seed: o.seed,
       checkpointPath: o.checkpoint,
       checkpointEvery: o.checkpointEvery,

@@ -22,6 +22,7 @@ import {
   standardForward,
   toLayer,
 } from "../quant/coupled.ts";
+import { checkLatentMix, mixLatentBackward, mixLatentForward } from "../quant/latent_mix.ts";
 import { PackedLinear, type PackedModel } from "../quant/residual_binary.ts";
 import { roundScalesF16 } from "../quant/scales.ts";
 import { type LlamaModel, withoutQuantized } from "../model/model.ts";
@@ -179,6 +180,7 @@ export class TrainableLinear implements LinearLayer {
   #wHat?: Float32Array; // (out, in)
   #signs?: Int8Array; // (k, out, in)
   #table: ParamTable;
+  #mix = 0;
 
   /** A view of layer `name` in `table` (a {@link trainLayout} table); nothing is copied. */
   constructor(table: ParamTable, name: string, k: number, method: TrainMethod, clip?: number) {
@@ -199,17 +201,45 @@ export class TrainableLinear implements LinearLayer {
     return { out: this.out, in: this.in, k: this.k, g: t.get(`${this.name}.g`), h: t.get(`${this.name}.h`) };
   }
 
-  /** Re-derives signs and What from the current latent and scales (call after every optimizer step). */
+  /**
+   * Re-derives signs and What from the current latent and scales (call after every optimizer step); with a
+   * latent mix α > 0 the layer computes with (1 − α)·What + α·W (quant/latent_mix.ts).
+   */
   derive(): void {
     const w = this.#table.get(`${this.name}.w`);
     const r = derivationOf(this.method) === "coupled"
       ? coupledForward(w, this.#scales())
       : standardForward(w, this.#scales());
+    mixLatentForward(r.wHat, w, this.#mix);
     this.#wHat = r.wHat;
     this.#signs = r.signs;
   }
 
-  /** (out, in) What of the last derive. */
+  /** The latent mix α of the forward (0: the binary layer alone). */
+  get mix(): number {
+    return this.#mix;
+  }
+
+  /**
+   * Sets the latent mix α (quant/latent_mix.ts) and re-derives when it changed. Refused for the standard
+   * derivation (its k latents are not a weight) and with the clipped STE.
+   */
+  setMix(alpha: number): void {
+    checkLatentMix(alpha);
+    if (alpha === this.#mix) return;
+    if (alpha > 0 && derivationOf(this.method) !== "coupled") {
+      throw new RangeError(
+        `${this.name}: a latent mix needs the coupled derivation (rabit, dbllm, onebit), found ${this.method}`,
+      );
+    }
+    if (alpha > 0 && this.clip !== undefined) {
+      throw new RangeError(`${this.name}: a latent mix needs the identity STE, found a clip of ${this.clip}`);
+    }
+    this.#mix = alpha;
+    this.derive();
+  }
+
+  /** (out, in) What of the last derive (mixed with the latent when {@link TrainableLinear.mix} > 0). */
   get wHat(): Float32Array {
     if (!this.#wHat) this.derive();
     return this.#wHat!;
@@ -239,6 +269,7 @@ export class TrainableLinear implements LinearLayer {
     const r = derivationOf(this.method) === "coupled"
       ? coupledBackward(dWHat, saved, this.clip === undefined ? {} : { clip: this.clip, w })
       : standardBackward(dWHat, saved, this.clip === undefined ? {} : { clip: this.clip, ws: w });
+    mixLatentBackward(r.dg, r.dh, this.#mix);
     addInto(grads.get(`${this.name}.w`), r.dW);
     addInto(grads.get(`${this.name}.g`), r.dg);
     addInto(grads.get(`${this.name}.h`), r.dh);

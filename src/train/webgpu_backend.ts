@@ -21,6 +21,7 @@ import {
 import { Dispatcher, type GpuView } from "../backend/webgpu/dispatch.ts";
 import { WebGpuGemm } from "../backend/webgpu/gemm.ts";
 import { WebGpuDerive } from "../backend/webgpu/derive.ts";
+import { checkLatentMix } from "../quant/latent_mix.ts";
 import { type AdamWStep, WebGpuAdamW } from "./webgpu_adamw.ts";
 import { WebGpuLosses } from "../backend/webgpu/losses.ts";
 import { WebGpuMuon } from "./webgpu_muon.ts";
@@ -176,6 +177,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   readonly #options: BackendOptions;
   /** The MSE weight of the next losses/backward (options.gamma until setGamma). */
   #gamma: number;
+  /** The latent mix α of the next student forward and backward (0 until setLatentMix). */
+  #mix = 0;
   readonly #slots = new Map<string, LinearSlot>();
   #muonPlan?: MuonBatch[];
   readonly #teacherParams: ParamTable;
@@ -590,6 +593,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     }
     this.#record("student forward", (pass) => {
       this.#deriveAll(pass);
+      if (this.#mix > 0) this.#mixAll(pass);
       this.#forward(pass, a, this.#studentWeights(), a.resid, (l) => a.blocks[l], a.logits);
     });
     this.#studentRan = true;
@@ -611,6 +615,19 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         wHat: { buffer: this.#wHat, offset: s.wHat },
         planes: { buffer: this.#planes, offset: s.planes },
       });
+    }
+  }
+
+  /** What ← What + α·(W − What) for every layer (the latent mix; the coupled derivation's W is (out, in)). */
+  #mixAll(pass: GPUComputePassEncoder): void {
+    for (const s of this.#slots.values()) {
+      this.#reduce.lerp(
+        pass,
+        { buffer: this.#wHat, offset: s.wHat },
+        { buffer: this.#p, offset: s.w },
+        s.out * s.in,
+        this.#mix,
+      );
     }
   }
 
@@ -675,6 +692,20 @@ export class WebGpuTrainingBackend implements TrainingBackend {
 
   setGamma(gamma: number): void {
     this.#gamma = checkGamma(gamma);
+  }
+
+  setLatentMix(alpha: number): void {
+    checkLatentMix(alpha);
+    const { method, steClip } = this.#options;
+    if (alpha > 0 && derivationOf(method) !== "coupled") {
+      throw new RangeError(
+        `a latent mix needs the coupled derivation (rabit, dbllm, onebit), found ${method}`,
+      );
+    }
+    if (alpha > 0 && steClip !== undefined) {
+      throw new RangeError(`a latent mix needs the identity STE, found a clip of ${steClip}`);
+    }
+    this.#mix = alpha;
   }
 
   backward(): Promise<void> {
@@ -865,6 +896,11 @@ export class WebGpuTrainingBackend implements TrainingBackend {
         dh: { buffer: this.#g, offset: s.h },
         ...(steClip !== undefined ? { clip: steClip, w: { buffer: this.#p, offset: s.w } } : {}),
       });
+      // The latent mix: the binary part carries (1 − α) of What, so of the scales' gradients too.
+      if (this.#mix > 0) {
+        this.#reduce.scale(pass, { buffer: this.#g, offset: s.g }, k * s.out, 1 - this.#mix);
+        this.#reduce.scale(pass, { buffer: this.#g, offset: s.h }, k * s.in, 1 - this.#mix);
+      }
     }
     pass.end();
     // Frozen ranges (freeze's earlier latents, dbllm's h) get no gradient: they keep their initial values.

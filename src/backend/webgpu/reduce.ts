@@ -1,5 +1,7 @@
-// Whole-buffer reductions for training: the sum of squares of a flat range (partial sums per workgroup,
-// added on the host in f64) and an in-place scale, which together give global gradient-norm clipping.
+// Flat-range kernels of training: the sum of squares of a range (partial sums per workgroup, added on the
+// host in f64) and an in-place scale, which together give global gradient-norm clipping (the scale also
+// weighs the scales' gradients under a latent mix), and the lerp x ← x + t·(y − x) of the latent mix
+// (CPU reference: src/quant/latent_mix.ts).
 //
 // Dimension legend: n elements of the range.
 
@@ -24,23 +26,32 @@ export class WebGpuReduce {
   #partials?: GPUBuffer;
   readonly #factor: GPUBuffer;
   readonly #factorData = new Float32Array(4);
+  readonly #lerpT: GPUBuffer;
+  readonly #lerpTData = new Float32Array(4);
 
   private constructor(ctx: GpuContext, compact: boolean) {
     this.ctx = ctx;
     this.#d = new Dispatcher(ctx, "WebGpuReduce");
     this.threads = compact ? 64 : 256;
     this.#factor = this.#d.own(createUniformBuffer(ctx, "scale:factor", this.#factorData));
+    this.#lerpT = this.#d.own(createUniformBuffer(ctx, "lerp:t", this.#lerpTData));
   }
 
-  /** Compiles both kernels. */
+  /** Compiles the three kernels. */
   static async create(ctx: GpuContext, options: { compact?: boolean } = {}): Promise<WebGpuReduce> {
     const r = new WebGpuReduce(
       ctx,
       options.compact ?? isCpuAdapter(ctx),
     );
-    await r.#d.compile("sum_squares", KERNELS.sum_squares, { WG: r.threads });
-    await r.#d.compile("scale", KERNELS.scale, { WG: r.threads });
+    // Keys name the geometry: the context caches pipelines by key, and instances may differ in threads.
+    await r.#d.compile(r.#key("sum_squares"), KERNELS.sum_squares, { WG: r.threads });
+    await r.#d.compile(r.#key("scale"), KERNELS.scale, { WG: r.threads });
+    await r.#d.compile(r.#key("lerp"), KERNELS.lerp, { WG: r.threads });
     return r;
+  }
+
+  #key(kernel: string): string {
+    return `${kernel}:wg${this.threads}`;
   }
 
   /** Workgroups (= partial sums) of a sum of squares over n elements. */
@@ -62,7 +73,7 @@ export class WebGpuReduce {
     const xb = this.#d.bind(op, "x", x, offsetOf(x) + n);
     const [gx, gy] = grid2d(groups);
     const params = new Uint32Array([n, xb.shift, gx, this.items]);
-    this.#d.launch(pass, "sum_squares", params, [xb.binding, { buffer: this.#partials }], gx, gy);
+    this.#d.launch(pass, this.#key("sum_squares"), params, [xb.binding, { buffer: this.#partials }], gx, gy);
   }
 
   /** Σ x² (f64) from the partials of the last submitted {@link sumSquares} over n elements. */
@@ -86,7 +97,34 @@ export class WebGpuReduce {
     const xb = this.#d.bind(op, "x", x, offsetOf(x) + n);
     const [gx, gy] = grid2d(Math.ceil(n / this.threads));
     const params = new Uint32Array([n, xb.shift, gx, 0]);
-    this.#d.launch(pass, "scale", params, [xb.binding, { buffer: this.#factor }], gx, gy);
+    this.#d.launch(pass, this.#key("scale"), params, [xb.binding, { buffer: this.#factor }], gx, gy);
+  }
+
+  /**
+   * x[i] ← x[i] + t·(y[i] − x[i]) for i < n (x and y in different buffers). Like {@link scale}'s factor, t
+   * goes to one uniform, so every lerp recorded into one submit uses the t set last before it.
+   */
+  lerp(pass: GPUComputePassEncoder, x: GpuView, y: GpuView, n: number, t: number): void {
+    const op = "lerp";
+    checkInt(op, "n", n, 1, 2 ** 31);
+    if (!Number.isFinite(t)) throw new RangeError(`${op}: expected a finite t, found ${t}`);
+    if (x.buffer === y.buffer) {
+      throw new RangeError(`${op}: expected x and y in different buffers, found both in "${x.buffer.label}"`);
+    }
+    this.#lerpTData[0] = t;
+    this.ctx.device.queue.writeBuffer(this.#lerpT, 0, this.#lerpTData);
+    const xb = this.#d.bind(op, "x", x, offsetOf(x) + n);
+    const yb = this.#d.bind(op, "y", y, offsetOf(y) + n);
+    const [gx, gy] = grid2d(Math.ceil(n / this.threads));
+    const params = new Uint32Array([n, xb.shift, yb.shift, gx]);
+    this.#d.launch(
+      pass,
+      this.#key("lerp"),
+      params,
+      [xb.binding, yb.binding, { buffer: this.#lerpT }],
+      gx,
+      gy,
+    );
   }
 
   /** Frees the partials and uniforms. */
