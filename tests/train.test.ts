@@ -95,6 +95,28 @@ async function centralDifference(
   return numeric;
 }
 
+/** Asserts the backward's gradient at table index `at` against a central difference of relative step 1e-3. */
+async function assertGradientAt(
+  backend: CpuTrainingBackend,
+  table: { data: Float32Array },
+  batch: Int32Array[],
+  at: number,
+  analytic: number,
+  what: string,
+): Promise<void> {
+  const numeric = await centralDifference(
+    backend,
+    table,
+    batch,
+    at,
+    1e-3 * Math.max(1, Math.abs(table.data[at])),
+  );
+  assert.ok(
+    Math.abs(numeric - analytic) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
+    `${what}: finite difference ${numeric}, backward ${analytic}`,
+  );
+}
+
 for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const) {
   Deno.test(`${method}: scale, latent and norm gradients of KL + γ·MSE match finite differences`, async () => {
     const k = method === "onebit" ? 1 : 2;
@@ -131,19 +153,7 @@ for (const method of ["rabit", "standard", "freeze", "dbllm", "onebit"] as const
     for (const [name, i] of probes) {
       const e = table.entry(name);
       const at = e.offset + i;
-      const numeric = await centralDifference(
-        backend,
-        table,
-        batch,
-        at,
-        1e-3 * Math.max(1, Math.abs(table.data[at])),
-      );
-      const analytic = g[at];
-      const tol = 2e-2 * Math.max(Math.abs(numeric), 1e-3);
-      assert.ok(
-        Math.abs(numeric - analytic) <= tol,
-        `${method} ${name}[${i}]: finite difference ${numeric}, backward ${analytic}`,
-      );
+      await assertGradientAt(backend, table, batch, at, g[at], `${method} ${name}[${i}]`);
     }
   });
 }
@@ -208,23 +218,8 @@ Deno.test("train float all: the embedding's and the shared classifier's gradient
   }
 });
 
-Deno.test("a seeded rabit run: the loss falls, and its values are pinned", async () => {
-  const { backend, windows } = setup("rabit");
-  const { log } = await runTraining(backend, windows, {
-    steps: 12,
-    batch: 2,
-    lr: 3e-3,
-    minLrRatio: 0.1, // the floor these values were pinned with
-    seed: 3,
-    identity: { teacher: { config, crc: 0 }, options: {} },
-  });
-  assert.equal(log.losses.length, 12);
-  const first = (log.losses[0] + log.losses[1]) / 2, last = (log.losses[10] + log.losses[11]) / 2;
-  assert.ok(last < 0.7 * first, `loss ${first} -> ${last}`);
-  // Pinned (CPU backend, this seed): a change in any forward, backward or optimizer moves these.
-  assert.deepEqual(log.losses.map((x) => Number(x.toPrecision(6))), PINNED_RABIT);
-});
-Deno.test("a seeded rabit run under a latent mix: its values are pinned", async () => {
+/** The pinned runs' 12 seeded steps on the CPU backend (rabit, batch 2, the 0.1 floor they were pinned with). */
+async function seededRabitRun(latentMix?: { from: number; until: number }): Promise<number[]> {
   const { backend, windows } = setup("rabit");
   const { log } = await runTraining(backend, windows, {
     steps: 12,
@@ -232,12 +227,27 @@ Deno.test("a seeded rabit run under a latent mix: its values are pinned", async 
     lr: 3e-3,
     minLrRatio: 0.1,
     seed: 3,
-    latentMix: { from: 0.5, until: 0.5 },
+    latentMix,
     identity: { teacher: { config, crc: 0 }, options: {} },
   });
-  // Pinned (CPU backend, this seed): a change in the mix's forward, backward or schedule moves these.
-  assert.deepEqual(log.losses.map((x) => Number(x.toPrecision(6))), PINNED_RABIT_LATENT_MIX);
+  return log.losses;
+}
+
+Deno.test("a seeded rabit run: the loss falls, and its values are pinned", async () => {
+  const losses = await seededRabitRun();
+  assert.equal(losses.length, 12);
+  const first = (losses[0] + losses[1]) / 2, last = (losses[10] + losses[11]) / 2;
+  assert.ok(last < 0.7 * first, `loss ${first} -> ${last}`);
+  // Pinned (CPU backend, this seed): a change in any forward, backward or optimizer moves these.
+  assert.deepEqual(losses.map((x) => Number(x.toPrecision(6))), PINNED_RABIT);
 });
+
+Deno.test("a seeded rabit run under a latent mix: its values are pinned", async () => {
+  const losses = await seededRabitRun({ from: 0.5, until: 0.5 });
+  // Pinned (CPU backend, this seed): a change in the mix's forward, backward or schedule moves these.
+  assert.deepEqual(losses.map((x) => Number(x.toPrecision(6))), PINNED_RABIT_LATENT_MIX);
+});
+
 const PINNED_RABIT_LATENT_MIX = [
   1.0855,
   0.722076,
@@ -514,17 +524,7 @@ Deno.test("a latent mix: layers compute (1 − α)·What + α·W; gradients by f
     ]] as const
   ) {
     const at = table.entry(probe).offset + i;
-    const numeric = await centralDifference(
-      backend,
-      table,
-      batch,
-      at,
-      1e-3 * Math.max(1, Math.abs(table.data[at])),
-    );
-    assert.ok(
-      Math.abs(numeric - grad[at]) <= 2e-2 * Math.max(Math.abs(numeric), 1e-3),
-      `${probe}[${i}]: finite difference ${numeric}, backward ${grad[at]}`,
-    );
+    await assertGradientAt(backend, table, batch, at, grad[at], `${probe}[${i}]`);
   }
   // A latent far from every sign flip: its true derivative is the mixed-in part alone, α·dW_eff, while the
   // backward reports the whole dW_eff (the identity STE on the binary part).
