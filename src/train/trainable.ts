@@ -145,6 +145,29 @@ export function trainLayout(
 }
 
 /**
+ * Returns α when a latent mix of α (quant/latent_mix.ts) can train `method` with this STE clip, else throws
+ * naming why: α outside [0, 1); for α > 0, the standard derivation (its k latents are not a weight) or a
+ * clipped STE (its mask would reach the mixed-in part). What both training backends' setLatentMix accept.
+ *
+ * @example
+ * ```ts
+ * import { checkLatentMixFits } from "./trainable.ts";
+ * checkLatentMixFits(0.5, "rabit", undefined); // 0.5
+ * checkLatentMixFits(0, "standard", 1.5); // 0: no mix suits every method
+ * ```
+ */
+export function checkLatentMixFits(alpha: number, method: TrainMethod, clip: number | undefined): number {
+  checkLatentMix(alpha);
+  if (alpha > 0 && derivationOf(method) !== "coupled") {
+    throw new RangeError(`a latent mix needs the coupled derivation (rabit, dbllm, onebit), found ${method}`);
+  }
+  if (alpha > 0 && clip !== undefined) {
+    throw new RangeError(`a latent mix needs the identity STE, found a clip of ${clip}`);
+  }
+  return alpha;
+}
+
+/**
  * A binarized linear layer in training: reads its latent and scales from the table, derives the k paths
  * once per step ({@link TrainableLinear.derive}), computes with What, and maps dWhat onto latent and
  * scale gradients. {@link TrainableLinear.pack} freezes it into the packed layer a .rabit file stores.
@@ -225,16 +248,8 @@ export class TrainableLinear implements LinearLayer {
    * derivation (its k latents are not a weight) and with the clipped STE.
    */
   setMix(alpha: number): void {
-    checkLatentMix(alpha);
+    checkLatentMixFits(alpha, this.method, this.clip);
     if (alpha === this.#mix) return;
-    if (alpha > 0 && derivationOf(this.method) !== "coupled") {
-      throw new RangeError(
-        `${this.name}: a latent mix needs the coupled derivation (rabit, dbllm, onebit), found ${this.method}`,
-      );
-    }
-    if (alpha > 0 && this.clip !== undefined) {
-      throw new RangeError(`${this.name}: a latent mix needs the identity STE, found a clip of ${this.clip}`);
-    }
     this.#mix = alpha;
     this.derive();
   }

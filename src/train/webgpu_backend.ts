@@ -21,7 +21,6 @@ import {
 import { Dispatcher, type GpuView } from "../backend/webgpu/dispatch.ts";
 import { WebGpuGemm } from "../backend/webgpu/gemm.ts";
 import { WebGpuDerive } from "../backend/webgpu/derive.ts";
-import { checkLatentMix } from "../quant/latent_mix.ts";
 import { type AdamWStep, WebGpuAdamW } from "./webgpu_adamw.ts";
 import { WebGpuLosses } from "../backend/webgpu/losses.ts";
 import { WebGpuMuon } from "./webgpu_muon.ts";
@@ -51,7 +50,7 @@ import {
   writeStateAsPromise,
 } from "./backend.ts";
 import type { BackendOptions } from "./cpu_backend.ts";
-import { derivationOf, latentSlabs, type TrainLayout } from "./trainable.ts";
+import { checkLatentMixFits, derivationOf, latentSlabs, type TrainLayout } from "./trainable.ts";
 import { wordsPerRow } from "../quant/bitpack.ts";
 
 /** Same-shaped latents `batch` words apart that one batched Muon step updates. */
@@ -695,17 +694,7 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   }
 
   setLatentMix(alpha: number): void {
-    checkLatentMix(alpha);
-    const { method, steClip } = this.#options;
-    if (alpha > 0 && derivationOf(method) !== "coupled") {
-      throw new RangeError(
-        `a latent mix needs the coupled derivation (rabit, dbllm, onebit), found ${method}`,
-      );
-    }
-    if (alpha > 0 && steClip !== undefined) {
-      throw new RangeError(`a latent mix needs the identity STE, found a clip of ${steClip}`);
-    }
-    this.#mix = alpha;
+    this.#mix = checkLatentMixFits(alpha, this.#options.method, this.#options.steClip);
   }
 
   backward(): Promise<void> {
