@@ -11,7 +11,10 @@ import { readRabit } from "../src/io/rabit_format.ts";
 import { openModel } from "../src/io/load_model.ts";
 import { quantize } from "../src/train/quantize.ts";
 
-const TINY = ["--steps", "3", "--batch", "1", "--seq", "32", "--calib-tokens", "512", "--json"];
+/** A few steps of a tiny run, for the methods that calibrate nothing (quantize refuses --calib-tokens there). */
+const TINY_UNCALIBRATED = ["--steps", "3", "--batch", "1", "--seq", "32", "--json"];
+/** The same, calibrating the preconditioning on few tokens (rabit, freeze, standard by default). */
+const TINY = [...TINY_UNCALIBRATED, "--calib-tokens", "512"];
 
 Deno.test("quantize --method rabit trains, reports every loss, and its .rabit evaluates on cpu and webgpu", async () => {
   await using tmp = await tempDir();
@@ -59,7 +62,7 @@ Deno.test("every baseline trains a few steps into a valid .rabit that says its m
       "--backend",
       "cpu",
       ...extra,
-      ...TINY,
+      ...(method === "freeze" ? TINY : TINY_UNCALIBRATED),
     ]);
     assert.equal(q.code, 0, q.stderr);
     const s = lastJson(q.stdout);
@@ -237,13 +240,13 @@ Deno.test("quantize --gamma-final and --weight-decay reach the run's options, th
 
 Deno.test("quantize --ste-clip none gives dbllm the identity STE over its 4/3; a bound reaches rabit's options", async () => {
   await using tmp = await tempDir();
-  const run = async (args: string[]) =>
+  const run = async (args: string[], tiny = TINY) =>
     lastJson(
-      (await runCli(["quantize", "--out", `${tmp.dir}/m.rabit`, "--backend", "cpu", ...args, ...TINY]))
+      (await runCli(["quantize", "--out", `${tmp.dir}/m.rabit`, "--backend", "cpu", ...args, ...tiny]))
         .stdout,
     );
-  const dbllm = await run(["--method", "dbllm"]);
-  const identity = await run(["--method", "dbllm", "--ste-clip", "none"]);
+  const dbllm = await run(["--method", "dbllm"], TINY_UNCALIBRATED);
+  const identity = await run(["--method", "dbllm", "--ste-clip", "none"], TINY_UNCALIBRATED);
   assert.equal(dbllm.options.steClip, 4 / 3);
   assert.equal(identity.options.steClip, null);
   // The clip zeroes the latent gradient beyond 4/3 of the grid's range, which the identity STE keeps.
@@ -360,6 +363,29 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     ],
     [["--ste-clip", "1.5", "--latent-mix", "0.5"], /a latent mix needs the identity STE, found steClip 1\.5/],
     [["--method", "ptq", "--latent-mix", "0.5"], /--latent-mix applies to the training methods/],
+    // Options that would change nothing in the run are refused, not ignored.
+    [
+      ["--method", "dbllm", "--calib-tokens", "512"],
+      /calibTokens .* calibrates nothing: dbllm starts from its 2-bit grid; drop calibTokens/,
+    ],
+    [
+      ["--method", "onebit", "--calib-tokens", "512"],
+      /precondition is 0 \(onebit's default\); drop calibTokens/,
+    ],
+    [
+      ["--precondition", "0", "--calib-tokens", "512"],
+      /calibrates nothing: precondition is 0; drop calibTokens/,
+    ],
+    [["--method", "rtn2", "--calib-tokens", "512"], /rtn2 starts from its 2-bit grid; drop calibTokens/],
+    [["--init", "greedy", "--svid-rounds", "2"], /svidRounds .* none: init is greedy; drop svidRounds/],
+    [["--method", "freeze", "--svid-rounds", "2"], /init is greedy \(freeze's default\)/],
+    [["--method", "dbllm", "--svid-rounds", "2"], /dbllm starts from its 2-bit grid; drop svidRounds/],
+    [
+      ["--checkpoint-every", "5"],
+      /--checkpoint-every sets how often --checkpoint F is written, but no --checkpoint/,
+    ],
+    [["--method", "ptq", "--checkpoint-every", "5"], /--checkpoint-every applies to the training methods/],
+    [["--calib-text", tiny, "--data", tiny], /--calib-text is another name for --data, and both were given/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);

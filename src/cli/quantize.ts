@@ -102,7 +102,7 @@ Options:
   --label-weight A     share α of the KL term given to the cross-entropy on the text's own next tokens:
                        (1 − α)·KL + α·CE + γ·MSE, 0 ≤ A ≤ 1 (default ${D.labelWeight}: pure distillation)
   --checkpoint F       write the training state here every --checkpoint-every steps and at the end
-  --checkpoint-every N (default 50)
+  --checkpoint-every N (default 50; with --checkpoint)
   --resume F           continue from checkpoint F (same options; continues to the same --steps)
   --backend NAME       auto | cpu | webgpu: where training runs (default auto)
   --seed N             seed of the window order (default ${D.seed})
@@ -113,11 +113,13 @@ Options:
                        weight at first, and take A on a line to 0 by --latent-mix-until: a homotopy from full
                        precision to 2 bits (rabit, dbllm with --ste-clip none, onebit; 0 ≤ A < 1; default 0: off)
   --latent-mix-until F where the latent mix reaches 0, as a fraction of --steps, 0 < F ≤ 1 (default 0.5)
-  --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID)
+  --svid-rounds T      Gauss–Seidel refit rounds of the init (default ${D.svidRounds}; 0 = greedy residual SVID;
+                       --init svid only)
   --precondition A     I/O channel-importance exponent a_in = a_out of the init (default ${D.precondition}; 0 disables;
                        onebit 0; dbllm and rtn2 take none)
-  --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens})
-  --calib-text F       same as --data (kept for scripts written for ptq)
+  --calib-tokens N     calibration tokens for the preconditioning (default ${D.calibTokens}; only where a run
+                       calibrates: --precondition > 0, not dbllm or rtn2)
+  --calib-text F       same as --data (kept for scripts written for ptq; not with --data)
   --vocab-dtype D      storage of the token embedding and the classifier in the file: f32 (default), f16, or
                        i8 (int8 codes with one scale per row: a quarter of f32's bytes; every backend then
                        runs the classifier with its int8 kernel)
@@ -249,6 +251,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
       "gamma-final",
       "label-weight",
       "checkpoint",
+      "checkpoint-every",
       "resume",
       "teacher-tokens",
       "shift-windows",
@@ -269,6 +272,17 @@ export async function runQuantize(argv: string[]): Promise<void> {
         );
       }
     }
+  }
+  if (values["checkpoint-every"] !== undefined && values.checkpoint === undefined) {
+    throw new UsageError(
+      "quantize: --checkpoint-every sets how often --checkpoint F is written, but no --checkpoint was given: " +
+        "add --checkpoint F (or drop --checkpoint-every)",
+    );
+  }
+  if (values["calib-text"] !== undefined && values.data !== undefined) {
+    throw new UsageError(
+      "quantize: --calib-text is another name for --data, and both were given: pass every text with --data",
+    );
   }
   const start = performance.now();
   const modelPath = resolveModelPath(values.model);

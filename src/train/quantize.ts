@@ -515,11 +515,31 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     `expected teacherTokens "auto" or an integer in [0, 1e8], found ${o.teacherTokens}`,
   );
 
+  // Options that would change nothing in this run are refused rather than ignored, so a script that
+  // passes them learns that they had no effect.
+  const fromGrid = method === "rtn2" || method === "dbllm";
+  const needsCalibration = !fromGrid && o.precondition > 0;
+  checkOption(
+    options.calibTokens === undefined || needsCalibration,
+    "calibTokens sizes the preconditioning's calibration, but this run calibrates nothing: " +
+      (fromGrid
+        ? `${method} starts from its 2-bit grid; drop calibTokens`
+        : `precondition is 0${options.precondition === undefined ? ` (${method}'s default)` : ""}; ` +
+          "drop calibTokens, or give precondition > 0"),
+  );
+  checkOption(
+    options.svidRounds === undefined || (!fromGrid && o.init === "svid"),
+    "svidRounds sets the refit rounds of the SVID init, but this run has none: " +
+      (fromGrid
+        ? `${method} starts from its 2-bit grid; drop svidRounds`
+        : `init is ${o.init}${options.init === undefined ? ` (${method}'s default)` : ""}; ` +
+          "drop svidRounds, or give init svid"),
+  );
+
   const split = o.data.map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
   const encode = (t: string) => o.tokenizer.encode(t);
   // Training calibrates on windows as long as it trains on; ptq on windows of up to 512 tokens.
   const calibWindow = TRAINED_METHODS.includes(method) ? o.seq : Math.min(512, model.config.seqLen);
-  const needsCalibration = method !== "rtn2" && method !== "dbllm" && o.precondition > 0;
   let stats;
   let calibration: Record<string, unknown> = { used: false };
   if (needsCalibration) {
