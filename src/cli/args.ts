@@ -27,18 +27,44 @@ export function parseCommand<T extends OptionSpecs>(
   specs: T,
   allowPositionals = false,
 ): ParsedCommand<T> {
+  let parsed;
   try {
-    const parsed = parseArgs({
+    parsed = parseArgs({
       args: argv,
       options: { ...specs, help: { type: "boolean", short: "h" } },
       strict: true,
       allowPositionals,
+      tokens: true,
     });
-    return parsed as unknown as ParsedCommand<T>;
   } catch (e) {
     throw new UsageError(
       `${command}: ${parseArgsReason((e as Error).message)}. Run "rabit ${command} --help" for the options.`,
     );
+  }
+  refuseRepeatedOptions(command, parsed.tokens, specs);
+  return { values: parsed.values, positionals: parsed.positionals } as unknown as ParsedCommand<T>;
+}
+
+/**
+ * parseArgs keeps the last of an option given twice; a command line that names one twice ("--text a
+ * --text b") would run with one of them and never read the other, so that is a usage error unless the
+ * option takes several values (`multiple`).
+ */
+function refuseRepeatedOptions(
+  command: string,
+  tokens: { kind: string; name?: string; value?: string }[],
+  specs: OptionSpecs,
+): void {
+  const seen = new Map<string, string | undefined>();
+  for (const t of tokens) {
+    if (t.kind !== "option" || !t.name || t.name === "help" || specs[t.name]?.multiple) continue;
+    if (seen.has(t.name)) {
+      const values = [seen.get(t.name), t.value].filter((v) => v !== undefined).map((v) => JSON.stringify(v));
+      throw new UsageError(
+        `${command}: --${t.name} given twice${values.length ? ` (${values.join(", ")})` : ""}; give it once`,
+      );
+    }
+    seen.set(t.name, t.value);
   }
 }
 

@@ -59,6 +59,9 @@ export async function runEval(argv: string[]): Promise<void> {
     );
   }
   const holdout = numberOption(values, "holdout", { min: 1e-9, max: 0.9 });
+  if (values.diagnose === true && values.teacher !== undefined) {
+    throw new UsageError("eval: --teacher M already runs the diagnostics (against M); drop --diagnose");
+  }
   const diagnose = values.diagnose === true || values.teacher !== undefined;
   const diagTokens = numberOption(values, "diag-tokens", { integer: true, min: 1 });
   if (diagTokens !== undefined && !diagnose) {
@@ -68,6 +71,11 @@ export async function runEval(argv: string[]): Promise<void> {
   const text = holdout === undefined ? whole : splitHoldout(whole, holdout).heldOut;
   const { session, tokenizer, opened } = await openSession(values);
   try {
+    if (context !== undefined && context > session.config.seqLen) {
+      throw new UsageError(
+        `eval: --context must be from 2 to ${session.config.seqLen} (the model's seq_len), found ${context}`,
+      );
+    }
     if (diagnose) requirePacked(`eval ${values.teacher !== undefined ? "--teacher" : "--diagnose"}`, opened);
     // Loaded before scoring so that a teacher that does not fit fails at once.
     const teacher = diagnose ? await openTeacher(values.teacher, opened) : undefined;
@@ -76,6 +84,14 @@ export async function runEval(argv: string[]): Promise<void> {
       Math.floor(ids.length / (context ?? session.config.seqLen)),
       maxWindows ?? Infinity,
     );
+    const scoredTokens = windowsTotal * (context ?? session.config.seqLen);
+    if (diagTokens !== undefined && windowsTotal > 0 && diagTokens > scoredTokens) {
+      throw new UsageError(
+        `eval: --diag-tokens ${diagTokens} is more than the ${scoredTokens} tokens this run scores ` +
+          `(${windowsTotal} window${windowsTotal === 1 ? "" : "s"}); lower --diag-tokens` +
+          (maxWindows !== undefined ? " or raise --max-windows" : ""),
+      );
+    }
     const bar = new Progress("eval", windowsTotal, "win");
     const r = await perplexity(session, ids, { context, maxWindows, onWindow: () => bar.tick() });
     bar.finish();

@@ -40,7 +40,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
   const steps = numberOption(values, "steps", { integer: true, min: 0 }) ?? 256;
   const temperature = numberOption(values, "temperature", { min: 0 }) ?? 0;
   const topP = numberOption(values, "top-p", { min: 1e-6, max: 1 }) ?? 0.9;
-  const seed = numberOption(values, "seed", { integer: true, min: 0 });
+  const seed = numberOption(values, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }); // a 32-bit seed
   if (temperature === 0) {
     // Greedy decoding draws nothing: a seed or nucleus given for it would be silently ignored.
     for (const key of ["seed", "top-p"] as const) {

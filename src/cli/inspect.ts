@@ -60,6 +60,12 @@ export async function runInspect(argv: string[]): Promise<void> {
   }
   const maxTokens = numberOption(values, "tokens", { integer: true, min: 1 });
   const context = numberOption(values, "context", { integer: true, min: 1 });
+  if (context !== undefined && maxTokens !== undefined && context > maxTokens) {
+    throw new UsageError(
+      `inspect: --context ${context} is longer than --tokens ${maxTokens}, so no window of it fits; ` +
+        "lower --context or raise --tokens",
+    );
+  }
   const opened = await openModel(positionals[0], {
     tokenizer: values.tokenizer,
     requireTokenizer: values.diagnose,
@@ -67,6 +73,11 @@ export async function runInspect(argv: string[]): Promise<void> {
   const report: ModelReport & { diagnostics?: PathDiagnostics } = inspectModel(opened);
   if (values.diagnose) {
     requirePacked("inspect --diagnose", opened);
+    if (context !== undefined && context > opened.model.config.seqLen) {
+      throw new UsageError(
+        `inspect: --context must be from 1 to ${opened.model.config.seqLen} (the model's seq_len), found ${context}`,
+      );
+    }
     const teacher = await openTeacher(values.teacher, opened);
     const text = await readTextOrThrow(values.text!);
     const ids = perplexityTokens((t) => opened.tokenizer!.encode(t), text);

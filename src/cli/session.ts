@@ -20,12 +20,13 @@ export interface CliSession {
 
 /** Opens --model/--tokenizer on --backend for a command that needs text in or out. */
 export async function openSession(values: Record<string, unknown>): Promise<CliSession> {
+  // Checked before the model loads, so a mistyped backend fails at once.
+  const backend = choiceOption(values, "backend", BACKEND_NAMES, "auto");
   const path = resolveModelPath(values.model as string | undefined);
   const opened = await openModel(path, {
     tokenizer: values.tokenizer as string | undefined,
     requireTokenizer: true,
   });
-  const backend = choiceOption(values, "backend", BACKEND_NAMES, "auto");
   const session = await createSession(opened.model, {
     backend,
     onNotice: (line) => console.error(line),
