@@ -1,8 +1,12 @@
 // The CLI as a user meets it: help on every command, --json contracts, and bad input.
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { writeRabit } from "../src/io/rabit_format.ts";
+import { packedSafetensors } from "../src/io/rabit_safetensors.ts";
+import { quantizeModel } from "../src/quant/quantize_model.ts";
 import { runCli, tempDir } from "./_cli.ts";
-import { DEV_TEXT_PATH, MODEL_PATH, TOKENIZER_PATH } from "./_data.ts";
+import { DEV_TEXT_PATH, MODEL_PATH, randomModel, tinyConfig, TOKENIZER_PATH } from "./_data.ts";
 
 for (const cmd of ["quantize", "eval", "generate", "inspect", "bench", "demo"]) {
   Deno.test(`${cmd} --help prints usage and exits 0`, async () => {
@@ -148,6 +152,65 @@ Deno.test("bad input: a one-line reason and a non-zero exit", async () => {
     const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("note: "));
     assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
     assert.match(lines[0], /^error: /);
+  }
+});
+
+Deno.test("bench refuses, before measuring anything, what would change nothing or lose a result", async () => {
+  await using tmp = await tempDir();
+  const packed = quantizeModel(randomModel(tinyConfig()), { method: "rtn2" }).model;
+  const rabit = join(tmp.dir, "q.rabit"), exported = join(tmp.dir, "q.safetensors");
+  await writeRabit(rabit, { model: packed, method: "rtn2", options: {}, metadata: {} });
+  await Deno.writeFile(
+    exported,
+    packedSafetensors({ model: packed, method: "rtn2", options: {}, metadata: {} }),
+  );
+  const skipped = (name: string) =>
+    new RegExp(
+      `^error: bench: --${name} applies to the decode measurement, which --no-decode skips; drop one of them$`,
+    );
+  const fullPrecision = (named: string, found: string) =>
+    new RegExp(
+      `^error: bench: ${named} must be a full-precision model \\(bench packs its own copy\\); found ${found}: ` +
+        "pass the \\.bin/GGUF/HF model it came from$",
+    );
+  const cases: [string[], RegExp, Record<string, string>?][] = [
+    // --no-decode skips every option of the decode measurement: WebGPU's three, wasm's two.
+    [["bench", "--no-decode", "--decode-layers", "2"], skipped("decode-layers")],
+    [["bench", "--no-decode", "--decode-steps", "3"], skipped("decode-steps")],
+    [["bench", "--no-decode", "--fp32-decode"], skipped("fp32-decode")],
+    [["bench", "--backend", "wasm", "--no-decode", "--model", MODEL_PATH], skipped("model")],
+    [["bench", "--backend", "wasm", "--no-decode", "--decode-layers", "2"], skipped("decode-layers")],
+    // --json keys results by shape: a repeated one would be measured twice and reported once.
+    [
+      ["bench", "--shapes", "64x63,64x64,64x64"],
+      /^error: bench: --shapes lists 64x64 twice; list each shape once$/,
+    ],
+    [
+      ["bench", "--backend", "wasm", "--shapes", "64x64,64x064,64x64", "--no-decode"],
+      /^error: bench: --shapes lists 64x64 3 times; list each shape once$/,
+    ],
+    // bench packs its own copy of the decode model: a packed one is refused before the GEMVs, not after.
+    [
+      ["bench", "--backend", "wasm", "--shapes", "64x64", "--model", rabit],
+      fullPrecision("--model", "a quantized \\.rabit file"),
+    ],
+    [
+      ["bench", "--backend", "wasm", "--shapes", "64x64", "--model", exported],
+      fullPrecision("--model", "a packed \\.safetensors export"),
+    ],
+    [
+      ["bench", "--backend", "wasm", "--shapes", "64x64"],
+      fullPrecision("\\$RABIT_MODEL \\(\\S+q\\.rabit\\)", "a quantized \\.rabit file"),
+      { RABIT_MODEL: rabit },
+    ],
+  ];
+  for (const [args, pattern, env] of cases) {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stdout, "", `nothing measured for ${args.join(" ")}`);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.match(lines[0], pattern, args.join(" "));
   }
 });
 

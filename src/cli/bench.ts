@@ -8,7 +8,9 @@ import { measureWasmGemv, type WasmGemvResult } from "../bench/wasm_gemv.ts";
 import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import { quantizeModel } from "../quant/quantize_model.ts";
+import type { PackedModel } from "../quant/residual_binary.ts";
 import { requestGpu } from "../backend/webgpu/device.ts";
+import { env } from "../util/process.ts";
 import { DEFAULT_GEMV_SHAPES, type GemvShape, measureGemv, parseShapeList } from "../bench/gemv.ts";
 import { type DecodeVariant, measureDecode } from "../bench/decode.ts";
 import { TINYLLAMA_CONFIG } from "../bench/random_model.ts";
@@ -25,7 +27,8 @@ Usage: rabit bench [--shapes 4096x4096,...] [--iters N] [--no-tfjs] [--decode-la
                    [--no-decode] [--fp32-decode] [--json]
        rabit bench --backend wasm [--shapes 4096x4096,...] [--model M] [--decode-layers N] [--no-decode] [--json]
        rabit bench --train [--train-steps N] [--json]
-       (an option of one of these runs given to another is refused, exit 2)
+       (an option of one of these runs given to another is refused, exit 2; so is a decode option
+       given with --no-decode, and a shape listed twice)
 
 Measures, in one process on one adapter:
   GEMV  ms per matrix-vector product at each shape: fp32, fp16-storage (two halves per u32), packed k = 2,
@@ -52,26 +55,39 @@ Measures, in one process on one adapter:
 
 Options:
   --backend B         webgpu (default) or wasm
-  --model M           the model of the wasm decode measurement (default $RABIT_MODEL, then stories260K)
+  --model M           the full-precision model of the wasm decode measurement, whose packed k = 2 copy bench
+                      makes itself (a quantized .rabit is refused; default $RABIT_MODEL, then stories260K)
   --train             measure training steps (above)
   --train-steps N     timed steps per backend and model after one warm-up; the median counts (default 3)
-  --shapes LIST       comma-separated OUTxIN (default: 4096x4096,11008x4096,4096x11008,2048x2048,5632x2048)
+  --shapes LIST       comma-separated OUTxIN, each once (default: 4096x4096,11008x4096,4096x11008,2048x2048,
+                      5632x2048)
   --iters N           GEMVs per timed submission (default 10)
   --no-tfjs           skip the tfjs peer
   --decode-layers N   layers of the decode model (default 22, TinyLlama's; wasm: ${WASM_TINYLLAMA_LAYERS})
   --decode-steps N    decode steps timed per variant, interleaved; the median counts (default 5)
-  --no-decode         GEMV only
+  --no-decode         GEMV only (so not with --model, --decode-layers, --decode-steps or --fp32-decode)
   --fp32-decode       also decode with fp32 linears (4.4 GB)
   --json              one JSON object as the last line: gemv[shape][variant] ms, decode tokens/s, speedup_vs_fp16
   -h, --help          show this help`;
 
-/** `--shapes` as shapes; a bad item is a usage error (exit 2). */
+/** `--shapes` as shapes; a bad item, or a shape listed twice (--json keys results by shape), is a usage
+ * error (exit 2). */
 function parseShapes(text: string): GemvShape[] {
+  let shapes: GemvShape[];
   try {
-    return parseShapeList(text);
+    shapes = parseShapeList(text);
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(`bench: ${(e as Error).message}`);
   }
+  const keys = shapes.map((s) => `${s.out}x${s.in}`); // as the results name them: "064x64" is 64x64
+  const repeated = keys.find((k, i) => keys.indexOf(k) !== i);
+  if (repeated !== undefined) {
+    const n = keys.filter((k) => k === repeated).length;
+    throw new UsageError(
+      `bench: --shapes lists ${repeated} ${n === 2 ? "twice" : `${n} times`}; list each shape once`,
+    );
+  }
+  return shapes;
 }
 
 /** The options each kind of bench run reads (besides --backend, --train, --json): any other one given is
@@ -92,6 +108,42 @@ function refuseForeignOptions(run: keyof typeof OPTIONS_BY_RUN, given: Record<st
       .filter((r) => (OPTIONS_BY_RUN[r] as readonly string[]).includes(name)).map((r) => RUN_NAMES[r]);
     throw new UsageError(`bench: --${name} applies to ${owners.join(" and ")}, not to ${RUN_NAMES[run]}`);
   }
+}
+
+/** The options only the decode measurement reads, in whichever run takes them: --no-decode skips it. */
+const DECODE_OPTIONS = ["model", "decode-layers", "decode-steps", "fp32-decode"] as const;
+
+/** Throws a usage error for a decode option given with --no-decode, which would change nothing. */
+function refuseSkippedDecodeOptions(given: Record<string, unknown>): void {
+  if (!given["no-decode"]) return;
+  const name = DECODE_OPTIONS.find((n) => given[n] !== undefined);
+  if (name === undefined) return;
+  throw new UsageError(
+    `bench: --${name} applies to the decode measurement, which --no-decode skips; drop one of them`,
+  );
+}
+
+/**
+ * Opens the model of the wasm decode measurement (`explicit`, else $RABIT_MODEL, else stories260K) before
+ * anything is measured. It must be full precision: bench packs its own PTQ k = 2 copy to compare against.
+ */
+async function openDecodeModel(explicit?: string): Promise<{ path: string; model: PackedModel }> {
+  const path = resolveModelPath(explicit);
+  const { model, format } = await openModel(path);
+  if (model.quantized.size > 0) {
+    // resolveModelPath's order: --model, then $RABIT_MODEL, then the default (a full-precision .bin).
+    const named = explicit
+      ? "--model"
+      : env("RABIT_MODEL")
+      ? `$RABIT_MODEL (${path})`
+      : `the default model ${path}`;
+    const found = format === "rabit" ? "a quantized .rabit file" : "a packed .safetensors export";
+    throw new UsageError(
+      `bench: ${named} must be a full-precision model (bench packs its own copy); found ${found}: ` +
+        "pass the .bin/GGUF/HF model it came from",
+    );
+  }
+  return { path, model };
 }
 
 /** Runs `bench` with argv (after the command name). */
@@ -116,13 +168,15 @@ export async function runBench(argv: string[]): Promise<void> {
     throw new UsageError("bench: --train measures WebGPU training; drop --backend wasm");
   }
   refuseForeignOptions(values.train ? "train" : backend, values);
+  refuseSkippedDecodeOptions(values);
   if (backend === "wasm") {
+    const shapes = values.shapes ? parseShapes(values.shapes) : [{ out: 4096, in: 4096 }];
+    const tinyLlamaLayers = numberOption(values, "decode-layers", { integer: true, min: 1, max: 22 }) ??
+      WASM_TINYLLAMA_LAYERS;
     return await runWasmBench({
-      shapes: values.shapes ? parseShapes(values.shapes) : [{ out: 4096, in: 4096 }],
-      model: values.model,
-      tinyLlamaLayers: numberOption(values, "decode-layers", { integer: true, min: 1, max: 22 }) ??
-        WASM_TINYLLAMA_LAYERS,
-      decode: !values["no-decode"],
+      shapes,
+      decodeModel: values["no-decode"] ? undefined : await openDecodeModel(values.model),
+      tinyLlamaLayers,
       json: values.json === true,
     });
   }
@@ -260,9 +314,17 @@ async function measureWasmTinyLlamaDecode(
   }
 }
 
-/** `bench --backend wasm`: the WebAssembly SIMD kernels' GEMVs, then decode on a real model vs the reference. */
+/**
+ * `bench --backend wasm`: the WebAssembly SIMD kernels' GEMVs, then (given `decodeModel`, opened and checked
+ * up front) decode on that real model vs the reference and on a TinyLlama-shaped random one.
+ */
 async function runWasmBench(
-  opts: { shapes: GemvShape[]; model?: string; tinyLlamaLayers: number; decode: boolean; json: boolean },
+  opts: {
+    shapes: GemvShape[];
+    decodeModel?: { path: string; model: PackedModel };
+    tinyLlamaLayers: number;
+    json: boolean;
+  },
 ): Promise<void> {
   const log = (line: string) => opts.json ? console.error(line) : console.log(line);
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
@@ -288,9 +350,8 @@ async function runWasmBench(
     const threaded = await measureWasmGemv(opts.shapes, { onShape, threads: cores });
     out.gemv_threads = { threads: threaded[0]?.threads ?? 1, ...byShape(threaded) };
   }
-  if (opts.decode) {
-    const path = resolveModelPath(opts.model);
-    const model = (await openModel(path)).model;
+  if (opts.decodeModel) {
+    const { path, model } = opts.decodeModel;
     const packed = quantizeModel(model, { method: "ptq", paths: 2, precondition: 0 }).model;
     log(`decode: ${path}, after a 128-token prompt (packed2: a PTQ k = 2 copy)`);
     const tps = await measureSessionDecode({
