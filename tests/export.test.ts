@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { CpuSession } from "../src/backend/cpu/session.ts";
 import { perplexity, perplexityTokens } from "../src/eval/perplexity.ts";
 import { FormatError } from "../src/io/errors.ts";
-import { hfRowOrder } from "../src/io/hf.ts";
+import { hfCheckpointFiles, hfLargestTensor, hfRowOrder, writeHfModel } from "../src/io/hf.ts";
 import { loadLlama2c } from "../src/io/llama2c.ts";
 import { openModel } from "../src/io/load_model.ts";
 import { type LoadedRabit, parseRabit, serializeRabit, writeRabit } from "../src/io/rabit_format.ts";
@@ -237,18 +237,87 @@ Deno.test("CLI export: packed file and dequantized Hugging Face checkpoint; both
   assert.deepEqual((await openModel(sharded)).model.params.data, dense.model.params.data);
 
   // Usage errors: exit code 2 and a one-line message.
-  for (
-    const [args, re] of [
-      [["export", m, "--out", dir], /without --dequantize, --out must be a \.safetensors file/],
-      [["export", m, "--out", p, "--dtype", "f16"], /--dtype applies only with --dequantize/],
-      [["export", m], /--out is required/],
-      [["export", "--out", p], /expected one MODEL, found 0 arguments/],
-    ] as const
-  ) {
+  const toRabit = (...extra: string[]) => [
+    "export",
+    m,
+    "--out",
+    join(tmp.dir, "x.rabit"),
+    "--vocab-dtype",
+    "i8",
+    ...extra,
+  ];
+  const onlyDense = (option: string) =>
+    new RegExp(
+      `^error: export: ${option} applies only with --dequantize \\(safetensors output\\); ` +
+        "a \\.rabit --out takes --vocab-dtype\n$",
+    );
+  const usage: [string[], RegExp][] = [
+    [["export", m, "--out", dir], /without --dequantize, --out must be a \.safetensors file/],
+    [["export", m, "--out", p, "--dtype", "f16"], /--dtype applies only with --dequantize/],
+    [["export", m], /--out is required/],
+    [["export", "--out", p], /expected one MODEL, found 0 arguments/],
+    // A .rabit --out: the dense-export options are refused, and a bad value is named as one first.
+    [toRabit("--dtype", "f16"), onlyDense("--dtype")],
+    [toRabit("--shard-bytes", "200000"), onlyDense("--shard-bytes")],
+    [toRabit("--dtype", "f64"), /--dtype must be one of/],
+    [toRabit("--shard-bytes", "0"), /--shard-bytes must be/],
+    // Shards cannot be smaller than the largest tensor (never split): refused before anything is written.
+    [
+      ["export", m, "--out", join(tmp.dir, "tiny"), "--dequantize", "--shard-bytes", "1000"],
+      /^error: export: --shard-bytes 1000 is smaller than the largest tensor \(131072 bytes, model\.embed_tokens\.weight\); use at least that\n$/,
+    ],
+    [
+      [
+        "export",
+        m,
+        "--out",
+        join(tmp.dir, "tiny"),
+        "--dequantize",
+        "--dtype",
+        "f16",
+        "--shard-bytes",
+        "65535",
+      ],
+      /--shard-bytes 65535 is smaller than the largest tensor \(65536 bytes, model\.embed_tokens\.weight\)/,
+    ],
+  ];
+  for (const [args, re] of usage) {
     const r = await runCli([...args]);
-    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, re);
   }
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(), [
+    "dense.safetensors",
+    "hf",
+    "m.rabit",
+    "m.safetensors",
+    "sharded",
+    "t.txt",
+  ]);
+});
+
+Deno.test("hfCheckpointFiles: shards hold at most shardBytes of tensor data; a limit below the largest tensor throws", async () => {
+  const { config, params } = await loadLlama2c(MODEL_PATH);
+  const largest = hfLargestTensor(config, "F32");
+  assert.deepEqual(largest, { name: "model.embed_tokens.weight", bytes: 512 * 64 * 4 });
+  const files = hfCheckpointFiles({ config, params }, { shardBytes: largest.bytes });
+  const shards = [...files].filter(([name]) => /^model-\d+-of-\d+\.safetensors$/.test(name));
+  assert.ok(shards.length > 1);
+  for (const [name, bytes] of shards) {
+    const data = parseSafetensors(bytes, name).tensors.reduce((a, t) => a + t.byteLength, 0);
+    assert.ok(data <= largest.bytes, `${name}: ${data} bytes of tensors`);
+  }
+  assert.throws(
+    () => hfCheckpointFiles({ config, params }, { shardBytes: largest.bytes - 1 }),
+    RangeError,
+    `shardBytes ${
+      largest.bytes - 1
+    } is smaller than the largest tensor (${largest.bytes} bytes, model.embed_tokens.weight)`,
+  );
+  await using tmp = await tempDir();
+  const dir = join(tmp.dir, "hf");
+  await assert.rejects(() => writeHfModel(dir, { config, params }, { shardBytes: 1000 }), RangeError);
+  await assert.rejects(() => Deno.stat(dir), Deno.errors.NotFound, "no directory is left behind");
 });
 
 // ---------------------------------------------------------------------------------------------------

@@ -430,12 +430,44 @@ Deno.test("report CLI: a tiny trained run + ptq + bench/eval JSON give one stand
   assert.match(html, /p\.rabit \(ptq\): no training curves — method ptq does not train\./);
   assert.match(html, /<td class="num">30\.5<\/td>/);
   assert.match(html, /<th scope="row">stories260K<\/th><td>4×128<\/td><td class="num">900<\/td>/);
+
+  // An eval JSON that carries the ptq run's diagnostics leaves nothing to compute: the diagnostics
+  // options are refused, after reading the inputs and before any page is written.
+  const evalDiag = `${tmp.dir}/eval_diag.json`;
+  await Deno.writeTextFile(
+    evalDiag,
+    JSON.stringify({ ...evalJson(ptq, 40), diagnostics: handDiagnostics([[0.1, 0.2]]) }),
+  );
+  const refusedOut = `${tmp.dir}/refused.html`;
+  const refused = await runCli([
+    "report",
+    ptq,
+    evalDiag,
+    files.bench,
+    "--out",
+    refusedOut,
+    "--teacher",
+    MODEL_PATH,
+  ]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.equal(
+    refused.stderr.trim(),
+    "error: report: --teacher is used only to compute diagnostics, and no input needs them " +
+      "(no .rabit with k ≥ 2 lacks stored diagnostics); drop --teacher",
+  );
+  await assert.rejects(() => Deno.stat(refusedOut), Deno.errors.NotFound);
 });
 
 Deno.test("report CLI refuses bad calls and inputs with exit codes and messages that say what to do", async () => {
   await using tmp = await tempDir();
   const bad = `${tmp.dir}/bad.json`;
   await Deno.writeTextFile(bad, JSON.stringify({ hello: "world" }));
+  const bench = `${tmp.dir}/bench.json`;
+  await Deno.writeTextFile(bench, JSON.stringify(TRAIN_BENCH));
+  // A float model as a .rabit: no binarized layers, so no diagnostics to compute.
+  const float = `${tmp.dir}/float.rabit`;
+  const f = await runCli(["export", MODEL_PATH, "--out", float, "--vocab-dtype", "f32"]);
+  assert.equal(f.code, 0, f.stderr);
   const cases: [string[], number, RegExp][] = [
     [["report", "--out", `${tmp.dir}/o.html`], 2, /report: expected at least one input/],
     [["report", bad], 2, /report: --out F is required/],
@@ -456,6 +488,17 @@ Deno.test("report CLI refuses bad calls and inputs with exit codes and messages 
       /Report input not found: .*missing\.rabit/,
     ],
     [["report", MODEL_PATH, "--out", `${tmp.dir}/o.html`], 1, /found a binary file that is not a \.rabit/],
+    // Options that only feed diagnostics, with no input that needs any computed.
+    [
+      ["report", bench, "--out", `${tmp.dir}/o.html`, "--teacher", MODEL_PATH],
+      2,
+      /^error: report: --teacher is used only to compute diagnostics, and no input needs them \(no \.rabit with k ≥ 2 lacks stored diagnostics\); drop --teacher\n$/,
+    ],
+    [
+      ["report", float, bench, "--out", `${tmp.dir}/o.html`, "--text", DEV_TEXT_PATH, "--diag-tokens", "64"],
+      2,
+      /^error: report: --text, --diag-tokens are used only to compute diagnostics, and no input needs them .*; drop them\n$/,
+    ],
   ];
   for (const [args, code, message] of cases) {
     const r = await runCli(args);
@@ -466,5 +509,9 @@ Deno.test("report CLI refuses bad calls and inputs with exit codes and messages 
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: rabit report/);
   // Nothing was written by the refused calls.
-  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["bad.json"]);
+  assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(), [
+    "bad.json",
+    "bench.json",
+    "float.rabit",
+  ]);
 });

@@ -2,9 +2,11 @@
 // quantize it to 2-bit residual-binary paths twice (post-training, and a short RaBiT training run) and
 // show the three side by side.
 
-import type { BackendName } from "../backend/backend.ts";
-import { numberOption, parseCommand } from "./args.ts";
-import { BACKEND_HELP, openSession } from "./session.ts";
+import { BACKEND_NAMES, type BackendName } from "../backend/backend.ts";
+import { choiceOption, numberOption, parseCommand, UsageError } from "./args.ts";
+import { BACKEND_HELP } from "./session.ts";
+import { openModel } from "../io/load_model.ts";
+import { resolveModelPath } from "../io/model_paths.ts";
 import { generate } from "../eval/generate.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
@@ -13,13 +15,13 @@ import { createSession } from "../backend/create.ts";
 import type { InferenceSession } from "../backend/backend.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { splitHoldout } from "../train/data.ts";
-import { quantize } from "../train/quantize.ts";
+import { quantize, type TrainBackendName } from "../train/quantize.ts";
 import type { PackedModel } from "../quant/residual_binary.ts";
 import { dirname, join } from "node:path";
 
 export const DEMO_HELP = `rabit demo — a short end-to-end run on the real model
 
-Usage: rabit demo [--model M] [--text F] [--steps N] [--windows N] [--backend B]
+Usage: rabit demo [--model M] [--tokenizer T] [--text F] [--steps N] [--windows N] [--backend B]
 
 Loads the model (default ../shared/data/stories260K.bin), generates greedily and reports perplexity on
 the held-out end of the text (the last 10 %, never trained or calibrated on); then quantizes it to k = 2
@@ -27,13 +29,22 @@ residual-binary paths twice — post-training (ptq) and with a short RaBiT train
 text — and shows the three models side by side: perplexity and greedy text.
 
 Options:
-  --model M      full-precision model file (default: $RABIT_MODEL, then ../shared/data/stories260K.bin)
+  --model M      full-precision model: llama2.c .bin, GGUF or Hugging Face (default: $RABIT_MODEL, then
+                 ../shared/data/stories260K.bin); a quantized .rabit is refused
+  --tokenizer T  tokenizer file, when the model carries none (default: embedded or next to the model)
   --text F       text to train on and evaluate on its held-out end (default: tinystories_dev.txt next
                  to the model)
   --steps N      training steps of the RaBiT run (default 150: a few minutes on two CPU cores)
   --windows N    held-out windows of seq_len tokens to score (default: all)
   --backend B    ${BACKEND_HELP}
+                 Training runs on cpu with cpu or wasm (it has no wasm path), on webgpu with webgpu, and
+                 with auto where quantize's auto puts it
   -h, --help     show this help`;
+
+/** Where the RaBiT run trains for an inference --backend: training has no wasm path, so wasm trains on cpu. */
+export function demoTrainBackend(backend: BackendName): TrainBackendName {
+  return backend === "wasm" ? "cpu" : backend;
+}
 
 async function greedy(session: InferenceSession, tokenizer: Tokenizer): Promise<string> {
   const r = await generate(session, tokenizer, { steps: 60, temperature: 0 });
@@ -61,7 +72,20 @@ export async function runDemo(argv: string[]): Promise<void> {
   if (values.help) return console.log(DEMO_HELP);
   const windows = numberOption(values, "windows", { integer: true, min: 1 });
   const steps = numberOption(values, "steps", { integer: true, min: 1 }) ?? 150;
-  const { session, tokenizer, opened } = await openSession(values);
+  const backend = choiceOption(values, "backend", BACKEND_NAMES, "auto");
+  const opened = await openModel(resolveModelPath(values.model), {
+    tokenizer: values.tokenizer,
+    requireTokenizer: true,
+  });
+  if (opened.model.quantized.size > 0) {
+    // Nothing to quantize, and no full-precision model to compare with: refused before any scoring.
+    throw new UsageError(
+      `demo: --model ${opened.path} is already quantized; demo quantizes a full-precision model: ` +
+        "pass a llama2.c .bin, GGUF or Hugging Face model",
+    );
+  }
+  const tokenizer = opened.tokenizer!;
+  const session = await createSession(opened.model, { backend, onNotice: (line) => console.error(line) });
   const textPath = values.text ?? join(dirname(opened.path), "tinystories_dev.txt");
   const text = await readTextOrThrow(textPath);
   const heldOut = splitHoldout(text, 0.1).heldOut;
@@ -75,10 +99,8 @@ export async function runDemo(argv: string[]): Promise<void> {
   } finally {
     session.dispose();
   }
-  if (opened.model.quantized.size > 0) return; // already packed: nothing to compare against
-
   const data = [{ name: textPath, text }];
-  const runs: [string, () => Promise<{ model: PackedModel; seconds: number }>][] = [
+  const runs: [string, () => Promise<{ model: PackedModel; seconds: number; backend: string }>][] = [
     ["2-bit ptq", () => quantize(opened.model, { method: "ptq", tokenizer, data })],
     [`2-bit rabit, ${steps} steps`, () => {
       let bar: Progress | undefined;
@@ -87,6 +109,7 @@ export async function runDemo(argv: string[]): Promise<void> {
         tokenizer,
         data,
         steps,
+        backend: demoTrainBackend(backend),
         onStep: (s) => {
           bar ??= new Progress("train", s.steps, "step");
           bar.tick(
@@ -105,7 +128,8 @@ export async function runDemo(argv: string[]): Promise<void> {
     try {
       const ppl = await score(packed, ids, windows, label);
       rows.push({ label, ppl, text: await greedy(packed, tokenizer), seconds: r.seconds });
-      console.log(`${label}: perplexity ${ppl.toFixed(3)} (${r.seconds.toFixed(0)} s)`);
+      const trained = r.backend === "none" ? "" : `, trained on ${r.backend}`;
+      console.log(`${label}: perplexity ${ppl.toFixed(3)} (${r.seconds.toFixed(0)} s${trained})`);
     } finally {
       packed.dispose();
     }

@@ -4,7 +4,7 @@
 import { choiceOption, numberOption, parseCommand, printJson, UsageError } from "./args.ts";
 import { writeFileAtomic } from "../io/container.ts";
 import { readFileOrThrow } from "../io/errors.ts";
-import { hfSingleFile, type HfWeightDtype, writeHfModel } from "../io/hf.ts";
+import { hfLargestTensor, hfSingleFile, type HfWeightDtype, writeHfModel } from "../io/hf.ts";
 import { type OpenedModel, openModel } from "../io/load_model.ts";
 import { DENSE_LAYOUT, dequantizedModel, PACKED_LAYOUT, packedSafetensors } from "../io/rabit_safetensors.ts";
 import { readCheckpoint, writeCheckpoint } from "../train/checkpoint.ts";
@@ -41,7 +41,8 @@ Options:
   --dequantize       write dense weights for transformers instead of planes and scales
   --vocab-dtype D    with --out F.rabit: f32 | f16 | i8, storage of the token embedding and classifier
   --dtype T          f32 | f16 | bf16: storage of the dense 2-D weights (default f32; norms stay f32)
-  --shard-bytes N    split a dense directory export into shards of at most N bytes, with an index
+  --shard-bytes N    split a dense directory export into shards of at most N bytes of tensor data, with
+                     an index (tensors are not split: N must be at least the largest tensor's bytes)
   --tokenizer T      tokenizer file, when the model carries none (default: embedded or next to it)
   --json             print one JSON object as the last line
   -h, --help         show this help`;
@@ -130,13 +131,23 @@ export async function runExport(argv: string[]): Promise<void> {
   if (!out) {
     throw new UsageError("export: --out is required (a .safetensors file, or a directory with --dequantize)");
   }
-  if (out.endsWith(".rabit")) return await exportRabit(input, out, values);
+  // Values first, so a bad one is named as such whatever the output.
+  const dtype = choiceOption(values, "dtype", ["f32", "f16", "bf16"] as const, "f32");
+  const shardBytes = numberOption(values, "shard-bytes", { integer: true, min: 1 });
+  if (out.endsWith(".rabit")) {
+    for (const key of ["dtype", "shard-bytes"] as const) {
+      if (values[key] !== undefined) {
+        throw new UsageError(
+          `export: --${key} applies only with --dequantize (safetensors output); a .rabit --out takes --vocab-dtype`,
+        );
+      }
+    }
+    return await exportRabit(input, out, values);
+  }
   if (values["vocab-dtype"] !== undefined) {
     throw new UsageError("export: --vocab-dtype applies only to a .rabit --out");
   }
   const single = out.endsWith(".safetensors");
-  const dtype = choiceOption(values, "dtype", ["f32", "f16", "bf16"] as const, "f32");
-  const shardBytes = numberOption(values, "shard-bytes", { integer: true, min: 1 });
   if (!values.dequantize) {
     if (!single) throw new UsageError("export: without --dequantize, --out must be a .safetensors file");
     for (const key of ["dtype", "shard-bytes"] as const) {
@@ -147,6 +158,17 @@ export async function runExport(argv: string[]): Promise<void> {
     throw new UsageError("export: --shard-bytes needs a directory --out (shards and an index)");
   }
   const opened = await openModel(input, { tokenizer: values.tokenizer });
+  const hfDtype = dtype.toUpperCase() as HfWeightDtype;
+  if (shardBytes !== undefined) {
+    // A tensor is never split: a smaller limit could not be kept. Known from the config, before any work.
+    const largest = hfLargestTensor(opened.model.config, hfDtype);
+    if (shardBytes < largest.bytes) {
+      throw new UsageError(
+        `export: --shard-bytes ${shardBytes} is smaller than the largest tensor (${largest.bytes} bytes, ` +
+          `${largest.name}); use at least that`,
+      );
+    }
+  }
   const tokenizer = opened.tokenizer;
   let files: string[];
   let layout: string;
@@ -157,7 +179,6 @@ export async function runExport(argv: string[]): Promise<void> {
     layout = PACKED_LAYOUT;
   } else {
     const dense = dequantizedModel(opened.model);
-    const hfDtype = dtype.toUpperCase() as HfWeightDtype;
     layout = DENSE_LAYOUT;
     const meta = { rabit_layout: DENSE_LAYOUT, method: opened.rabit?.method ?? "none" };
     if (single) {

@@ -38,7 +38,8 @@ A JSON file may be the whole stdout of the command: its last line is read when t
 Path diagnostics (METHOD.md §6: per-layer path correlation and residual alignment, and the paths'
 correlation as matrices, corr(A₁, A₂)) are taken from the
 .rabit's metadata or an eval JSON when there, else computed with the full-precision teacher on the
-held-out end of a text (the part quantize never trained on).
+held-out end of a text (the part quantize never trained on). --teacher, --text, --holdout and
+--diag-tokens are refused when no input needs diagnostics computed.
 
 Writes one HTML file with the charts as inline SVG (Vega-Lite rendered by Vega, no browser needed) and
 every number also as a table; no scripts, no external URLs. Written atomically.
@@ -65,11 +66,10 @@ interface DiagnosticsOptions {
 }
 
 /**
- * Computes the diagnostics of every run that can have them and has none: binarized layers with k ≥ 2.
- * The teacher and the text are loaded once, and only when some run needs them. Returns notes on runs
- * without diagnostics.
+ * The runs whose diagnostics must be computed (binarized layers with k ≥ 2 and none stored or given by an
+ * eval JSON), and notes on the runs that cannot have any.
  */
-async function addDiagnostics(inputs: ReportInputs, o: DiagnosticsOptions): Promise<string[]> {
+function diagnosticsTodo(inputs: ReportInputs): { todo: RunInput[]; notes: string[] } {
   const notes: string[] = [];
   const todo: RunInput[] = [];
   for (const r of inputs.runs) {
@@ -78,7 +78,15 @@ async function addDiagnostics(inputs: ReportInputs, o: DiagnosticsOptions): Prom
     else if (r.maxPaths < 2) notes.push(`${r.label}: k = 1, no second path to compare.`);
     else todo.push(r);
   }
-  if (!todo.length) return notes;
+  return { todo, notes };
+}
+
+/**
+ * Computes the diagnostics of the runs in `todo` (see {@link diagnosticsTodo}). The teacher and the text
+ * are loaded once, and only when some run needs them.
+ */
+async function addDiagnostics(todo: RunInput[], o: DiagnosticsOptions): Promise<void> {
+  if (!todo.length) return;
   const teacherPath = resolveModelPath(o.teacher);
   let teacher: LlamaModel;
   try {
@@ -136,7 +144,6 @@ async function addDiagnostics(inputs: ReportInputs, o: DiagnosticsOptions): Prom
       `diagnostics of ${r.label}: ${r.diagnostics.tokens} tokens in ${r.diagnostics.seconds.toFixed(1)} s`,
     );
   }
-  return notes;
 }
 
 /** Runs `report` with argv (after the command name). */
@@ -159,10 +166,12 @@ export async function runReport(argv: string[]): Promise<void> {
   const clash = positionals.find((p) => resolve(p) === resolve(values.out!));
   if (clash) throw new UsageError(`report: --out ${values.out} is also an input; write the report elsewhere`);
   const noDiag = values["no-diagnostics"] === true;
-  const diagOnly = (["teacher", "text", "holdout", "diag-tokens"] as const).find((k) =>
+  const diagOnly = (["teacher", "text", "holdout", "diag-tokens"] as const).filter((k) =>
     values[k] !== undefined
-  );
-  if (noDiag && diagOnly) throw new UsageError(`report: --${diagOnly} has no use with --no-diagnostics`);
+  ).map((k) => `--${k}`);
+  if (noDiag && diagOnly.length) {
+    throw new UsageError(`report: ${diagOnly[0]} has no use with --no-diagnostics`);
+  }
   const holdout = numberOption(values, "holdout", { min: 0, max: 0.9 }) ?? REPORT_HOLDOUT;
   const maxTokens = numberOption(values, "diag-tokens", { integer: true, min: 1 }) ??
     REPORT_DIAGNOSTICS_TOKENS;
@@ -170,11 +179,24 @@ export async function runReport(argv: string[]): Promise<void> {
   const start = performance.now();
 
   const inputs = await readReportInputs(positionals);
-  const notes = noDiag
-    ? inputs.runs.filter((r) => !r.diagnostics).map((r) =>
+  let notes: string[];
+  if (noDiag) {
+    notes = inputs.runs.filter((r) => !r.diagnostics).map((r) =>
       `${r.label}: diagnostics not computed (--no-diagnostics).`
-    )
-    : await addDiagnostics(inputs, { teacher: values.teacher, text: values.text, holdout, maxTokens, log });
+    );
+  } else {
+    const plan = diagnosticsTodo(inputs);
+    // Known once the inputs are read, before the teacher is loaded or anything is computed or written.
+    if (!plan.todo.length && diagOnly.length) {
+      const [is, drop] = diagOnly.length === 1 ? ["is", diagOnly[0]] : ["are", "them"];
+      throw new UsageError(
+        `report: ${diagOnly.join(", ")} ${is} used only to compute diagnostics, and no input needs them ` +
+          `(no .rabit with k ≥ 2 lacks stored diagnostics); drop ${drop}`,
+      );
+    }
+    notes = plan.notes;
+    await addDiagnostics(plan.todo, { teacher: values.teacher, text: values.text, holdout, maxTokens, log });
+  }
   const { html, charts } = await renderReport(inputs, { title: values.title, notes });
   const bytes = new TextEncoder().encode(html);
   await writeFileAtomic(values.out, bytes);

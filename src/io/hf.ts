@@ -595,7 +595,10 @@ export type HfWeightDtype = "F32" | "F16" | "BF16";
 export interface HfWriteOptions {
   /** Storage of the 2-D weights (default F32). */
   dtype?: HfWeightDtype;
-  /** Split the weights into shards of at most this many bytes with an index (default: one file). */
+  /**
+   * Split the weights into shards of at most this many bytes of tensor data, with an index (default: one
+   * file). Tensors are not split, so it must be at least {@link hfLargestTensor}'s bytes.
+   */
   shardBytes?: number;
   /** The tokenizer: written as tokenizer.json (a llama2.c vocabulary converted) and tokenizer_config.json. */
   tokenizer?: Tokenizer;
@@ -633,6 +636,31 @@ export function hfTensors(
 }
 
 /**
+ * The largest tensor of a Hugging Face checkpoint of a model with `config` whose 2-D weights are stored as
+ * `dtype` (norms stay F32): its name and bytes, the smallest shard {@link hfCheckpointFiles} can keep to
+ * its limit. The first of equal ones.
+ *
+ * @example
+ * ```ts
+ * import { hfLargestTensor } from "./hf.ts";
+ * import { loadLlama2c } from "./llama2c.ts";
+ * const { config } = await loadLlama2c("../shared/data/stories260K.bin");
+ * hfLargestTensor(config, "F16"); // { name: "model.embed_tokens.weight", bytes: 65536 }
+ * ```
+ */
+export function hfLargestTensor(
+  config: LlamaConfig,
+  dtype: HfWeightDtype = "F32",
+): { name: string; bytes: number } {
+  let best = { name: "", bytes: 0 };
+  for (const [name, shape] of llamaParamSpecs(config)) {
+    const bytes = shape.reduce((a, d) => a * d, 1) * (shape.length === 1 || dtype === "F32" ? 4 : 2);
+    if (bytes > best.bytes) best = { name: hfTensorName(name), bytes };
+  }
+  return best;
+}
+
+/**
  * The files of a Hugging Face checkpoint of `model`, by name: config.json, model.safetensors (or
  * model-0000i-of-0000n.safetensors shards and model.safetensors.index.json), and with a tokenizer
  * tokenizer.json and tokenizer_config.json.
@@ -661,6 +689,14 @@ export function hfCheckpointFiles(
     files.set("model.safetensors", serializeSafetensors(tensors, metadata));
   } else {
     if (!(limit > 0)) throw new RangeError(`hfCheckpointFiles: shardBytes must be positive, found ${limit}`);
+    const largest = hfLargestTensor(model.config, dtype);
+    if (limit < largest.bytes) {
+      // A tensor is never split, so a shard of it alone would exceed the limit.
+      throw new RangeError(
+        `hfCheckpointFiles: shardBytes ${limit} is smaller than the largest tensor (${largest.bytes} bytes, ` +
+          `${largest.name}); use at least that`,
+      );
+    }
     const groups: SafetensorOut[][] = [[]];
     let size = 0;
     for (const t of tensors) {
@@ -711,9 +747,10 @@ export async function writeHfModel(
   model: { config: LlamaConfig; params: ParamTable },
   options: HfWriteOptions = {},
 ): Promise<string[]> {
+  const files = hfCheckpointFiles(model, options); // throws on bad options before anything is created
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
-  for (const [name, bytes] of hfCheckpointFiles(model, options)) {
+  for (const [name, bytes] of files) {
     const path = pathModule().join(dir, name);
     await writeFileAtomic(path, bytes);
     written.push(path);
