@@ -7,7 +7,8 @@ import type { PackedModel } from "../quant/residual_binary.ts";
 import { requestGpu } from "./webgpu/device.ts";
 import { WebGpuSession } from "./webgpu/session.ts";
 import { wasmSimdSupported } from "./wasm/kernels.ts";
-import { WasmSession, type WasmSessionOptions } from "./wasm/session.ts";
+import { WASM_SESSION_OPTION_KEYS, WasmSession, type WasmSessionOptions } from "./wasm/session.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Options of {@link createSession}. */
 export interface CreateSessionOptions {
@@ -18,6 +19,12 @@ export interface CreateSessionOptions {
   /** Options of the wasm backend, when it is chosen. */
   wasm?: WasmSessionOptions;
 }
+
+const CREATE_SESSION_OPTION_KEYS = optionKeys<CreateSessionOptions>({
+  backend: true,
+  onNotice: true,
+  wasm: true,
+});
 
 /**
  * Opens `model` on the requested backend. `auto` runs on WebGPU when a hardware adapter answers, and on
@@ -38,6 +45,9 @@ export async function createSession(
   model: PackedModel,
   options: CreateSessionOptions = {},
 ): Promise<InferenceSession> {
+  checkOptionKeys("createSession", options, CREATE_SESSION_OPTION_KEYS);
+  // Checked whichever backend runs, so a misspelt wasm option fails on a machine with a GPU too.
+  checkOptionKeys("createSession options.wasm", options.wasm, WASM_SESSION_OPTION_KEYS);
   const backend = options.backend ?? "auto";
   if (backend === "cpu") return new CpuSession(model);
   if (backend === "wasm") {

@@ -11,6 +11,7 @@ import { linearLayer, linearShape, type LlamaModel } from "../model/model.ts";
 import { linearNames } from "../model/params.ts";
 import type { PackedLinear, PackedModel } from "../quant/residual_binary.ts";
 import { type LayerPathDiagnostics, LayerPathStats } from "./path_stats.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 export type { LayerPathDiagnostics } from "./path_stats.ts";
 
@@ -26,6 +27,12 @@ export interface PathDiagnosticsOptions {
   /** Called after each window with (windows done, windows total). */
   onWindow?: (done: number, total: number) => void;
 }
+
+const PATH_DIAGNOSTICS_OPTION_KEYS = optionKeys<PathDiagnosticsOptions>({
+  context: true,
+  maxTokens: true,
+  onWindow: true,
+});
 
 /** The student and its full-precision teacher (same config). */
 export interface DiagnosticsModels {
@@ -123,6 +130,7 @@ export function pathDiagnostics(
   ids: number[],
   options: PathDiagnosticsOptions = {},
 ): PathDiagnostics {
+  checkOptionKeys("pathDiagnostics", options, PATH_DIAGNOSTICS_OPTION_KEYS);
   const { student, teacher } = models;
   const c = student.config;
   const diff = configDifferences(c, teacher.config);

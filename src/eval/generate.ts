@@ -3,6 +3,7 @@
 import type { InferenceSession } from "../backend/backend.ts";
 import { BOS, EOS, type Tokenizer } from "../io/tokenizer.ts";
 import { Sampler, type SamplingOptions } from "./sampling.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions extends SamplingOptions {
@@ -13,6 +14,15 @@ export interface GenerateOptions extends SamplingOptions {
   /** Called with each new token id and its text as soon as it is known. */
   onToken?: (id: number, text: string) => void;
 }
+
+const GENERATE_OPTION_KEYS = optionKeys<GenerateOptions>({
+  prompt: true,
+  steps: true,
+  onToken: true,
+  temperature: true,
+  topP: true,
+  seed: true,
+});
 
 /** What {@link generate} produced. */
 export interface GenerateResult {
@@ -52,6 +62,7 @@ export async function generate(
   tokenizer: Tokenizer,
   options: GenerateOptions = {},
 ): Promise<GenerateResult> {
+  checkOptionKeys("generate", options, GENERATE_OPTION_KEYS);
   const steps = options.steps ?? 256;
   if (!Number.isInteger(steps) || steps < 0) {
     throw new RangeError(`steps must be an integer ≥ 0, found ${steps}`);
@@ -63,7 +74,7 @@ export async function generate(
       `The prompt has ${prompt.length} tokens; the model's seq_len is ${seqLen}: shorten it`,
     );
   }
-  const sampler = new Sampler(options);
+  const sampler = new Sampler({ temperature: options.temperature, topP: options.topP, seed: options.seed });
   const decode = tokenizer.decoder();
   for (const id of prompt) decode(id); // the streamed text starts after the prompt
   const t0 = performance.now();

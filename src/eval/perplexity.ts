@@ -5,6 +5,7 @@
 import type { InferenceSession } from "../backend/backend.ts";
 import { BOS } from "../io/tokenizer.ts";
 import { logProb } from "../model/ops.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Options of {@link perplexity}. */
 export interface PerplexityOptions {
@@ -15,6 +16,12 @@ export interface PerplexityOptions {
   /** Called after each window with (windows done, windows total, that window's mean NLL in nats). */
   onWindow?: (done: number, total: number, windowNll: number) => void;
 }
+
+const PERPLEXITY_OPTION_KEYS = optionKeys<PerplexityOptions>({
+  context: true,
+  maxWindows: true,
+  onWindow: true,
+});
 
 /** What {@link perplexity} measured. */
 export interface PerplexityResult {
@@ -74,6 +81,7 @@ export async function perplexity(
   ids: number[],
   options: PerplexityOptions = {},
 ): Promise<PerplexityResult> {
+  checkOptionKeys("perplexity", options, PERPLEXITY_OPTION_KEYS);
   const context = options.context ?? session.config.seqLen;
   if (!Number.isInteger(context) || context < 2 || context > session.config.seqLen) {
     throw new RangeError(

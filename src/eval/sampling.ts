@@ -1,6 +1,7 @@
 // Choosing the next token from logits: greedy, temperature, and nucleus (top-p) sampling, seeded.
 
 import { Rng } from "../util/rng.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** How to pick tokens. temperature 0 means greedy (argmax). */
 export interface SamplingOptions {
@@ -11,6 +12,8 @@ export interface SamplingOptions {
   /** Seed of the sampler's RNG (default the current time). */
   seed?: number;
 }
+
+const SAMPLING_OPTION_KEYS = optionKeys<SamplingOptions>({ temperature: true, topP: true, seed: true });
 
 /**
  * Index of the largest value (the first one on ties).
@@ -50,6 +53,7 @@ export class Sampler {
 
   /** Throws a RangeError for a negative or non-finite temperature or a top-p outside (0, 1]. */
   constructor(options: SamplingOptions = {}) {
+    checkOptionKeys("Sampler", options, SAMPLING_OPTION_KEYS);
     this.temperature = options.temperature ?? 0;
     this.topP = options.topP ?? 1;
     if (!(this.temperature >= 0) || !Number.isFinite(this.temperature)) {

@@ -36,6 +36,7 @@ import {
 } from "./safetensors.ts";
 import { isTokenizerJson, Llama2cTokenizer, type Tokenizer } from "./tokenizer.ts";
 import { f32ToF16Bits } from "../util/fp16.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 const HINT = "Expected a Hugging Face Llama checkpoint (config.json, model.safetensors, tokenizer.json)";
 /** Largest config.json or index accepted, in bytes. */
@@ -369,6 +370,8 @@ export interface LoadHfOptions {
   bytes?: Uint8Array;
 }
 
+const LOAD_HF_OPTION_KEYS = optionKeys<LoadHfOptions>({ bytes: true });
+
 /** One weight file to read: its path and, for a sharded checkpoint, the tensors the index puts in it. */
 interface Shard {
   path: string;
@@ -430,6 +433,7 @@ async function readJsonFile(path: string, what: string): Promise<Record<string, 
  * ```
  */
 export async function loadHfModel(path: string, options: LoadHfOptions = {}): Promise<LoadedHf> {
+  checkOptionKeys("loadHfModel", options, LOAD_HF_OPTION_KEYS);
   const p = pathModule();
   const info = await stat(path).catch(() => undefined);
   if (!info) await readFileOrThrow(path, "Model"); // the "not found" error, naming the path
@@ -606,6 +610,13 @@ export interface HfWriteOptions {
   metadata?: Record<string, string>;
 }
 
+const HF_WRITE_OPTION_KEYS = optionKeys<HfWriteOptions>({
+  dtype: true,
+  shardBytes: true,
+  tokenizer: true,
+  metadata: true,
+});
+
 /** f32 values (finite) as the little-endian bytes of an F32, F16 or BF16 tensor (rounded to nearest even). */
 export function encodeHfTensor(values: Float32Array, dtype: HfWeightDtype): Uint8Array {
   if (dtype === "F32") return new Uint8Array(values.slice().buffer);
@@ -677,6 +688,7 @@ export function hfCheckpointFiles(
   model: { config: LlamaConfig; params: ParamTable },
   options: HfWriteOptions = {},
 ): Map<string, Uint8Array> {
+  checkOptionKeys("hfCheckpointFiles", options, HF_WRITE_OPTION_KEYS);
   const enc = new TextEncoder();
   const dtype = options.dtype ?? "F32";
   const files = new Map<string, Uint8Array>();
@@ -747,6 +759,7 @@ export async function writeHfModel(
   model: { config: LlamaConfig; params: ParamTable },
   options: HfWriteOptions = {},
 ): Promise<string[]> {
+  checkOptionKeys("writeHfModel", options, HF_WRITE_OPTION_KEYS);
   const files = hfCheckpointFiles(model, options); // throws on bad options before anything is created
   await mkdir(dir, { recursive: true });
   const written: string[] = [];

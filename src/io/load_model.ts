@@ -8,6 +8,7 @@ import { openSafetensorsModel } from "./open_safetensors.ts";
 import { parseModelBytes } from "./open_bytes.ts";
 import type { LoadedRabit } from "./rabit_format.ts";
 import { Tokenizer } from "./tokenizer.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** A model ready to run, its tokenizer when one was found, and what the file was. */
 export interface OpenedModel {
@@ -31,6 +32,8 @@ export interface OpenModelOptions {
   requireTokenizer?: boolean;
 }
 
+const OPEN_MODEL_OPTION_KEYS = optionKeys<OpenModelOptions>({ tokenizer: true, requireTokenizer: true });
+
 /**
  * Loads a model file (format detected from its first bytes: .rabit, GGUF, else llama2.c) and its
  * tokenizer: the one given, the one embedded in the file, or one found next to it.
@@ -45,6 +48,7 @@ export interface OpenModelOptions {
  * ```
  */
 export async function openModel(path: string, options: OpenModelOptions = {}): Promise<OpenedModel> {
+  checkOptionKeys("openModel", options, OPEN_MODEL_OPTION_KEYS);
   // A Hugging Face checkpoint directory or a .safetensors file (open_safetensors.ts); else by magic.
   const st = await openSafetensorsModel(path, { tokenizer: options.tokenizer });
   let opened: OpenedModel;

@@ -8,6 +8,7 @@ import type { OpenedModel } from "./load_model.ts";
 import { parseRabit, RABIT_MAGIC } from "./rabit_format.ts";
 import { plainBytes } from "./tensor_codec.ts";
 import { Tokenizer } from "./tokenizer.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /**
  * The model in `bytes` by its first bytes (.rabit, GGUF, else a llama2.c checkpoint), without any
@@ -50,6 +51,12 @@ export interface OpenModelBytesOptions {
   requireTokenizer?: boolean;
 }
 
+const OPEN_MODEL_BYTES_OPTION_KEYS = optionKeys<OpenModelBytesOptions>({
+  tokenizerBytes: true,
+  name: true,
+  requireTokenizer: true,
+});
+
 /**
  * The model in `bytes` (format detected from its first bytes: .rabit, GGUF, else a llama2.c checkpoint)
  * with its tokenizer: `tokenizerBytes`, else the one embedded in the file. Throws what the format's
@@ -69,6 +76,7 @@ export interface OpenModelBytesOptions {
  * ```
  */
 export function openModelBytes(input: Uint8Array, options: OpenModelBytesOptions = {}): OpenedModel {
+  checkOptionKeys("openModelBytes", options, OPEN_MODEL_BYTES_OPTION_KEYS);
   const bytes = plainBytes(input); // a Node Buffer works too
   const name = options.name ?? "model";
   const { opened, tokenizerProblem } = parseModelBytes(bytes, name);

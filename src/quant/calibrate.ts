@@ -9,6 +9,7 @@ import { createKvCache, forwardChunk } from "../model/forward.ts";
 import type { LlamaModel } from "../model/model.ts";
 import { linearNames } from "../model/params.ts";
 import { BOS } from "../io/tokenizer.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Channel statistics of one linear layer. */
 export interface ChannelStats {
@@ -59,6 +60,9 @@ export function calibrationWindows(ids: number[], tokens: number, window: number
   return out;
 }
 
+/** What {@link calibrate} takes: the windows come ready-made (see calibrationWindows for tokens and window). */
+const CALIBRATE_OPTION_KEYS = optionKeys<Pick<CalibrateOptions, "onWindow">>({ onWindow: true });
+
 /**
  * Collects s_in and s_out for every block linear of a full-precision model over calibration windows
  * (next-token cross-entropy; the loss scale does not matter, only relative channel importance does).
@@ -79,6 +83,7 @@ export function calibrate(
   windows: number[][],
   options: Pick<CalibrateOptions, "onWindow"> = {},
 ): Map<string, ChannelStats> {
+  checkOptionKeys("calibrate", options, CALIBRATE_OPTION_KEYS);
   const sums = new Map<string, { x2: Float64Array; g2: Float64Array }>();
   for (const name of linearNames(model.config)) {
     const [out, inF] = model.params.shape(name);

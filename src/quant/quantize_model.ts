@@ -7,6 +7,7 @@ import { withoutQuantized } from "../model/model.ts";
 import type { ChannelStats } from "./calibrate.ts";
 import { quantizeLayer, type QuantizeMethod, type QuantizeStats } from "./quantize.ts";
 import { PackedLinear, type PackedModel } from "./residual_binary.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Options of {@link quantizeModel}. Defaults are METHOD.md §3's. */
 export interface QuantizeModelOptions {
@@ -23,6 +24,15 @@ export interface QuantizeModelOptions {
   /** Called after each layer with (name, index, total, stats). */
   onLayer?: (name: string, index: number, total: number, stats: QuantizeStats) => void;
 }
+
+const QUANTIZE_MODEL_OPTION_KEYS = optionKeys<QuantizeModelOptions>({
+  method: true,
+  paths: true,
+  svidRounds: true,
+  precondition: true,
+  stats: true,
+  onLayer: true,
+});
 
 /** One layer's outcome. */
 export interface LayerReport {
@@ -62,6 +72,7 @@ export interface QuantizedModel {
  * ```
  */
 export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions): QuantizedModel {
+  checkOptionKeys("quantizeModel", options, QUANTIZE_MODEL_OPTION_KEYS);
   const names = linearNames(model.config);
   const usePrecondition = (options.precondition ?? 0.5) > 0;
   if (options.method === "ptq" && usePrecondition && !options.stats) {

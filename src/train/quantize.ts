@@ -27,6 +27,7 @@ import {
 } from "./trainable.ts";
 import { WebGpuTrainingBackend } from "./webgpu_backend.ts";
 import { isCpuAdapter, requestGpu } from "../backend/webgpu/device.ts";
+import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 
 /** Every method {@link quantize} knows. */
 export type QuantizeMethodName = TrainMethod | "ptq" | "rtn2";
@@ -348,6 +349,53 @@ function checkOption(ok: boolean, message: string): void {
   if (!ok) throw new QuantizeOptionError(`quantize: ${message}`);
 }
 
+/** Every key of {@link QuantizeOptions}, for the check of plain-JavaScript callers' spelling. */
+const QUANTIZE_OPTION_KEYS = optionKeys<QuantizeOptions>({
+  method: true,
+  tokenizer: true,
+  data: true,
+  paths: true,
+  init: true,
+  preset: true,
+  steps: true,
+  batch: true,
+  lateBatch: true,
+  lateBatchFrom: true,
+  seq: true,
+  lr: true,
+  optimizer: true,
+  gamma: true,
+  gammaFinal: true,
+  labelWeight: true,
+  holdout: true,
+  teacherTokens: true,
+  shiftWindows: true,
+  tokenNoise: true,
+  onTeacherText: true,
+  svidRounds: true,
+  precondition: true,
+  calibTokens: true,
+  trainFloat: true,
+  steClip: true,
+  latentMix: true,
+  latentMixUntil: true,
+  weightDecay: true,
+  scaleLrMultiplier: true,
+  momentum: true,
+  warmup: true,
+  minLrRatio: true,
+  lrSchedule: true,
+  maxGradNorm: true,
+  seed: true,
+  backend: true,
+  checkpoint: true,
+  checkpointEvery: true,
+  resume: true,
+  onCalibrate: true,
+  onInitLayer: true,
+  onStep: true,
+});
+
 /**
  * Quantizes every block linear of a full-precision `model` with `options.method`.
  *
@@ -364,6 +412,7 @@ function checkOption(ok: boolean, message: string): void {
  */
 export async function quantize(model: LlamaModel, options: QuantizeOptions): Promise<QuantizeResult> {
   const start = performance.now();
+  checkOptionKeys("quantize", options, QUANTIZE_OPTION_KEYS);
   const method = options.method;
   if (!QUANTIZE_METHODS.includes(method)) {
     throw new TypeError(

@@ -11,6 +11,7 @@ import type { LlamaConfig } from "../../model/config.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
 import { classifierInt8Rows } from "../../quant/int8_rows.ts";
 import { DEFAULT_PACKED_TABLES, MIN_PARALLEL_WORK, type PackedTables, WasmKernels } from "./kernels.ts";
+import { checkOptionKeys, optionKeys } from "../../util/option_keys.ts";
 
 /** Options of {@link WasmSession}. */
 export interface WasmSessionOptions {
@@ -32,6 +33,15 @@ export interface WasmSessionOptions {
    */
   classifier?: "f32" | "f16" | "i8";
 }
+
+/** Every key of {@link WasmSessionOptions} (createSession checks its `wasm` option against them too). */
+export const WASM_SESSION_OPTION_KEYS: readonly string[] = optionKeys<WasmSessionOptions>({
+  denseStorage: true,
+  packedTables: true,
+  blockWords: true,
+  threads: true,
+  classifier: true,
+});
 
 /** A layer with the arrays of a packed residual-binary one (what .rabit models and quantizeModel give). */
 function isPacked(layer: LinearLayer): layer is LinearLayer & {
@@ -74,6 +84,7 @@ export class WasmSession implements InferenceSession {
     options: WasmSessionOptions = {},
     kernels: WasmKernels = WasmKernels.create(),
   ) {
+    checkOptionKeys("WasmSession", options, WASM_SESSION_OPTION_KEYS);
     const c = model.config;
     const quantized = new Map<string, LinearLayer>();
     let packed = 0;
@@ -118,6 +129,7 @@ export class WasmSession implements InferenceSession {
    * instantiated asynchronously (what a browser's main thread needs; the constructor compiles synchronously).
    */
   static async create(model: LlamaModel, options: WasmSessionOptions = {}): Promise<WasmSession> {
+    checkOptionKeys("WasmSession.create", options, WASM_SESSION_OPTION_KEYS); // before any worker starts
     // Models whose every product is too small to split (e.g. stories260K) skip starting workers.
     const c = model.config;
     const largest = Math.max(c.vocabSize * c.dim, c.hiddenDim * c.dim, c.dim * c.dim);

@@ -1,6 +1,8 @@
 // WebGPU device acquisition (Deno native, Node through the optional `webgpu` package, browsers),
 // a pipeline cache keyed by everything that changes the WGSL, and buffer helpers with labels.
 
+import { checkOptionKeys, optionKeys } from "../../util/option_keys.ts";
+
 /** An open WebGPU device with the facts kernels need to choose their geometry. */
 export interface GpuContext {
   /** The open device. */
@@ -36,6 +38,11 @@ export interface RequestGpuOptions {
   /** Storage-buffer binding size the caller wants, clamped to the adapter's maximum. */
   wantStorageBindingBytes?: number;
 }
+
+const REQUEST_GPU_OPTION_KEYS = optionKeys<RequestGpuOptions>({
+  powerPreference: true,
+  wantStorageBindingBytes: true,
+});
 
 /** The `webgpu` npm package (Dawn's dawn.node): `create(flags)` returns a fresh `GPU`. */
 interface DawnNodeModule {
@@ -146,6 +153,7 @@ function describeAdapter(info: GPUAdapterInfo | undefined): string {
  * ```
  */
 export async function requestGpu(options: RequestGpuOptions = {}): Promise<GpuContext | null> {
+  checkOptionKeys("requestGpu", options, REQUEST_GPU_OPTION_KEYS);
   const found = await requestAdapter(options.powerPreference ?? "high-performance");
   if (!found) return null;
   const { adapter, gpu } = found;

@@ -13,6 +13,7 @@ import { shapeClass } from "./matmul_geometry.ts";
 import { FOLDED_NORM, type GpuModelWeights, uploadModel, type UploadOptions } from "./weights.ts";
 import type { PackedModel } from "../../quant/residual_binary.ts";
 import { BLOCK_LINEARS } from "../../model/params.ts";
+import { checkOptionKeys, optionKeys } from "../../util/option_keys.ts";
 
 /** Options of {@link WebGpuSession.create}. */
 export interface WebGpuSessionOptions extends UploadOptions {
@@ -27,6 +28,14 @@ export interface WebGpuSessionOptions extends UploadOptions {
    */
   tune?: boolean | string;
 }
+
+const WEBGPU_SESSION_OPTION_KEYS = optionKeys<WebGpuSessionOptions>({
+  ctx: true,
+  maxChunk: true,
+  tune: true,
+  denseDtype: true,
+  classifierDtype: true,
+});
 
 /** Where a decode step's time goes (milliseconds, medians). */
 export interface StepProfile {
@@ -140,6 +149,7 @@ export class WebGpuSession implements InferenceSession {
 
   /** Uploads a model (float or residual-binary linears) and compiles the kernels it needs. */
   static async create(model: PackedModel, options: WebGpuSessionOptions = {}): Promise<WebGpuSession> {
+    checkOptionKeys("WebGpuSession.create", options, WEBGPU_SESSION_OPTION_KEYS);
     const ctx = options.ctx ?? await requestGpu();
     if (!ctx) throw new Error("No WebGPU adapter is available: run with --backend cpu");
     return WebGpuSession.fromWeights(ctx, uploadModel(ctx, model, options), options);
