@@ -19,12 +19,8 @@ export interface ChannelStats {
   sOut: Float32Array;
 }
 
-/** Options of {@link calibrate}. */
+/** Options of {@link calibrate} (the windows come ready-made: {@link calibrationWindows} cuts them). */
 export interface CalibrateOptions {
-  /** Tokens to use in total (default 4096), cut into windows of `window` tokens. */
-  tokens?: number;
-  /** Window length (default min(512, seqLen)). */
-  window?: number;
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
 }
@@ -60,8 +56,7 @@ export function calibrationWindows(ids: number[], tokens: number, window: number
   return out;
 }
 
-/** What {@link calibrate} takes: the windows come ready-made (see calibrationWindows for tokens and window). */
-const CALIBRATE_OPTION_KEYS = optionKeys<Pick<CalibrateOptions, "onWindow">>({ onWindow: true });
+const CALIBRATE_OPTION_KEYS = optionKeys<CalibrateOptions>({ onWindow: true });
 
 /**
  * Collects s_in and s_out for every block linear of a full-precision model over calibration windows
@@ -81,7 +76,7 @@ const CALIBRATE_OPTION_KEYS = optionKeys<Pick<CalibrateOptions, "onWindow">>({ o
 export function calibrate(
   model: LlamaModel,
   windows: number[][],
-  options: Pick<CalibrateOptions, "onWindow"> = {},
+  options: CalibrateOptions = {},
 ): Map<string, ChannelStats> {
   checkOptionKeys("calibrate", options, CALIBRATE_OPTION_KEYS);
   const sums = new Map<string, { x2: Float64Array; g2: Float64Array }>();
