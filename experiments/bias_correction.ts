@@ -229,9 +229,38 @@ async function main(): Promise<void> {
   const score = async (model: LlamaModel) =>
     (await perplexity(new CpuSession(model), scored, { maxWindows })).ppl;
 
+  // The objective on the scored text: mean KL(teacher ‖ model) over the windows perplexity scores.
+  const scoredWindows = Array.from(
+    { length: Math.min(Math.floor(scored.length / S), maxWindows) },
+    (_, w) => scored.slice(w * S, (w + 1) * S),
+  );
+  const teacherLogits = scoredWindows.map((w) =>
+    forwardChunk(teacher.model, w, 0, createKvCache(teacher.model)).logits
+  );
+  const scoredKl = (model: LlamaModel) =>
+    scoredWindows.reduce(
+      (sum, w, i) =>
+        sum +
+        klDivergence(
+          forwardChunk(model, w, 0, createKvCache(model)).logits,
+          teacherLogits[i],
+          S,
+          model.config.vocabSize,
+        )
+          .loss,
+      0,
+    ) / scoredWindows.length;
   const teacherPpl = await score(teacher.model);
+  const studentKl = scoredKl(student.model);
   const studentPpl = await score(student.model);
-  const rows: { estimate: string; ppl: number; ratio: number; change: number; meanAbsBias: number }[] = [];
+  const rows: {
+    estimate: string;
+    ppl: number;
+    ratio: number;
+    change: number;
+    kl: number;
+    meanAbsBias: number;
+  }[] = [];
   for (
     const [estimate, fit] of [
       ["local", () => fitLocal(student.model, teacher.model, calib)],
@@ -247,14 +276,15 @@ async function main(): Promise<void> {
       ppl,
       ratio: ppl / teacherPpl,
       change: ppl / studentPpl - 1,
+      kl: scoredKl(model),
       meanAbsBias: meanAbsBias(model),
     });
     if (!json) {
       console.log(
         `${estimate.padEnd(9)} ppl ${ppl.toFixed(3)} (${(ppl / teacherPpl).toFixed(3)}×, ` +
-          `${(100 * (ppl / studentPpl - 1)).toFixed(2)} % against no bias), mean |b| ${
-            meanAbsBias(model).toFixed(4)
-          }`,
+          `${(100 * (ppl / studentPpl - 1)).toFixed(2)} % against no bias), KL ${
+            rows.at(-1)!.kl.toFixed(4)
+          }, mean |b| ${meanAbsBias(model).toFixed(4)}`,
       );
     }
   }
@@ -268,11 +298,12 @@ async function main(): Promise<void> {
       lr,
       teacherPpl,
       studentPpl,
+      studentKl,
       rows,
     }));
   } else {
     console.log(
-      `teacher ${teacherPpl.toFixed(3)}, student ${studentPpl.toFixed(3)} (${
+      `teacher ${teacherPpl.toFixed(3)}, student ${studentPpl.toFixed(3)}, KL ${studentKl.toFixed(4)} (${
         (studentPpl / teacherPpl).toFixed(3)
       }×)`,
     );

@@ -144,7 +144,10 @@ Deno.test("bias_correction.ts prints its three estimates as JSON and refuses bad
     "residual",
     "trained",
   ]);
-  for (const row of report.rows) assert.ok(row.ppl > 1 && Number.isFinite(row.ratio), JSON.stringify(row));
+  for (const row of report.rows) {
+    assert.ok(row.ppl > 1 && Number.isFinite(row.ratio) && row.kl > 0, JSON.stringify(row));
+  }
+  assert.ok(report.studentKl > 0);
   const one = await runScript(script, [...args, "--estimates", "trained", "--json"]);
   assert.equal(one.code, 0, one.stderr);
   const trained = JSON.parse(one.stdout.trim().split("\n").at(-1)!).rows;
