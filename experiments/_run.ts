@@ -53,12 +53,39 @@ export function usageExit(script: string, usage: string, message: string): never
 
 /**
  * Runs `parse` (a node:util parseArgs call) and turns what it throws (an unknown option, an option without
- * its value) into {@link usageExit}.
+ * its value) into {@link usageExit}; so does an option given twice in `args` before a "--" (parseArgs would
+ * keep the last one silently; no script here takes an option more than once).
  */
-export function parseOrExit<T>(script: string, usage: string, parse: () => T): T {
+export function parseOrExit<T>(script: string, usage: string, parse: () => T, args = Deno.args): T {
+  let parsed: T;
   try {
-    return parse();
+    parsed = parse();
   } catch (e) {
     return usageExit(script, usage, (e as Error).message);
   }
+  const repeated = repeatedOption(args);
+  if (repeated !== undefined) usageExit(script, usage, `--${repeated} given twice; give it once`);
+  return parsed;
+}
+
+/**
+ * The first long option named twice in `args` before a "--" (`--x v` or `--x=v`), or undefined.
+ *
+ * @example
+ * ```ts
+ * import { repeatedOption } from "./_run.ts";
+ * repeatedOption(["--seed", "1", "--json", "--seed=2"]); // "seed"
+ * repeatedOption(["--seed", "1", "--", "--seed", "2"]); // undefined: after "--" the options are another command's
+ * ```
+ */
+export function repeatedOption(args: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (const arg of args) {
+    if (arg === "--") break;
+    const name = /^--([^=]+)/.exec(arg)?.[1];
+    if (name === undefined) continue;
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
 }

@@ -20,7 +20,7 @@
 
 import { parseArgs } from "node:util";
 import { splitHoldout } from "../src/train/data.ts";
-import { cli, DATA, type Json, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
+import { cli, DATA, type Json, parseOrExit, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
 
 const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
@@ -430,22 +430,27 @@ async function writeDiagnosticsTable(rows: Json[]): Promise<void> {
   await Deno.writeTextFile(DIAG_TABLE, lines.join("\n"));
 }
 
+const ABLATION_USAGE = "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] " +
+  "[--methods a,b] [--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2] [--results NAME] " +
+  "[--min-lr-ratio R (default 0.1)] [--jobs N (run: rows trained at once, default 1)]";
+
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      steps: { type: "string" },
-      methods: { type: "string" },
-      rows: { type: "string" },
-      seeds: { type: "string" },
-      "scale-lrs": { type: "string" },
-      "min-lr-ratio": { type: "string" },
-      results: { type: "string" },
-      jobs: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const { values, positionals } = parseOrExit("ablation", ABLATION_USAGE, () =>
+    parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        steps: { type: "string" },
+        methods: { type: "string" },
+        rows: { type: "string" },
+        seeds: { type: "string" },
+        "scale-lrs": { type: "string" },
+        "min-lr-ratio": { type: "string" },
+        results: { type: "string" },
+        jobs: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
   const phase = positionals[0];
   if (values.results !== undefined) {
     if (!/^[a-z0-9_]+$/.test(values.results)) {
@@ -462,11 +467,7 @@ if (import.meta.main) {
     }
   }
   if (values.help || !["tune", "run", "diagnose", "table"].includes(phase)) {
-    console.log(
-      "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] [--methods a,b] " +
-        "[--scale-lrs 0.3,1,3] [--rows a,b] [--seeds 1,2] [--results NAME] [--min-lr-ratio R (default 0.1)] " +
-        "[--jobs N (run: rows trained at once, default 1)]",
-    );
+    console.log(ABLATION_USAGE);
     if (!values.help) Deno.exit(2);
   } else if (phase === "tune") {
     if (values["scale-lrs"]) SCALE_LRS = values["scale-lrs"].split(",").map(Number);

@@ -12,6 +12,7 @@
 // --latents-only averages the latent matrices and keeps the last checkpoint's scales and float tensors.
 
 import { parseArgs } from "node:util";
+import { parseOrExit } from "./_run.ts";
 import { openModel } from "../src/io/load_model.ts";
 import { writeRabit } from "../src/io/rabit_format.ts";
 import { type Checkpoint, paramsCrc, readCheckpoint } from "../src/train/checkpoint.ts";
@@ -19,19 +20,20 @@ import { packTable, type TrainFloat, trainLayout, type TrainMethod } from "../sr
 
 const USAGE =
   "Usage: deno run -A experiments/checkpoint_average.ts --out M.rabit [--latents-only] [--model TEACHER] CK...";
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    out: { type: "string" },
-    "latents-only": { type: "boolean" },
-    model: {
-      type: "string",
-      default: new URL("../../shared/data/stories260K.bin", import.meta.url).pathname,
+const { values, positionals } = parseOrExit("checkpoint_average", USAGE, () =>
+  parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      out: { type: "string" },
+      "latents-only": { type: "boolean" },
+      model: {
+        type: "string",
+        default: new URL("../../shared/data/stories260K.bin", import.meta.url).pathname,
+      },
+      help: { type: "boolean", short: "h" },
     },
-    help: { type: "boolean", short: "h" },
-  },
-});
+  }));
 if (values.help) {
   console.log(USAGE);
   Deno.exit(0);

@@ -12,6 +12,7 @@
 // tinystories_dev.txt, score its last 10 % (eval --holdout 0.1) and 200 windows of WikiText-2.
 
 import { parseArgs } from "node:util";
+import { parseOrExit } from "./_run.ts";
 import { CpuSession } from "../src/backend/cpu/session.ts";
 import { openModel } from "../src/io/load_model.ts";
 import { backwardChunk } from "../src/model/backward.ts";
@@ -24,18 +25,21 @@ import { batchLosses } from "../src/train/backend.ts";
 import { windowLossSeeds } from "../src/train/losses.ts";
 import { learningRate } from "../src/train/loop.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    steps: { type: "string", default: "400" },
-    batch: { type: "string", default: "2" },
-    lr: { type: "string", default: "3e-4" },
-    "label-weight": { type: "string", default: "0.5" },
-    gamma: { type: "string", default: "0.1" },
-    seed: { type: "string", default: "1" },
-    json: { type: "boolean" },
-  },
-});
+const USAGE = "Usage: deno run -A experiments/finetune_fp32.ts [--steps N] [--batch B] [--lr X] " +
+  "[--label-weight A] [--gamma G] [--seed N] [--json]";
+const { values } = parseOrExit("finetune_fp32", USAGE, () =>
+  parseArgs({
+    args: Deno.args,
+    options: {
+      steps: { type: "string", default: "400" },
+      batch: { type: "string", default: "2" },
+      lr: { type: "string", default: "3e-4" },
+      "label-weight": { type: "string", default: "0.5" },
+      gamma: { type: "string", default: "0.1" },
+      seed: { type: "string", default: "1" },
+      json: { type: "boolean" },
+    },
+  }));
 const steps = Number(values.steps), batch = Number(values.batch), lr = Number(values.lr);
 const alpha = Number(values["label-weight"]), gamma = Number(values.gamma), seed = Number(values.seed);
 for (const [name, v] of [["steps", steps], ["batch", batch], ["lr", lr], ["seed", seed]] as const) {

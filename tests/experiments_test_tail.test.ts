@@ -73,6 +73,8 @@ Deno.test("test_tail.ts refuses bad arguments by name and writes nothing", async
     [["--key", "k", "--", "--seed", "4"], /--seed is set by the script/],
     [["--key", "k", "--", "--out=m.rabit"], /--out is set by the script/],
     [["--key", "k", "--colour"], /Unknown option '--colour'/],
+    // A repeated option of the script is refused; after "--" the options are quantize's, which refuses its own.
+    [["--key", "k", "--jobs", "1", "--jobs=2"], /--jobs given twice; give it once/],
     [["--key", "k", "--", "--method", "rabit", "--model"], /--model expects a model path/],
   ];
   for (const [args, message] of cases) {
