@@ -82,9 +82,10 @@ export class WasmSession implements InferenceSession {
   constructor(
     model: LlamaModel,
     options: WasmSessionOptions = {},
-    kernels: WasmKernels = WasmKernels.create(),
+    given?: WasmKernels,
   ) {
     checkOptionKeys("WasmSession", options, WASM_SESSION_OPTION_KEYS);
+    const kernels = given ?? WasmKernels.create(); // after the check: a misspelt option compiles nothing
     const c = model.config;
     const quantized = new Map<string, LinearLayer>();
     let packed = 0;
