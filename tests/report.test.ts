@@ -23,6 +23,7 @@ import {
   type ReportInputs,
   type RunInput,
 } from "../src/report/inputs.ts";
+import { reportHtml } from "../src/report/html.ts";
 import { renderSvg } from "../src/report/render.ts";
 import { renderReport } from "../src/report/report.ts";
 import type { TrainLog } from "../src/train/checkpoint.ts";
@@ -85,7 +86,21 @@ function handLog(steps: number, scale = 1): TrainLog {
   };
 }
 
-function handDiagnostics(values: [number | null, number | null][]): PathDiagnostics {
+/** Mean of the non-null values, null when there are none (as PathDiagnostics' means). */
+function meanOf(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length ? known.reduce((a, v) => a + v, 0) / known.length : null;
+}
+
+/**
+ * Diagnostics of up to three layers (0.wq, 0.wk, 0.wv) from (path correlation, residual alignment) pairs,
+ * and per layer the weight-level (corr(A₁, A₂), outer share, scale ratio); without `weights` every layer
+ * has (−0.1, 0.4, 0.5). The weight-level means are of the layers' values.
+ */
+function handDiagnostics(
+  values: [number | null, number | null][],
+  weights: [number | null, number | null, number | null][] = values.map(() => [-0.1, 0.4, 0.5]),
+): PathDiagnostics {
   return {
     layers: values.map(([pathCorrelation, residualAlignment], i) => ({
       name: `layers.0.${["wq", "wk", "wv"][i]}`,
@@ -93,16 +108,16 @@ function handDiagnostics(values: [number | null, number | null][]): PathDiagnost
       pathCorrelation,
       residualAlignment,
       pathAlignments: [residualAlignment],
-      outerShare: 0.4,
-      scaleRatio: 0.5,
-      weightCorrelation: -0.1,
+      weightCorrelation: weights[i][0],
+      outerShare: weights[i][1],
+      scaleRatio: weights[i][2],
     })),
     meanPathCorrelation: 0,
     meanResidualAlignment: 0,
     coAdaptedFraction: 0,
-    meanOuterShare: 0.4,
-    meanScaleRatio: 0.5,
-    meanWeightCorrelation: -0.1,
+    meanOuterShare: meanOf(weights.map((w) => w[1])),
+    meanScaleRatio: meanOf(weights.map((w) => w[2])),
+    meanWeightCorrelation: meanOf(weights.map((w) => w[0])),
     tokens: 64,
     windows: 1,
     context: 64,
@@ -300,6 +315,104 @@ Deno.test("readDiagnostics: eval JSON from before the weight-level statistics re
   const now = handDiagnostics([[-0.2, 0.6]]);
   assert.deepEqual(readDiagnostics(now), now);
   assert.equal(readDiagnostics({ layers: [{ name: "x", pathCorrelation: "high" }] }), undefined);
+});
+
+/** The cells of the row whose header cell is `name` in the table captioned `caption`, as text. */
+function tableRow(html: string, caption: string, name: string): string[] {
+  const start = html.indexOf(`<caption>${caption}</caption>`);
+  assert.ok(start >= 0, `a table captioned "${caption}"`);
+  const body = html.slice(start, html.indexOf("</table>", start));
+  const row = body.split("\n").find((line) => line.startsWith(`<tr><th scope="row">${name}</th>`));
+  assert.ok(row, `a row "${name}" in "${caption}"`);
+  return [...row.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) => m[1]);
+}
+
+Deno.test("report HTML: the weight-level statistics per layer and as means, and — where a file lacks them", () => {
+  const now = handDiagnostics([[-0.2, 0.8], [0.1, 0.9], [null, null]], [
+    [-0.3, 0.35, 0.55],
+    [0.05, 0.52, 0.6],
+    [null, null, null],
+  ]);
+  // Diagnostics written before the weight-level statistics, as they are when nothing fills them in.
+  const old = {
+    layers: [{
+      name: "layers.0.wq",
+      k: 2,
+      pathCorrelation: -0.2,
+      residualAlignment: 0.6,
+      pathAlignments: [0.6],
+    }],
+    meanPathCorrelation: -0.2,
+    meanResidualAlignment: 0.6,
+    coAdaptedFraction: 1,
+    tokens: 64,
+    windows: 1,
+    context: 64,
+    seconds: 0,
+  } as unknown as PathDiagnostics;
+  const inputs: ReportInputs = {
+    runs: [
+      handRun("new.rabit (rabit)", "rabit", undefined, now),
+      handRun("old.rabit (rabit)", "rabit", undefined, old),
+    ],
+    evals: [],
+    benches: [],
+    trainBenches: [],
+  };
+  const html = reportHtml({ title: "t", generatedAt: "", inputs, charts: [], notes: [], renderer: "" });
+  const per = ["corr(y₁, y₂)", "corr(yₜ − y₁, y₂)", "corr(A₁, A₂)", "outer share", "scale ratio"];
+  const head = [...html.matchAll(/<th scope="col">([^<]*)<\/th>/g)].map((m) => m[1]);
+  for (const run of ["new.rabit (rabit)", "old.rabit (rabit)"]) {
+    for (const c of per) assert.ok(head.includes(`${run} ${c}`), `column "${run} ${c}"`);
+  }
+  const dash = ["—", "—", "—"];
+  // Per layer: five columns of the new run, then the old run's two correlations and three dashes; the old
+  // run has no 0.wk at all.
+  assert.deepEqual(tableRow(html, "Per layer", "0.wq"), [
+    "-0.2000",
+    "0.8000",
+    "-0.3000",
+    "0.350",
+    "0.550",
+    "-0.2000",
+    "0.6000",
+    ...dash,
+  ]);
+  assert.deepEqual(tableRow(html, "Per layer", "0.wk"), [
+    "0.1000",
+    "0.9000",
+    "0.0500",
+    "0.520",
+    "0.600",
+    "—",
+    "—",
+    ...dash,
+  ]);
+  assert.deepEqual(tableRow(html, "Per layer", "0.wv"), [...dash, "—", "—", "—", "—", ...dash]);
+  // Means skip the k = 1 layer: corr(A₁, A₂) (−0.3 + 0.05) / 2, outer share 0.435, scale ratio 0.575.
+  assert.deepEqual(tableRow(html, "Per layer", "mean").slice(2, 5), ["-0.1250", "0.435", "0.575"]);
+  assert.deepEqual(tableRow(html, "Per layer", "mean").slice(7), dash);
+  const summary = "Means over layers, and the co-adapted fraction";
+  assert.deepEqual(tableRow(html, summary, "new.rabit (rabit)").slice(0, 6), [
+    "0.0000",
+    "0.0000",
+    "-0.1250",
+    "0.435",
+    "0.575",
+    "0.000",
+  ]);
+  assert.deepEqual(tableRow(html, summary, "old.rabit (rabit)").slice(0, 6), [
+    "-0.2000",
+    "0.6000",
+    ...dash,
+    "1.000",
+  ]);
+  assert.doesNotMatch(html, /NaN|undefined|null/);
+  // The page says what the new columns are, and which sign the paper reports.
+  assert.match(html, /<dt>corr\(A₁, A₂\), weight-level path correlation<\/dt>/);
+  assert.match(html, /<dt>outer share<\/dt>/);
+  assert.match(html, /<dt>scale ratio<\/dt>/);
+  assert.match(html, /The paper's\s+sign is negative/);
 });
 
 Deno.test("classifyJson and readReportInput refuse what is not a report input, naming the file", async () => {

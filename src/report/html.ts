@@ -55,8 +55,9 @@ class Fixed {
   constructor(readonly text: string) {}
 }
 
+/** Fixed decimals, or null (a "—" cell) for a value that is absent, null or not finite. */
 const fixed = (v: number | null | undefined, digits = 4) =>
-  typeof v === "number" ? new Fixed(v.toFixed(digits)) : null;
+  typeof v === "number" && Number.isFinite(v) ? new Fixed(v.toFixed(digits)) : null;
 /** Exponent form with 3 significant digits (learning rates: 2.00e-4, as the README writes them). */
 const sci = (v: number) => new Fixed(v.toExponential(2));
 
@@ -100,6 +101,9 @@ caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
 th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: left; vertical-align: top; }
 thead th { background: #f2f2f2; } tbody tr:nth-child(even) { background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; } .scroll table { margin-top: 0; }
+dl.meta { margin: .4rem 0 1rem; } dl.meta dt { font-weight: 600; margin-top: .3rem; }
+dl.meta dd { margin: 0 0 0 1.2rem; }
 details { margin: .4rem 0 1rem; } summary { cursor: pointer; color: #333; }
 code { font-size: .9em; }
 `;
@@ -209,6 +213,38 @@ function curvesSection(page: ReportPage): string {
   }\n</div>\n${spans}\n${every.join("\n")}\n</section>`;
 }
 
+/** The per-layer table's columns for each run, in the order of {@link DIAGNOSTICS_GLOSSARY}. */
+const PER_LAYER_COLUMNS = ["corr(y₁, y₂)", "corr(yₜ − y₁, y₂)", "corr(A₁, A₂)", "outer share", "scale ratio"];
+
+/**
+ * What each diagnostic column is. The weight-level three read the packed signs and scales alone; the
+ * output-level correlation weighs the input directions by the energy the text puts in them, so the two
+ * correlations can disagree in sign (docs/evidence.md, "Why the paths end positively correlated").
+ */
+const DIAGNOSTICS_GLOSSARY = `<dl class="meta">
+<dt>corr(y₁, y₂), path correlation</dt>
+<dd>Pearson correlation of the two paths' outputs, pooled over every token and output feature. The paper's
+sign is negative (RaBiT −0.35 to −0.50, standard QAT about 0): path 2 corrects path 1 (co-adaptation).</dd>
+<dt>corr(yₜ − y₁, y₂), residual alignment</dt>
+<dd>Correlation of path 2's output with what path 1 left of the full-precision output; the paper's is positive
+(RaBiT 0.58 to 0.65). Co-adapted fraction: the share of layers with alignment above 0.4 and path correlation
+below 0.</dd>
+<dt>corr(A₁, A₂), weight-level path correlation</dt>
+<dd>The paths' matrices Aᵢ = diag(gᵢ) Bᵢ diag(hᵢ) correlated weight by weight, tr(A₁A₂ᵀ) / (‖A₁‖‖A₂‖), from
+the packed signs and scales alone (no text). It is what corr(y₁, y₂) would be for inputs spread evenly over
+every direction; real inputs weigh a few directions more, so the two can differ in sign. Negative is the
+paper's sign here too.</dd>
+<dt>outer share</dt>
+<dd>The share of weights whose path-2 sign equals path 1's (B₂ = B₁): there path 2 adds to path 1's magnitude,
+elsewhere it subtracts. With equal scales everywhere the matrices would correlate 2 · share − 1: negative
+for a share below ½.</dd>
+<dt>scale ratio</dt>
+<dd>Path 2's step against path 1's over the whole matrix: Σ|g₂[r] h₂[c]| / Σ|g₁[r] h₁[c]|.</dd>
+<dt>—</dt>
+<dd>Undefined (a layer with one path, a constant output, an all-zero path) or not in the input (diagnostics
+written before the weight-level statistics existed). Means are over the layers that have a value.</dd>
+</dl>`;
+
 function diagnosticsSection(page: ReportPage): string {
   const charts = page.charts.filter((c) => c.chart.id.startsWith("diagnostics-"));
   const runs = page.inputs.runs.filter((r) => r.diagnostics);
@@ -222,37 +258,44 @@ function diagnosticsSection(page: ReportPage): string {
     .filter((n, i, a) => a.indexOf(n) === i);
   const head = [
     "layer",
-    ...runs.flatMap((r) => [
-      `${r.label} corr(y₁, y₂)`,
-      `${r.label} corr(yₜ − y₁, y₂)`,
-      `${r.label} corr(A₁, A₂)`,
-    ]),
+    ...runs.flatMap((r) => PER_LAYER_COLUMNS.map((c) => `${r.label} ${c}`)),
   ];
   const rows = allNames.map((n) => [
     shortLayer(n),
     ...runs.flatMap((r) => {
       const l = byName(r, n);
-      return [fixed(l?.pathCorrelation), fixed(l?.residualAlignment), fixed(l?.weightCorrelation)];
+      return [
+        fixed(l?.pathCorrelation),
+        fixed(l?.residualAlignment),
+        fixed(l?.weightCorrelation),
+        fixed(l?.outerShare, 3),
+        fixed(l?.scaleRatio, 3),
+      ];
     }),
   ]);
   rows.push([
     "mean",
     ...runs.flatMap((r) => {
       const d = r.diagnostics!;
-      return [fixed(d.meanPathCorrelation), fixed(d.meanResidualAlignment), fixed(d.meanWeightCorrelation)];
+      return [
+        fixed(d.meanPathCorrelation),
+        fixed(d.meanResidualAlignment),
+        fixed(d.meanWeightCorrelation),
+        fixed(d.meanOuterShare, 3),
+        fixed(d.meanScaleRatio, 3),
+      ];
     }),
   ]);
   const summary = table(
-    "Means and co-adaptation (fraction of layers with alignment > 0.4 and correlation < 0); outer share: " +
-      "the share of weights whose path-2 sign equals path 1's; scale ratio: path 2's step against path 1's",
+    "Means over layers, and the co-adapted fraction",
     [
       "run",
       "mean corr(y₁, y₂)",
       "mean corr(yₜ − y₁, y₂)",
-      "co-adapted fraction",
       "mean corr(A₁, A₂)",
       "mean outer share",
       "mean scale ratio",
+      "co-adapted fraction",
       "tokens",
       "source",
     ],
@@ -272,10 +315,10 @@ function diagnosticsSection(page: ReportPage): string {
         r.label,
         fixed(d.meanPathCorrelation),
         fixed(d.meanResidualAlignment),
-        fixed(d.coAdaptedFraction, 3),
         fixed(d.meanWeightCorrelation),
         fixed(d.meanOuterShare, 3),
         fixed(d.meanScaleRatio, 3),
+        fixed(d.coAdaptedFraction, 3),
         d.tokens,
         source,
       ];
@@ -283,9 +326,9 @@ function diagnosticsSection(page: ReportPage): string {
   );
   return `<section id="diagnostics">\n<h2>Path diagnostics (METHOD.md §6)</h2>\n<p class="meta">At every binarized
 layer, the paths' outputs y₁, y₂ are compared with the full-precision layer's output yₜ on the same input (the
-input that reaches the layer in the 2-bit model).</p>\n${notes}\n${
+input that reaches the layer in the 2-bit model).</p>\n${DIAGNOSTICS_GLOSSARY}\n${notes}\n${
     charts.map(figure).join("\n")
-  }\n${summary}\n${table("Per layer", head, rows)}\n</section>`;
+  }\n${summary}\n<div class="scroll">\n${table("Per layer", head, rows)}\n</div>\n</section>`;
 }
 
 function perplexitySection(page: ReportPage): string {
