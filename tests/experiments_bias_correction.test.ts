@@ -135,7 +135,8 @@ Deno.test("bias_correction.ts prints its three estimates as JSON and refuses bad
   const q = await runCli(["quantize", "--method", "ptq", "--calib-tokens", "256", "--out", model]);
   assert.equal(q.code, 0, q.stderr);
   const script = fileURLToPath(new URL("../experiments/bias_correction.ts", import.meta.url));
-  const args = [model, text, "--holdout", "0.5", "--windows", "1", "--calib-windows", "1", "--steps", "2"];
+  const base = [model, text, "--holdout", "0.5", "--windows", "1", "--steps", "2"];
+  const args = [...base, "--calib-windows", "1"];
   const r = await runScript(script, [...args, "--json"]);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
@@ -155,16 +156,17 @@ Deno.test("bias_correction.ts prints its three estimates as JSON and refuses bad
 
   for (
     const [extra, reason] of [
-      [["--lr", "2"], /--lr expects a number in \(0, 1\), found "2"/],
+      [["--calib-windows", "1", "--lr", "2"], /--lr expects a number in \(0, 1\), found "2"/],
       [["--calib-windows", "0"], /--calib-windows expects an integer ≥ 1/],
       [["--calib-windows", "50"], /the trained part: expected 50 windows of 512 tokens/],
+      [["--calib-windows", "1", "--calib-windows=2"], /--calib-windows given twice; give it once/],
       [
-        ["--estimates", "trained,global"],
+        ["--calib-windows", "1", "--estimates", "trained,global"],
         /--estimates expects some of local, residual, trained, found "global"/,
       ],
     ] as const
   ) {
-    const bad = await runScript(script, [...args, ...extra]);
+    const bad = await runScript(script, [...base, ...extra]);
     assert.equal(bad.code, 2, `${extra.join(" ")}: ${bad.stderr}`);
     assert.match(bad.stderr, reason);
   }
