@@ -2,11 +2,9 @@
 // quantize it to 2-bit residual-binary paths twice (post-training, and a short RaBiT training run) and
 // show the three side by side.
 
-import { BACKEND_NAMES, type BackendName } from "../backend/backend.ts";
-import { choiceOption, numberOption, parseCommand, UsageError } from "./args.ts";
-import { BACKEND_HELP } from "./session.ts";
-import { openModel } from "../io/load_model.ts";
-import { resolveModelPath } from "../io/model_paths.ts";
+import type { BackendName } from "../backend/backend.ts";
+import { numberOption, parseCommand, UsageError } from "./args.ts";
+import { BACKEND_HELP, openSession } from "./session.ts";
 import { generate } from "../eval/generate.ts";
 import { perplexity, perplexityTokens } from "../eval/perplexity.ts";
 import { readTextOrThrow } from "./text.ts";
@@ -72,20 +70,15 @@ export async function runDemo(argv: string[]): Promise<void> {
   if (values.help) return console.log(DEMO_HELP);
   const windows = numberOption(values, "windows", { integer: true, min: 1 });
   const steps = numberOption(values, "steps", { integer: true, min: 1 }) ?? 150;
-  const backend = choiceOption(values, "backend", BACKEND_NAMES, "auto");
-  const opened = await openModel(resolveModelPath(values.model), {
-    tokenizer: values.tokenizer,
-    requireTokenizer: true,
-  });
-  if (opened.model.quantized.size > 0) {
+  const { session, tokenizer, opened, backend } = await openSession(values, (model) => {
     // Nothing to quantize, and no full-precision model to compare with: refused before any scoring.
-    throw new UsageError(
-      `demo: --model ${opened.path} is already quantized; demo quantizes a full-precision model: ` +
-        "pass a llama2.c .bin, GGUF or Hugging Face model",
-    );
-  }
-  const tokenizer = opened.tokenizer!;
-  const session = await createSession(opened.model, { backend, onNotice: (line) => console.error(line) });
+    if (model.model.quantized.size > 0) {
+      throw new UsageError(
+        `demo: --model ${model.path} is already quantized; demo quantizes a full-precision model: ` +
+          "pass a llama2.c .bin, GGUF or Hugging Face model",
+      );
+    }
+  });
   const textPath = values.text ?? join(dirname(opened.path), "tinystories_dev.txt");
   const text = await readTextOrThrow(textPath);
   const heldOut = splitHoldout(text, 0.1).heldOut;
