@@ -462,14 +462,16 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     ["svid", "greedy", "none"].includes(o.init),
     `expected init svid, greedy or none, found ${JSON.stringify(o.init)}`,
   );
+  // dbllm and rtn2 start from a 2-bit grid: no SVID init, no preconditioning, nothing to calibrate.
+  const fromGrid = method === "rtn2" || method === "dbllm";
   if (options.init !== undefined) {
     checkOption(
-      method !== "dbllm" && method !== "rtn2",
+      !fromGrid,
       `init applies to the SVID-initialized methods, not ${method} (it starts from its 2-bit grid)`,
     );
     checkOption(!(method === "ptq" && o.init === "none"), "ptq supports init svid or greedy, not none");
   }
-  if (method === "dbllm" || method === "rtn2") {
+  if (fromGrid) {
     checkOption(
       !(o.precondition > 0),
       `${method} starts from a 2-bit grid, not a preconditioned fit: precondition must be 0`,
@@ -566,7 +568,6 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
 
   // Options that would change nothing in this run are refused rather than ignored, so a script that
   // passes them learns that they had no effect.
-  const fromGrid = method === "rtn2" || method === "dbllm";
   const needsCalibration = !fromGrid && o.precondition > 0;
   checkOption(
     options.calibTokens === undefined || needsCalibration,
