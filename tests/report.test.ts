@@ -284,20 +284,22 @@ Deno.test("every chart of a full hand-made report renders to SVG without a Vega 
   );
 });
 
+/** Diagnostics as eval JSON held them before the weight-level statistics (one k = 2 layer). */
+const DIAGNOSTICS_BEFORE_WEIGHT_LEVEL = {
+  layers: [{
+    name: "layers.0.wq",
+    k: 2,
+    pathCorrelation: -0.2,
+    residualAlignment: 0.6,
+    pathAlignments: [0.6],
+  }],
+  meanPathCorrelation: -0.2,
+  meanResidualAlignment: 0.6,
+  coAdaptedFraction: 1,
+};
+
 Deno.test("readDiagnostics: eval JSON from before the weight-level statistics reads them as null", () => {
-  const old = {
-    layers: [{
-      name: "layers.0.wq",
-      k: 2,
-      pathCorrelation: -0.2,
-      residualAlignment: 0.6,
-      pathAlignments: [0.6],
-    }],
-    meanPathCorrelation: -0.2,
-    meanResidualAlignment: 0.6,
-    coAdaptedFraction: 1,
-  };
-  const d = readDiagnostics(old)!;
+  const d = readDiagnostics(DIAGNOSTICS_BEFORE_WEIGHT_LEVEL)!;
   assert.deepEqual(
     [
       d.layers[0].outerShare,
@@ -335,16 +337,7 @@ Deno.test("report HTML: the weight-level statistics per layer and as means, and 
   ]);
   // Diagnostics written before the weight-level statistics, as they are when nothing fills them in.
   const old = {
-    layers: [{
-      name: "layers.0.wq",
-      k: 2,
-      pathCorrelation: -0.2,
-      residualAlignment: 0.6,
-      pathAlignments: [0.6],
-    }],
-    meanPathCorrelation: -0.2,
-    meanResidualAlignment: 0.6,
-    coAdaptedFraction: 1,
+    ...DIAGNOSTICS_BEFORE_WEIGHT_LEVEL,
     tokens: 64,
     windows: 1,
     context: 64,
