@@ -68,10 +68,12 @@ interface Row {
   args: string[];
   /** Rows that decide the ordering run every seed; the rest run the first. */
   decides?: boolean;
+  /** false: the method reads no text (rtn2), so quantize refuses --data and --holdout for it. */
+  readsText?: false;
 }
 
 const ROWS: Row[] = [
-  { name: "rtn2", args: ["--method", "rtn2"] },
+  { name: "rtn2", readsText: false, args: ["--method", "rtn2"] },
   { name: "ptq", args: ["--method", "ptq"] },
   { name: "standard", tuned: "standard", decides: true, args: s("standard", "none", 0) },
   { name: "standard + svid", tuned: "standard", args: s("standard", "svid", 0) },
@@ -263,10 +265,7 @@ async function run(
     const q = [
       "quantize",
       ...row.args,
-      "--data",
-      texts.trainDev,
-      "--holdout",
-      "0.1",
+      ...(row.readsText === false ? [] : ["--data", texts.trainDev, "--holdout", "0.1"]),
       ...(trains
         ? [...trainingArgs(steps, tuned!.lr, tuned!.gamma, tuned!.scaleLr ?? 1), "--seed", String(seed)]
         : []),

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { evalCli, lastJson, runCli, tempDir } from "./_cli.ts";
-import { DEV_TEXT_PATH } from "./_data.ts";
+import { DEV_TEXT_PATH, MODEL_PATH, TOKENIZER_PATH } from "./_data.ts";
 
 const PTQ_K2_PPL = 48.56074;
 
@@ -43,6 +43,42 @@ Deno.test("quantize writes a .rabit that eval, generate and inspect use", async 
   const gen = await runCli(["generate", "--model", out, "--steps", "5", "--json"]);
   assert.equal(gen.code, 0, gen.stderr);
   assert.equal(lastJson(gen.stdout).ids.length, 6);
+});
+
+Deno.test("rtn2 and ptq without preconditioning read no text: a model with no text beside it quantizes", async () => {
+  await using tmp = await tempDir();
+  // The default --data is tinystories_dev.txt next to the model; here there is none to read.
+  const model = `${tmp.dir}/stories260K.bin`;
+  await Deno.copyFile(MODEL_PATH, model);
+  for (const method of [["--method", "rtn2"], ["--method", "ptq", "--precondition", "0"]]) {
+    const out = `${tmp.dir}/${method[1]}.rabit`;
+    const q = await runCli([
+      "quantize",
+      "--model",
+      model,
+      "--tokenizer",
+      TOKENIZER_PATH,
+      ...method,
+      "--out",
+      out,
+    ]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.ok((await Deno.stat(out)).size > 0);
+  }
+  // ptq's default preconditioning calibrates on the text, so there the missing default text is an error.
+  const calibrated = await runCli([
+    "quantize",
+    "--model",
+    model,
+    "--tokenizer",
+    TOKENIZER_PATH,
+    "--method",
+    "ptq",
+    "--out",
+    `${tmp.dir}/c.rabit`,
+  ]);
+  assert.equal(calibrated.code, 1);
+  assert.match(calibrated.stderr, /tinystories_dev\.txt/);
 });
 
 Deno.test("damaged .rabit files are refused with distinct messages", async () => {

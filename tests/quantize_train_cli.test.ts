@@ -9,7 +9,7 @@ import { DEV_TEXT_PATH, MODEL_PATH } from "./_data.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { readRabit } from "../src/io/rabit_format.ts";
 import { openModel } from "../src/io/load_model.ts";
-import { quantize } from "../src/train/quantize.ts";
+import { quantize, readsText } from "../src/train/quantize.ts";
 
 /** A few steps of a tiny run, for the methods that calibrate nothing (quantize refuses --calib-tokens there). */
 const TINY_UNCALIBRATED = ["--steps", "3", "--batch", "1", "--seq", "32", "--json"];
@@ -386,6 +386,15 @@ Deno.test("quantize refuses bad training options with one clear error and writes
     ],
     [["--method", "ptq", "--checkpoint-every", "5"], /--checkpoint-every applies to the training methods/],
     [["--calib-text", tiny, "--data", tiny], /--calib-text is another name for --data, and both were given/],
+    [
+      ["--method", "rtn2", "--data", tiny],
+      /--data is about the text a run trains or calibrates on, but --method rtn2 reads none \(it rounds the weights to its 2-bit grid\): drop --data/,
+    ],
+    [["--method", "rtn2", "--holdout", "0.2"], /--method rtn2 reads none .*: drop --holdout/],
+    [
+      ["--method", "ptq", "--precondition", "0", "--calib-text", tiny],
+      /--method ptq reads none \(with --precondition 0 nothing is calibrated\): drop --calib-text/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const r = await runCli(["quantize", "--out", out, ...args]);
@@ -514,4 +523,39 @@ Deno.test("SIGKILL mid-training leaves the last checkpoint loadable and no outpu
     const other = b.model.quantized.get(name)!;
     assert.deepEqual([layer.planes, layer.g, layer.h], [other.planes, other.g, other.h], name);
   }
+});
+
+Deno.test("the library's quantize takes data where the run reads text and refuses it where it reads none", async () => {
+  const { model, tokenizer } = await openModel(MODEL_PATH, { requireTokenizer: true });
+  const data = [{ name: "story", text: "Once upon a time there was a cat." }];
+  assert.deepEqual(
+    [readsText("rtn2"), readsText("ptq"), readsText("ptq", 0), readsText("ptq", 0.5), readsText("dbllm")],
+    [false, true, false, true, true],
+  );
+  // rtn2 and ptq at precondition 0 quantize from the weights alone: no data needed, and data is refused.
+  const rtn2 = await quantize(model, { method: "rtn2", tokenizer: tokenizer! });
+  assert.equal(rtn2.model.quantized.size, 35);
+  assert.equal(
+    (await quantize(model, { method: "ptq", precondition: 0, tokenizer: tokenizer! })).method,
+    "ptq",
+  );
+  await assert.rejects(
+    () => quantize(model, { method: "rtn2", tokenizer: tokenizer!, data }),
+    /data is text to train or calibrate on, but this run reads none: rtn2 rounds the weights to its 2-bit grid; drop data/,
+  );
+  await assert.rejects(
+    () => quantize(model, { method: "ptq", precondition: 0, tokenizer: tokenizer!, holdout: 0.2 }),
+    /holdout .* reads no text: precondition is 0, so nothing is calibrated; drop holdout/,
+  );
+  // An empty list is the same as none.
+  assert.equal((await quantize(model, { method: "rtn2", tokenizer: tokenizer!, data: [] })).method, "rtn2");
+  // Where text is read it is required.
+  await assert.rejects(
+    () => quantize(model, { method: "ptq", tokenizer: tokenizer! }),
+    /expected at least one data text/,
+  );
+  await assert.rejects(
+    () => quantize(model, { method: "rabit", tokenizer: tokenizer!, data: [] }),
+    /expected at least one data text/,
+  );
 });

@@ -14,6 +14,7 @@ import {
   QUANTIZE_PRESETS,
   type QuantizeMethodName,
   QuantizeOptionError,
+  readsText,
   TRAINED_METHODS,
 } from "../train/quantize.ts";
 import { Progress } from "../util/progress.ts";
@@ -64,7 +65,8 @@ Options:
                        freeze, onebit (and svid|greedy for ptq). Default svid; freeze: greedy
   --data F             training and calibration text; repeat for several files (default:
                        tinystories_dev.txt next to the model). The last --holdout of each file is never
-                       trained or calibrated on, so it can measure the result
+                       trained or calibrated on, so it can measure the result. rtn2, and ptq with
+                       --precondition 0, read no text and refuse --data and --holdout
   --holdout P          held-back fraction at the end of each data file (default ${D.holdout})
   --teacher-tokens N|auto  also train on N tokens of stories sampled from the full-precision model itself
                        (temperature 1, seeded by --seed; on all cores; default ${D.teacherTokens}). auto: what the run reads
@@ -279,6 +281,21 @@ export async function runQuantize(argv: string[]): Promise<void> {
         "add --checkpoint F (or drop --checkpoint-every)",
     );
   }
+  // rtn2, and ptq without preconditioning, quantize from the weights alone: a text would change nothing.
+  const textRead = readsText(method, options.precondition);
+  if (!textRead) {
+    const why = method === "rtn2"
+      ? "it rounds the weights to its 2-bit grid"
+      : "with --precondition 0 nothing is calibrated";
+    for (const key of ["data", "calib-text", "holdout"] as const) {
+      if (values[key] !== undefined) {
+        throw new UsageError(
+          `quantize: --${key} is about the text a run trains or calibrates on, but --method ${method} reads ` +
+            `none (${why}): drop --${key}`,
+        );
+      }
+    }
+  }
   if (values["calib-text"] !== undefined && values.data !== undefined) {
     throw new UsageError(
       "quantize: --calib-text is another name for --data, and both were given: pass every text with --data",
@@ -297,7 +314,11 @@ export async function runQuantize(argv: string[]): Promise<void> {
     join(dirname(modelPath), "tinystories_dev.txt"),
   ]);
   const data = [];
-  for (const path of dataPaths) data.push({ name: path, text: await readTextOrThrow(path) });
+  if (textRead) {
+    for (const path of dataPaths) {
+      data.push({ name: path, text: await readTextOrThrow(path) });
+    }
+  }
   const log = (line: string) => values.json ? console.error(line) : console.log(line);
 
   let calibBar: Progress | undefined, initBar: Progress | undefined, trainBar: Progress | undefined;
@@ -305,7 +326,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
   const result = await quantize(opened.model, {
     ...options,
     tokenizer,
-    data,
+    data: textRead ? data : undefined,
     onCalibrate: (done, total) => {
       calibBar ??= new Progress("calibrate", total, "win");
       calibBar.tick();

@@ -54,6 +54,25 @@ export const QUANTIZE_METHODS: readonly QuantizeMethodName[] = [...TRAIN_METHODS
  */
 export const TRAINED_METHODS: readonly QuantizeMethodName[] = TRAIN_METHODS;
 
+/**
+ * Whether a run of `method` reads text: every training method does, and ptq when it calibrates its
+ * preconditioning (`precondition` > 0; undefined: the method's default). rtn2 and ptq at precondition 0
+ * quantize from the weights alone, so quantize refuses data and holdout for them.
+ *
+ * @example
+ * ```ts
+ * import { readsText } from "./quantize.ts";
+ * readsText("rtn2"); // false
+ * readsText("ptq"); // true: the default preconditioning calibrates on the text
+ * readsText("ptq", 0); // false
+ * ```
+ */
+export function readsText(method: QuantizeMethodName, precondition?: number): boolean {
+  if (TRAINED_METHODS.includes(method)) return true;
+  if (method !== "ptq") return false;
+  return (precondition ?? METHOD_DEFAULTS.ptq?.precondition ?? QUANTIZE_DEFAULTS.precondition) > 0;
+}
+
 /** Where training runs. */
 export type TrainBackendName = "auto" | "cpu" | "webgpu";
 
@@ -63,8 +82,12 @@ export interface QuantizeOptions {
   method: QuantizeMethodName;
   /** Tokenizer of the model (encodes the training and calibration text). */
   tokenizer: Tokenizer;
-  /** Training / calibration texts; each loses its held-out tail (see holdout). */
-  data: { name: string; text: string }[];
+  /**
+   * Training / calibration texts; each loses its held-out tail (see holdout). Needed where the run reads text
+   * (every training method, and ptq with precondition > 0: see {@link readsText}); refused where it reads none
+   * (rtn2, and ptq with precondition 0), as is holdout.
+   */
+  data?: { name: string; text: string }[];
   /** Binary paths k (1..4; rtn2 and dbllm: 2; onebit: 1). */
   paths?: number;
   /** How the paths start: "svid" (default), "greedy" (T = 0) or "none" (sign and mean-absolute scales). */
@@ -559,16 +582,32 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     options.momentum === undefined || o.optimizer === "muon",
     "momentum is Muon's; AdamW keeps its fixed β1 0.9: drop momentum or use optimizer muon",
   );
-  checkOption(o.data.length > 0, "expected at least one data text");
+  // Options that would change nothing in this run are refused rather than ignored, so a script that
+  // passes them learns that they had no effect.
+  const needsCalibration = !fromGrid && o.precondition > 0;
+  if (readsText(method, o.precondition)) {
+    checkOption((o.data?.length ?? 0) > 0, "expected at least one data text");
+  } else {
+    const why = fromGrid
+      ? `${method} rounds the weights to its 2-bit grid`
+      : `precondition is 0${options.precondition === undefined ? ` (${method}'s default)` : ""}, so ` +
+        "nothing is calibrated";
+    checkOption(
+      options.data === undefined || options.data.length === 0,
+      `data is text to train or calibrate on, but this run reads none: ${why}; drop data`,
+    );
+    checkOption(
+      options.holdout === undefined,
+      `holdout keeps the end of each data text from training and calibration, but this run reads no text: ${why}; ` +
+        "drop holdout",
+    );
+  }
   checkOption(
     o.teacherTokens === "auto" ||
       (Number.isInteger(o.teacherTokens) && o.teacherTokens >= 0 && o.teacherTokens <= 1e8),
     `expected teacherTokens "auto" or an integer in [0, 1e8], found ${o.teacherTokens}`,
   );
 
-  // Options that would change nothing in this run are refused rather than ignored, so a script that
-  // passes them learns that they had no effect.
-  const needsCalibration = !fromGrid && o.precondition > 0;
   checkOption(
     options.calibTokens === undefined || needsCalibration,
     "calibTokens sizes the preconditioning's calibration, but this run calibrates nothing: " +
@@ -586,7 +625,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
           "drop svidRounds, or give init svid"),
   );
 
-  const split = o.data.map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
+  const split = (o.data ?? []).map(({ name, text }) => ({ name, text: splitHoldout(text, o.holdout).train }));
   const encode = (t: string) => o.tokenizer.encode(t);
   // Training calibrates on windows as long as it trains on; ptq on windows of up to 512 tokens.
   const calibWindow = TRAINED_METHODS.includes(method) ? o.seq : Math.min(512, model.config.seqLen);
@@ -690,7 +729,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     ...(o.lrSchedule !== "cosine" ? { lrSchedule: o.lrSchedule } : {}),
     maxGradNorm: o.maxGradNorm,
     seed: o.seed,
-    data: o.data.map((d) => d.name),
+    data: o.data!.map((d) => d.name),
   };
   const identity = { teacher: { config: model.config, crc: paramsCrc(model.params) }, options: runOptions };
   let resume: Checkpoint | undefined;
