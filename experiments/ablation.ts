@@ -156,7 +156,18 @@ async function tune(steps: number, methods: string[]): Promise<void> {
       out,
       "--json",
     ];
-    const e = ["eval", "--model", out, "--text", texts.train, "--holdout", String(DEV_FRACTION), "--json"];
+    const e = [
+      "eval",
+      "--model",
+      out,
+      "--text",
+      texts.train,
+      "--holdout",
+      String(DEV_FRACTION),
+      "--backend",
+      "cpu", // as evaluate() below
+      "--json",
+    ];
     const qr = await cli(q);
     const er = await cli(e);
     const row = {
@@ -305,8 +316,22 @@ async function run(
 }
 
 async function evaluate(model: string, text: string): Promise<Json> {
-  const t = ["eval", "--model", model, "--text", text, "--holdout", "0.1", "--json"];
-  const w = ["eval", "--model", model, "--text", WIKI, "--max-windows", String(WIKI_WINDOWS), "--json"];
+  // The CPU reference scores every row, as test_tail.ts does: eval's auto backend has changed with the
+  // engines (WebGPU, then the WASM SIMD path where the adapter is a CPU fallback), and their rounding moves a
+  // broken model's perplexity in the fourth digit (rtn2's 1531.89 as first recorded is 1531.86 on the CPU).
+  const t = ["eval", "--model", model, "--text", text, "--holdout", "0.1", "--backend", "cpu", "--json"];
+  const w = [
+    "eval",
+    "--model",
+    model,
+    "--text",
+    WIKI,
+    "--max-windows",
+    String(WIKI_WINDOWS),
+    "--backend",
+    "cpu",
+    "--json",
+  ];
   const tr = await cli(t), wr = await cli(w);
   return {
     testPpl: tr.ppl,
