@@ -57,7 +57,7 @@ export const TRAINED_METHODS: readonly QuantizeMethodName[] = TRAIN_METHODS;
 /**
  * Whether a run of `method` reads text: every training method does, and ptq when it calibrates its
  * preconditioning (`precondition` > 0; undefined: the method's default). rtn2 and ptq at precondition 0
- * quantize from the weights alone, so quantize refuses data and holdout for them.
+ * quantize from the weights alone: quantize needs no data for them, and the CLI refuses --data and --holdout.
  *
  * @example
  * ```ts
@@ -84,8 +84,8 @@ export interface QuantizeOptions {
   tokenizer: Tokenizer;
   /**
    * Training / calibration texts; each loses its held-out tail (see holdout). Needed where the run reads text
-   * (every training method, and ptq with precondition > 0: see {@link readsText}); refused where it reads none
-   * (rtn2, and ptq with precondition 0), as is holdout.
+   * (every training method, and ptq with precondition > 0: see {@link readsText}); optional, and unread, where
+   * it reads none (rtn2, and ptq with precondition 0), so one call can pass its text to every method.
    */
   data?: { name: string; text: string }[];
   /** Binary paths k (1..4; rtn2 and dbllm: 2; onebit: 1). */
@@ -585,29 +585,11 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   // Options that would change nothing in this run are refused rather than ignored, so a script that
   // passes them learns that they had no effect.
   const needsCalibration = !fromGrid && o.precondition > 0;
+  // data is the run's text, optional where the run reads none (rtn2, ptq at precondition 0: a caller may pass
+  // its text to every method alike); the CLI refuses an explicit --data there, where it is a typed request.
   if (readsText(method, o.precondition)) {
     checkOption((o.data?.length ?? 0) > 0, "expected at least one data text");
-  } else {
-    const why = fromGrid
-      ? `${method} rounds the weights to its 2-bit grid`
-      : `precondition is 0${options.precondition === undefined ? ` (${method}'s default)` : ""}, so ` +
-        "nothing is calibrated";
-    checkOption(
-      options.data === undefined || options.data.length === 0,
-      `data is text to train or calibrate on, but this run reads none: ${why}; drop data`,
-    );
-    checkOption(
-      options.holdout === undefined,
-      `holdout keeps the end of each data text from training and calibration, but this run reads no text: ${why}; ` +
-        "drop holdout",
-    );
   }
-  checkOption(
-    o.teacherTokens === "auto" ||
-      (Number.isInteger(o.teacherTokens) && o.teacherTokens >= 0 && o.teacherTokens <= 1e8),
-    `expected teacherTokens "auto" or an integer in [0, 1e8], found ${o.teacherTokens}`,
-  );
-
   checkOption(
     options.calibTokens === undefined || needsCalibration,
     "calibTokens sizes the preconditioning's calibration, but this run calibrates nothing: " +
