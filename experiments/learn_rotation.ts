@@ -269,18 +269,17 @@ if (import.meta.main) {
   }
   const text = await Deno.readTextFile(positionals[1]).catch((e: Error) => fail(`TEXT: ${e.message}`));
   const all = cutWindows(tokenizer!.encode(splitHoldout(text, holdout).train), window);
-  if (all.length < windowCount) {
+  if (all.length < 2 * windowCount) {
     fail(
-      `TEXT's training part gives ${all.length} windows of ${window} tokens, fewer than --windows ${windowCount}`,
+      `TEXT's training part gives ${all.length} windows of ${window} tokens, fewer than 2 × --windows ` +
+        `${windowCount} (the steps sample --windows of them; as many others score the start and the end)`,
     );
   }
-  // Spread the windows over the training part; a second disjoint set scores the start and the end.
+  // Spread the windows over the training part; the window after each of the first 16 (never sampled, as the
+  // stride is at least 2) scores the start and the end.
   const stride = Math.floor(all.length / windowCount);
   const train = Array.from({ length: windowCount }, (_, i) => all[i * stride]);
-  const check = Array.from(
-    { length: Math.min(16, windowCount) },
-    (_, i) => all[i * stride + (stride > 1 ? 1 : 0)],
-  );
+  const check = Array.from({ length: Math.min(16, windowCount) }, (_, i) => all[i * stride + 1]);
   const teacher = (ws: number[][]) =>
     ws.map((ids) => forwardChunk(model, ids, 0, createKvCache(model, ids.length)).logits);
   const trainLogits = teacher(train), checkLogits = teacher(check);
@@ -310,8 +309,12 @@ if (import.meta.main) {
     trace.push({ step, kl, eta });
     if (!values.json && (step % 10 === 0 || step === 1)) {
       const rate = step / ((performance.now() - started) / 1000);
+      const left = Math.round((steps - step) / rate);
       console.error(
-        `step ${step}/${steps}  kl ${kl.toFixed(4)}  eta ${eta.toExponential(2)}  ${rate.toFixed(2)} steps/s`,
+        `step ${step}/${steps}  kl ${kl.toFixed(4)}  η ${eta.toExponential(2)}  ${
+          rate.toFixed(2)
+        } steps/s  ` +
+          `ETA ${Math.floor(left / 60)}m${String(left % 60).padStart(2, "0")}s`,
       );
     }
   }

@@ -144,7 +144,7 @@ Deno.test("learn_rotation.ts writes a rotated stories260K with the original's lo
     [argsWith({ window: "4096" }), /--window 4096 exceeds the model's seq_len 512/],
     [argsWith({ batch: "3" }), /--batch 3 is more than --windows 2/],
     [argsWith({ steps: "1.5" }), /--steps: expected an integer ≥ 1, found 1.5/],
-    [argsWith({ windows: "100000" }), /gives \d+ windows of 32 tokens, fewer than --windows 100000/],
+    [argsWith({ windows: "100000" }), /gives \d+ windows of 32 tokens, fewer than 2 × --windows 100000/],
     [[...argsWith({}), "--steps", "3"], /--steps given twice; give it once/],
     [argsWith({ rotation: "pca" }), /Unknown option '--rotation'/],
   ];
