@@ -138,6 +138,16 @@ Deno.test("learn_rotation.ts writes a rotated stories260K with the original's lo
   // The rotation moved: the binarized layers see another matrix than the norm-folded original's.
   const folded = rotateResidual(original.config, original.params, orthogonalMatrix(64, "none", 0));
   assert.ok(maxAbsDiff(folded.params.get("layers.0.wq"), learned.params.get("layers.0.wq")) > 1e-4);
+  // --start pca begins from the principal axes of the sampled windows (rotate_residual.ts's pca), then learns.
+  const pca = await runScript("experiments/learn_rotation.ts", [
+    ...argsWith({ start: "pca", steps: "1" }),
+    "--json",
+  ]);
+  assert.equal(pca.code, 0, pca.stderr);
+  assert.equal(JSON.parse(pca.stdout).start, "pca");
+  const fromPca = await loadLlama2c(out);
+  assert.ok(maxAbsDiff(a, logitsOf({ ...fromPca, quantized: new Map() }, tokens)) < 1e-3);
+  assert.ok(maxAbsDiff(learned.params.get("layers.0.wq"), fromPca.params.get("layers.0.wq")) > 1e-2);
   const refused: [string[], RegExp][] = [
     [argsWith({ start: "spin" }), /--start: expected none or pca, found spin/],
     [argsWith({ lr: "0" }), /--lr: expected a number in \(0, 1\), found 0/],
