@@ -553,3 +553,15 @@ Deno.test("the library's quantize needs data only where the run reads text", asy
     /expected at least one data text/,
   );
 });
+
+Deno.test("the library's quantize refuses a teacherTokens that is not auto or an integer in [0, 1e8]", async () => {
+  const { model, tokenizer } = await openModel(MODEL_PATH, { requireTokenizer: true });
+  const data = [{ name: "story", text: "Once upon a time there was a cat." }];
+  for (const teacherTokens of [-1, 1.5, 1e8 + 1, Number.NaN]) {
+    await assert.rejects(
+      () => quantize(model, { method: "rabit", tokenizer: tokenizer!, data, teacherTokens }),
+      /expected teacherTokens "auto" or an integer in \[0, 1e8\], found/,
+      String(teacherTokens),
+    );
+  }
+});

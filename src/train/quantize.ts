@@ -582,14 +582,20 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     options.momentum === undefined || o.optimizer === "muon",
     "momentum is Muon's; AdamW keeps its fixed β1 0.9: drop momentum or use optimizer muon",
   );
-  // Options that would change nothing in this run are refused rather than ignored, so a script that
-  // passes them learns that they had no effect.
-  const needsCalibration = !fromGrid && o.precondition > 0;
   // data is the run's text, optional where the run reads none (rtn2, ptq at precondition 0: a caller may pass
   // its text to every method alike); the CLI refuses an explicit --data there, where it is a typed request.
   if (readsText(method, o.precondition)) {
     checkOption((o.data?.length ?? 0) > 0, "expected at least one data text");
   }
+  checkOption(
+    o.teacherTokens === "auto" ||
+      (Number.isInteger(o.teacherTokens) && o.teacherTokens >= 0 && o.teacherTokens <= 1e8),
+    `expected teacherTokens "auto" or an integer in [0, 1e8], found ${o.teacherTokens}`,
+  );
+
+  // Options that would change nothing in this run are refused rather than ignored, so a script that
+  // passes them learns that they had no effect.
+  const needsCalibration = !fromGrid && o.precondition > 0;
   checkOption(
     options.calibTokens === undefined || needsCalibration,
     "calibTokens sizes the preconditioning's calibration, but this run calibrates nothing: " +
