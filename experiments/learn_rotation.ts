@@ -31,7 +31,6 @@ import { parseArgs } from "node:util";
 import { openModel } from "../src/io/load_model.ts";
 import { writeFileAtomic } from "../src/io/container.ts";
 import { serializeLlama2cV1 } from "../src/io/llama2c.ts";
-import { BOS } from "../src/io/tokenizer.ts";
 import { backwardChunk } from "../src/model/backward.ts";
 import type { LlamaConfig } from "../src/model/config.ts";
 import { createKvCache, forwardChunk } from "../src/model/forward.ts";
@@ -43,10 +42,13 @@ import { splitHoldout } from "../src/train/data.ts";
 import { klDivergence } from "../src/train/losses.ts";
 import { Rng } from "../src/util/rng.ts";
 import { parseOrExit, usageExit } from "./_run.ts";
-import { orthogonalMatrix, principalAxes, rotateResidual } from "./rotate_residual.ts";
-
-/** The block linears that read the normed residual stream (their inputs rotate); wo and w2 write into it. */
-const READERS = new Set(["wq", "wk", "wv", "w1", "w3"]);
+import {
+  backToBackWindows,
+  orthogonalMatrix,
+  principalAxes,
+  READER_NORMS,
+  rotateResidual,
+} from "./rotate_residual.ts";
 
 /** Replaces every block linear of `params` (in place) by its k-plane init, dequantized: what the student uses. */
 export function binarizeBlockLinears(
@@ -117,9 +119,15 @@ export function rotationGradient(config: LlamaConfig, params: ParamTable, rotate
     for (const w of BLOCK_LINEARS) {
       const [rows, cols] = params.entry(`${p}${w}`).shape;
       const dw = rotatedGrads.get(`${p}${w}`);
-      if (READERS.has(w)) {
-        const n = params.get(`${p}${["wq", "wk", "wv"].includes(w) ? "attention_norm" : "ffn_norm"}`);
-        addTransposedProduct(g, foldNorm(params.get(`${p}${w}`), rows, d, n), dw, rows, d);
+      const norm = READER_NORMS[w as keyof typeof READER_NORMS]; // undefined for wo, w2: they write into it
+      if (norm) {
+        addTransposedProduct(
+          g,
+          foldNorm(params.get(`${p}${w}`), rows, d, params.get(`${p}${norm}`)),
+          dw,
+          rows,
+          d,
+        );
       } else {
         addProductTransposed(g, params.get(`${p}${w}`), dw, d, cols);
       }
@@ -209,15 +217,6 @@ export function rotatedStudentLoss(
   return { kl, grad: grads && rotationGradient(c, model.params, grads) };
 }
 
-/** Windows of `window` tokens (BOS first) cut from `ids` back to back. */
-function cutWindows(ids: number[], window: number): number[][] {
-  const windows: number[][] = [];
-  for (let at = 0; at + window <= ids.length; at += window) {
-    windows.push([BOS, ...ids.slice(at + 1, at + window)]);
-  }
-  return windows;
-}
-
 if (import.meta.main) {
   const script = "learn_rotation";
   const usage = "usage: learn_rotation.ts MODEL TEXT OUT.bin [--holdout P] [--start none|pca] [--steps N] " +
@@ -268,7 +267,7 @@ if (import.meta.main) {
     fail(`--window ${window} exceeds the model's seq_len ${model.config.seqLen}`);
   }
   const text = await Deno.readTextFile(positionals[1]).catch((e: Error) => fail(`TEXT: ${e.message}`));
-  const all = cutWindows(tokenizer!.encode(splitHoldout(text, holdout).train), window);
+  const all = backToBackWindows(tokenizer!.encode(splitHoldout(text, holdout).train), window);
   if (all.length < 2 * windowCount) {
     fail(
       `TEXT's training part gives ${all.length} windows of ${window} tokens, fewer than 2 × --windows ` +

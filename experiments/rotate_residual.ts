@@ -79,6 +79,24 @@ export function orthogonalMatrix(
   return q;
 }
 
+/** The block linears that read the normed residual stream, each with the norm whose weight folds into it. */
+export const READER_NORMS = {
+  wq: "attention_norm",
+  wk: "attention_norm",
+  wv: "attention_norm",
+  w1: "ffn_norm",
+  w3: "ffn_norm",
+} as const;
+
+/** Windows of `window` tokens cut from `ids` back to back, each with BOS first as every window the model reads. */
+export function backToBackWindows(ids: number[], window: number): number[][] {
+  const windows: number[][] = [];
+  for (let at = 0; at + window <= ids.length; at += window) {
+    windows.push([BOS, ...ids.slice(at + 1, at + window)]);
+  }
+  return windows;
+}
+
 /** W (rows, dim) → W·diag(n)·Q, for a layer that reads the (normed) residual stream. */
 function rotateInputs(
   w: Float32Array,
@@ -124,11 +142,9 @@ export function rotateResidual(config: LlamaConfig, params: ParamTable, q: Float
   );
   for (let l = 0; l < config.nLayers; l++) {
     const p = `layers.${l}.`;
-    const attnNorm = params.get(`${p}attention_norm`), ffnNorm = params.get(`${p}ffn_norm`);
-    for (const w of ["wq", "wk", "wv", "w1", "w3"]) {
+    for (const [w, norm] of Object.entries(READER_NORMS)) {
       const rows = params.entry(`${p}${w}`).shape[0];
-      const n = ["wq", "wk", "wv"].includes(w) ? attnNorm : ffnNorm;
-      out.get(`${p}${w}`).set(rotateInputs(params.get(`${p}${w}`), rows, d, n, q));
+      out.get(`${p}${w}`).set(rotateInputs(params.get(`${p}${w}`), rows, d, params.get(`${p}${norm}`), q));
     }
     out.get(`${p}wo`).set(rotateOutputs(params.get(`${p}wo`), d, d, q));
     out.get(`${p}w2`).set(rotateOutputs(params.get(`${p}w2`), d, config.hiddenDim, q));
@@ -208,10 +224,7 @@ if (import.meta.main) {
     const text = await Deno.readTextFile(values.text!).catch((e: Error) => fail(`--text: ${e.message}`));
     const ids = tokenizer!.encode(text);
     const window = Math.min(512, model.config.seqLen);
-    const windows: number[][] = [];
-    for (let at = 0; at + window <= ids.length && windows.length * window < tokens; at += window) {
-      windows.push([BOS, ...ids.slice(at + 1, at + window)]); // BOS first, as every window the model reads
-    }
+    const windows = backToBackWindows(ids, window).slice(0, Math.ceil(tokens / window));
     if (!windows.length) {
       fail(`--text: ${values.text} has ${ids.length} tokens, fewer than one window of ${window}`);
     }
