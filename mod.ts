@@ -112,6 +112,8 @@ export type {
   ResidualInitResult,
 } from "./src/quant/residual_init.ts";
 export { quantizeModel } from "./src/quant/quantize_model.ts";
+export { meanPaths, parsePathsBy, resolvePaths } from "./src/quant/layer_paths.ts";
+export type { PathsBy } from "./src/quant/layer_paths.ts";
 export type { LayerReport, QuantizedModel, QuantizeModelOptions } from "./src/quant/quantize_model.ts";
 export type { QuantizeMethod, QuantizeStats } from "./src/quant/quantize.ts";
 export type { LayerShape } from "./src/quant/matrix.ts";
@@ -135,7 +137,7 @@ export type {
   QuantizeResult,
   TrainBackendName,
 } from "./src/train/quantize.ts";
-export { packTable, TRAIN_METHODS, TrainableLinear, trainLayout } from "./src/train/trainable.ts";
+export { layerPaths, packTable, TRAIN_METHODS, TrainableLinear, trainLayout } from "./src/train/trainable.ts";
 export type { TrainFloat, TrainLayout, TrainMethod } from "./src/train/trainable.ts";
 export { initializeTable } from "./src/train/init.ts";
 export type { InitKind, InitOptions } from "./src/train/init.ts";

@@ -11,6 +11,7 @@ import { type TrainFloat, trainLayout, type TrainMethod } from "../src/train/tra
 import { WebGpuTrainingBackend } from "../src/train/webgpu_backend.ts";
 import type { TrainingBackend } from "../src/train/backend.ts";
 import { Rng } from "../src/util/rng.ts";
+import { resolvePaths } from "../src/quant/layer_paths.ts";
 
 const ctx = await requestGpu();
 // Ragged on purpose: D = 20, H = 36, kvD = 10 (GQA 4/2, head size 5 is not allowed: hs = 4 here).
@@ -30,7 +31,7 @@ const config = {
 async function pair(
   method: TrainMethod,
   optimizer: "adamw" | "muon",
-  k = 2,
+  k: number | Map<string, number> = 2,
   trainFloat: TrainFloat = "norms",
   sharedClassifier = false,
   momentum?: number,
@@ -43,7 +44,7 @@ async function pair(
     const l = trainLayout(c, k, method, trainFloat);
     initializeTable(teacher, l, {
       method,
-      k,
+      ...(typeof k === "number" ? { k } : {}), // mixed k: each layer's is its table's
       precondition: 0,
       init: method === "freeze" ? "greedy" : "svid",
     });
@@ -51,7 +52,7 @@ async function pair(
   };
   const options = {
     method,
-    k,
+    ...(typeof k === "number" ? { k } : {}),
     gamma: 0.5,
     optimizer,
     momentum,
@@ -73,7 +74,19 @@ async function step(b: TrainingBackend, windows: Int32Array[], s: number, labels
   return [l.loss, l.kl, l.mse, r.gradNorm];
 }
 
-const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolean?, number?][] = [
+// Mixed k (a k per layer, quant/layer_paths.ts): every kernel launch takes its layer's k, and standard's
+// stacked latents differ in height between layers, so Muon's batches of same-shaped matrices split.
+const mixed = resolvePaths(config, 2, { wq: 3, w2: 1, "layers.1.w1": 4, "layers.0.wv": 1 });
+const mixedAtLeast2 = resolvePaths(config, 2, { wq: 3, "layers.1.w1": 4 });
+const cases: [
+  TrainMethod,
+  "adamw" | "muon",
+  number | Map<string, number>,
+  number,
+  TrainFloat?,
+  boolean?,
+  number?,
+][] = [
   ["rabit", "adamw", 2, 20],
   ["rabit", "muon", 2, 20],
   ["standard", "muon", 2, 20],
@@ -85,12 +98,17 @@ const cases: [TrainMethod, "adamw" | "muon", number, number, TrainFloat?, boolea
   ["rabit", "adamw", 2, 8, "all", true],
   // Muon's momentum reaches both backends (0.95 is the default above).
   ["rabit", "muon", 2, 8, "norms", false, 0.6],
+  ["rabit", "muon", mixed, 8],
+  ["rabit", "adamw", mixed, 4],
+  ["standard", "muon", mixed, 8],
+  ["freeze", "muon", mixedAtLeast2, 6],
 ];
 for (const [method, optimizer, k, steps, trainFloat = "norms", shared = false, momentum] of cases) {
   const what =
     (trainFloat === "norms" ? "" : `, train ${trainFloat}${shared ? " (shared classifier)" : ""}`) +
     (momentum === undefined ? "" : `, momentum ${momentum}`);
-  Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, k = ${k}${what}`, async () => {
+  const kText = typeof k === "number" ? `k = ${k}` : `mixed k ${[...new Set(k.values())].sort().join("/")}`;
+  Deno.test(`webgpu training equals the CPU for ${steps} steps: ${method}, ${optimizer}, ${kText}${what}`, async () => {
     const { cpu, gpu } = await pair(method, optimizer, k, trainFloat, shared, momentum);
     try {
       const rng = new Rng(4);

@@ -71,7 +71,7 @@ export async function prepareTrainStep(
   options: Partial<BackendOptions> = {},
 ): Promise<PreparedTrainStep> {
   const o: BackendOptions = { method: "rabit", k: 2, gamma: 1, optimizer: "adamw", ...options };
-  const layout = trainLayout(teacher.config, o.k, o.method, "norms");
+  const layout = trainLayout(teacher.config, o.k ?? 2, o.method, "norms");
   initializeTable(teacher, layout, { method: o.method, k: o.k, svidRounds: 0, precondition: 0 });
   const backend = await factory(teacher, layout, o);
   const rng = new Rng(7);

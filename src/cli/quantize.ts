@@ -17,6 +17,7 @@ import {
   readsText,
   TRAINED_METHODS,
 } from "../train/quantize.ts";
+import { parsePathsBy, type PathsBy } from "../quant/layer_paths.ts";
 import { Progress } from "../util/progress.ts";
 import { stat } from "../io/fs.ts";
 import { dirname, join } from "node:path";
@@ -26,7 +27,8 @@ const D = QUANTIZE_DEFAULTS;
 export const QUANTIZE_HELP =
   `rabit quantize — turn a model's block linears into k residual-binary paths and write a .rabit file
 
-Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--init svid|greedy|none]
+Usage: rabit quantize [--model M] --out F.rabit [--method NAME] [--paths K] [--paths-by KIND=K,...]
+                      [--init svid|greedy|none]
                       [--preset default|quality] [--teacher-tokens N] [--shift-windows on|off] [--token-noise P]
                       [--steps N] [--batch B] [--late-batch B [--late-batch-from F]] [--seq S] [--lr X]
                       [--min-lr-ratio R] [--lr-schedule S] [--scale-lr M] [--ste-clip C|none]
@@ -57,6 +59,10 @@ Options:
   --out F              output .rabit file (required); written atomically
   --method NAME        ${QUANTIZE_METHODS.join(" | ")} (default rabit)
   --paths K            binary paths per layer, 1..4 (default ${D.paths}; onebit 1)
+  --paths-by LIST      k per layer kind or layer, overriding --paths there (rabit, standard, freeze, ptq):
+                       KIND=K pairs, KIND one of wq wk wv wo w1 w2 w3 (every block) or a layer name
+                       layers.L.KIND (wins over its kind), e.g. "wq=3,wk=3,wv=3,wo=3,w2=1" (about 2
+                       planes per weight on stories260K); --json reports planesPerWeight
   --preset NAME        default | quality: the training budget (default: ${D.steps} steps of ${D.batch} windows, ${D.lateBatch}
                        in the second half, 19 to 50 minutes on 2 CPU cores; quality: ${QUANTIZE_PRESETS.quality.batch} windows every
                        step, about 1.4 times as long); explicit options win
@@ -136,6 +142,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
     out: { type: "string" },
     method: { type: "string" },
     paths: { type: "string" },
+    "paths-by": { type: "string" },
     init: { type: "string" },
     preset: { type: "string" },
     data: { type: "string", multiple: true },
@@ -187,10 +194,24 @@ export async function runQuantize(argv: string[]): Promise<void> {
   if (method === "onebit" && paths !== undefined && paths !== 1) {
     throw new UsageError("quantize: onebit has one path: --paths must be 1");
   }
+  let pathsBy: PathsBy | undefined;
+  if (values["paths-by"] !== undefined) {
+    if (!["rabit", "standard", "freeze", "ptq"].includes(method)) {
+      throw new UsageError(
+        `quantize: --paths-by sets k per layer for rabit, standard, freeze and ptq; ${method} has a fixed k: drop --paths-by`,
+      );
+    }
+    try {
+      pathsBy = parsePathsBy(values["paths-by"]);
+    } catch (e) {
+      throw e instanceof RangeError ? new UsageError(`quantize: --paths-by: ${e.message}`) : e;
+    }
+  }
   const v = values as Record<string, unknown>;
   const options = {
     method,
     paths,
+    pathsBy,
     preset: values.preset === undefined
       ? undefined
       : choiceOption(values, "preset", ["default", "quality"] as const, "default"),
@@ -375,7 +396,9 @@ export async function runQuantize(argv: string[]): Promise<void> {
     out: values.out,
     method,
     backend: result.backend,
-    paths: layers[0]?.k ?? null,
+    // One k for every layer, else null (mixed k: options.pathsBy says which, planesPerWeight how many).
+    paths: layers.every((l) => l.k === layers[0].k) ? layers[0]?.k ?? null : null,
+    planesPerWeight: layers.reduce((a, l) => a + l.k * l.out * l.in, 0) / weights,
     steps: result.log.losses.length,
     losses: result.log.losses,
     finalLoss: result.log.losses.at(-1) ?? null,

@@ -13,8 +13,11 @@ import { checkOptionKeys, optionKeys } from "../util/option_keys.ts";
 export interface QuantizeModelOptions {
   /** "ptq" (function-aware init), "rtn2" (2-bit round-to-nearest) or "dbllm" (DB-LLM start). */
   method: QuantizeMethod;
-  /** Paths k (1..4) for ptq; rtn2 and dbllm are always 2. */
-  paths?: number;
+  /**
+   * Paths k (1..4) for ptq, one for every layer or a k per layer name (layer_paths.ts resolvePaths); rtn2
+   * and dbllm are always 2.
+   */
+  paths?: number | Map<string, number>;
   /** Gauss–Seidel rounds T (default 4). */
   svidRounds?: number;
   /** Preconditioning exponent used for both a_in and a_out (default 0.5; 0 disables). */
@@ -82,15 +85,18 @@ export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions):
   }
   const quantized = new Map<string, PackedLinear>();
   const layers: LayerReport[] = [];
+  const paths = options.paths ?? 2;
   names.forEach((name, index) => {
     const [out, inF] = model.params.shape(name);
+    const k = typeof paths === "number" ? paths : paths.get(name);
+    if (k === undefined) throw new RangeError(`quantizeModel: no paths given for ${name}`);
     const w = model.params.get(name);
     const s = options.stats?.get(name);
     const a = options.precondition ?? 0.5;
     const { layer, stats } = options.method === "ptq"
       ? quantizeLayer(w, { out, in: inF }, {
         method: "ptq",
-        k: options.paths ?? 2,
+        k,
         rounds: options.svidRounds ?? 4,
         sIn: usePrecondition ? s?.sIn : undefined,
         sOut: usePrecondition ? s?.sOut : undefined,

@@ -21,7 +21,7 @@ import {
 } from "./backend.ts";
 import { windowLossSeeds } from "./losses.ts";
 import { muonStep } from "./muon.ts";
-import { latentSlabs, TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
+import { latentSlabs, layerPaths, TrainableLinear, type TrainLayout, type TrainMethod } from "./trainable.ts";
 
 /** Optimizer of the 2-D latents (scales and float tensors always use AdamW). */
 export type LatentOptimizer = "muon" | "adamw";
@@ -30,8 +30,11 @@ export type LatentOptimizer = "muon" | "adamw";
 export interface BackendOptions {
   /** The training method (the layout's). */
   method: TrainMethod;
-  /** Binary paths (the layout's k). */
-  k: number;
+  /**
+   * Binary paths, when every layer has the same k (a check against the layout); each layer trains the paths
+   * its table holds (trainable.ts layerPaths), so a mixed-k layout needs none.
+   */
+  k?: number;
   /** Weight γ of the hidden-state MSE (METHOD.md §4). */
   gamma: number;
   /** Optimizer of the latents. */
@@ -110,7 +113,8 @@ export class CpuTrainingBackend implements TrainingBackend {
     params.data.set(teacher.params.data);
     const quantized = new Map<string, TrainableLinear>();
     for (const name of layout.linears) {
-      quantized.set(name, new TrainableLinear(this.table, name, options.k, options.method, options.steClip));
+      const k = options.k ?? layerPaths(layout, name); // a given k is checked by the layer
+      quantized.set(name, new TrainableLinear(this.table, name, k, options.method, options.steClip));
     }
     this.#student = { config: teacher.config, params, quantized };
     this.#studentGrads = params.zerosLike();
@@ -234,7 +238,7 @@ export class CpuTrainingBackend implements TrainingBackend {
       for (const name of this.#layout.linears) {
         const e = this.table.entry(`${name}.w`);
         const [rows, cols] = e.shape;
-        const slabs = latentSlabs(o.method, o.k); // each stacked latent is its own matrix
+        const slabs = latentSlabs(o.method, layerPaths(this.#layout, name)); // each stacked latent is its own matrix
         const r = rows / slabs;
         for (let s = 0; s < slabs; s++) {
           if (o.method === "freeze" && s < slabs - 1) continue; // frozen paths: zero gradient, no update

@@ -19,7 +19,7 @@ import type { ChannelStats } from "../quant/calibrate.ts";
 import { unpackSigns, wordsPerRow } from "../quant/bitpack.ts";
 import { residualInit } from "../quant/residual_init.ts";
 import { dbllmInit } from "../quant/rtn.ts";
-import { derivationOf, type TrainLayout, type TrainMethod } from "./trainable.ts";
+import { derivationOf, layerPaths, type TrainLayout, type TrainMethod } from "./trainable.ts";
 
 /** How the paths' signs and scales start (METHOD.md §3, the ablation's switches). */
 export type InitKind = "svid" | "greedy" | "none";
@@ -28,8 +28,11 @@ export type InitKind = "svid" | "greedy" | "none";
 export interface InitOptions {
   /** The training method the table is for (the layout's). */
   method: TrainMethod;
-  /** Binary paths (the layout's k). */
-  k: number;
+  /**
+   * Binary paths, when every layer has the same k (a check against the layout); each layer starts with the
+   * paths its table holds (trainable.ts layerPaths), so a mixed-k layout needs none.
+   */
+  k?: number;
   /** The start (default "svid"; ignored by dbllm, which starts from its 2-bit grid). */
   init?: InitKind;
   /** Gauss–Seidel rounds T of the "svid" start (default 4). */
@@ -72,10 +75,14 @@ export function initializeTable(teacher: LlamaModel, layout: TrainLayout, option
   }
   layout.linears.forEach((name, index) => {
     const [out, inF] = teacher.params.shape(name);
+    const k = layerPaths(layout, name);
+    if (options.k !== undefined && options.k !== k) {
+      throw new RangeError(`initializeTable: ${name} has ${k} paths in the layout, options say ${options.k}`);
+    }
     const w = teacher.params.get(name); // (out, in)
     const s = options.stats?.get(name);
     const { layer } = dbllm ? dbllmInit(w, { out, in: inF }) : residualInit(w, { out, in: inF }, {
-      k: options.k,
+      k,
       rounds: init === "svid" ? options.svidRounds ?? 4 : 0,
       fit: init === "none" ? "meanAbs" : "svid",
       sIn: a > 0 ? s?.sIn : undefined,

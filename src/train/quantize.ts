@@ -6,6 +6,7 @@
 import type { LlamaModel } from "../model/model.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { calibrate } from "../quant/calibrate.ts";
+import { type PathsBy, resolvePaths } from "../quant/layer_paths.ts";
 import { quantizeModel } from "../quant/quantize_model.ts";
 import type { PackedModel } from "../quant/residual_binary.ts";
 import type { TrainingBackend } from "./backend.ts";
@@ -90,6 +91,13 @@ export interface QuantizeOptions {
   data?: { name: string; text: string }[];
   /** Binary paths k (1..4; rtn2 and dbllm: 2; onebit: 1). */
   paths?: number;
+  /**
+   * Paths by layer (mixed k; rabit, standard, freeze and ptq): a kind ("wq" … "w3", every block) or a full
+   * name ("layers.L.w1") → k 1..4, a name winning over its kind; the other layers take `paths`. E.g.
+   * `{ wq: 3, wk: 3, wv: 3, wo: 3, w2: 1 }` keeps about 2 planes per weight on stories260K
+   * (quant/layer_paths.ts meanPaths says how many).
+   */
+  pathsBy?: PathsBy;
   /** How the paths start: "svid" (default), "greedy" (T = 0) or "none" (sign and mean-absolute scales). */
   init?: InitKind;
   /** A training budget ({@link QUANTIZE_PRESETS}); explicit options override it. Default "default". */
@@ -378,6 +386,7 @@ const QUANTIZE_OPTION_KEYS = optionKeys<QuantizeOptions>({
   tokenizer: true,
   data: true,
   paths: true,
+  pathsBy: true,
   init: true,
   preset: true,
   steps: true,
@@ -476,6 +485,34 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       o.paths >= 2,
       `freeze trains the last of several paths: paths must be 2..4, found ${o.paths}`,
     );
+  }
+  const mixedPaths = o.pathsBy !== undefined;
+  if (mixedPaths) {
+    checkOption(
+      ["rabit", "standard", "freeze", "ptq"].includes(method),
+      `pathsBy sets k per layer for rabit, standard, freeze and ptq; ${method} has a fixed k: drop pathsBy`,
+    );
+    checkOption(
+      typeof o.pathsBy === "object" && o.pathsBy !== null && Object.keys(o.pathsBy).length > 0,
+      `expected pathsBy to name at least one layer kind or layer (e.g. { wq: 3 }), found ${
+        JSON.stringify(o.pathsBy)
+      }`,
+    );
+  }
+  // Keys sorted, so that a resume compares the same layers' k however the caller ordered them.
+  const pathsBy = mixedPaths
+    ? Object.fromEntries(Object.entries(o.pathsBy!).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+    : undefined;
+  let layerK: Map<string, number>;
+  try {
+    layerK = resolvePaths(model.config, o.paths, o.pathsBy);
+  } catch (e) {
+    if (e instanceof RangeError) throw new QuantizeOptionError(`quantize: ${e.message}`);
+    throw e;
+  }
+  if (method === "freeze") {
+    const one = [...layerK].find(([, k]) => k < 2);
+    checkOption(!one, `freeze trains the last of several paths: every layer needs 2..4, ${one?.[0]} has 1`);
   }
   checkOption(
     ["norms", "all", "none"].includes(o.trainFloat),
@@ -631,7 +668,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     const svidRounds = o.init === "greedy" ? 0 : o.svidRounds; // greedy = no Gauss–Seidel rounds
     const q = quantizeModel(model, {
       method,
-      paths: o.paths,
+      paths: mixedPaths ? layerK : o.paths,
       svidRounds,
       precondition: o.precondition,
       stats,
@@ -644,6 +681,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
       options: method === "ptq"
         ? {
           paths: o.paths,
+          ...(mixedPaths ? { pathsBy } : {}),
           init: o.init,
           svidRounds,
           precondition: o.precondition,
@@ -681,6 +719,8 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     method,
     preset,
     paths: o.paths,
+    // Only when used, so checkpoints written before the option existed still resume.
+    ...(mixedPaths ? { pathsBy } : {}),
     init: method === "dbllm" ? "dbllm-grid" : o.init,
     steps: o.steps,
     batch: o.batch,
@@ -725,11 +765,10 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     resume = await readCheckpoint(o.resume);
     checkResume(resume, identity, o.resume);
   }
-  const layout = trainLayout(model.config, o.paths, trainMethod, o.trainFloat);
+  const layout = trainLayout(model.config, layerK, trainMethod, o.trainFloat);
   if (!resume) {
     initializeTable(model, layout, {
       method: trainMethod,
-      k: o.paths,
       init: o.init,
       svidRounds: o.svidRounds,
       precondition: o.precondition,
@@ -739,7 +778,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   }
   const backendOptions: BackendOptions = {
     method: trainMethod,
-    k: o.paths,
+    ...(mixedPaths ? {} : { k: o.paths }), // each layer's k is its table's
     gamma: o.gamma,
     optimizer: o.optimizer,
     weightDecay: o.weightDecay,
@@ -779,7 +818,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     });
     const state = await backend.readState();
     layout.table.data.set(state.params);
-    const packed = packTable(model, layout, trainMethod, o.paths);
+    const packed = packTable(model, layout, trainMethod);
     const seconds = (performance.now() - start) / 1000;
     return {
       model: packed,

@@ -90,8 +90,9 @@ export interface TrainLayout {
 }
 
 /**
- * Builds the table layout for every block linear of `config` with k paths; the table is zeroed (fill it
- * with initializeTable from init.ts).
+ * Builds the table layout for every block linear of `config` with k paths (one k, or a k per layer name as
+ * quant/layer_paths.ts resolvePaths gives it); the table is zeroed (fill it with initializeTable from
+ * init.ts).
  *
  * @example
  * ```ts
@@ -106,20 +107,25 @@ export interface TrainLayout {
  */
 export function trainLayout(
   config: LlamaConfig,
-  k: number,
+  paths: number | Map<string, number>,
   method: TrainMethod,
   trainFloat: TrainFloat,
 ): TrainLayout {
   const linears = linearNames(config);
   const shapes = new Map(llamaParamSpecs(config));
+  const kOf = (name: string) => {
+    const k = typeof paths === "number" ? paths : paths.get(name);
+    if (k === undefined) throw new RangeError(`trainLayout: no paths given for ${name}`);
+    return k;
+  };
   const specs: [string, number[]][] = [];
   for (const name of linears) {
     const [out, inF] = shapes.get(name)!;
-    specs.push([`${name}.w`, [latentSlabs(method, k) * out, inF]]);
+    specs.push([`${name}.w`, [latentSlabs(method, kOf(name)) * out, inF]]);
   }
   for (const name of linears) {
     const [out, inF] = shapes.get(name)!;
-    specs.push([`${name}.g`, [k, out]], [`${name}.h`, [k, inF]]);
+    specs.push([`${name}.g`, [kOf(name), out]], [`${name}.h`, [kOf(name), inF]]);
   }
   const floats = trainFloat === "none"
     ? []
@@ -132,6 +138,7 @@ export function trainLayout(
     : 0;
   const frozen: TrainLayout["frozen"] = [];
   for (const name of linears) {
+    const k = kOf(name);
     if (method === "freeze" && k > 1) {
       const [out, inF] = shapes.get(name)!;
       frozen.push({ offset: table.entry(`${name}.w`).offset, size: (k - 1) * out * inF });
@@ -142,6 +149,23 @@ export function trainLayout(
     }
   }
   return { table, linears, floats, latentEnd, frozen } satisfies TrainLayout;
+}
+
+/**
+ * Binary paths of block linear `name` in `layout` (the first dimension of its row scales, (k, out)).
+ *
+ * @example
+ * ```ts
+ * import { layerPaths, trainLayout } from "./trainable.ts";
+ * const c = { dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 2, vocabSize: 10, seqLen: 8,
+ *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
+ * const layout = trainLayout(c, new Map(["wq", "wk", "wv", "wo", "w1", "w2", "w3"].map((w) =>
+ *   [`layers.0.${w}`, w === "w1" ? 3 : 2])), "rabit", "norms");
+ * layerPaths(layout, "layers.0.w1"); // 3
+ * ```
+ */
+export function layerPaths(layout: TrainLayout, name: string): number {
+  return layout.table.shape(`${name}.g`)[0];
 }
 
 /**
@@ -306,6 +330,7 @@ function addInto(dst: Float32Array, src: Float32Array): void {
  * Freezes a trained table into a packed model: every binarized layer's current signs with its scales
  * rounded to fp16 (as a .rabit file stores them), the trained float tensors, and the teacher's other
  * tensors (embedding, classifier). What `quantize` returns after training; use it after a custom loop.
+ * Each layer keeps the paths its table holds; `k`, when given, is checked against every layer.
  *
  * @example
  * ```ts
@@ -324,11 +349,12 @@ export function packTable(
   teacher: LlamaModel,
   layout: TrainLayout,
   method: TrainMethod,
-  k: number,
+  k?: number,
 ): PackedModel {
   const quantized = new Map<string, PackedLinear>();
   for (const name of layout.linears) {
-    const layer = new TrainableLinear(layout.table, name, k, method).pack();
+    // k, when given, must be every layer's (a check); each layer packs the paths its table holds.
+    const layer = new TrainableLinear(layout.table, name, k ?? layerPaths(layout, name), method).pack();
     quantized.set(name, new PackedLinear(roundScalesF16(layer), name));
   }
   const params = withoutQuantized(teacher.params, layout.linears);

@@ -67,6 +67,8 @@ interface LinearSlot {
   name: string;
   out: number;
   in: number;
+  /** Binary paths of this layer (the layout's; a mixed-k layout differs between layers). */
+  k: number;
   /** Word offsets in the table (latent, g, h), in the What/dWhat buffer, and in the planes buffer. */
   w: number;
   g: number;
@@ -266,11 +268,17 @@ export class WebGpuTrainingBackend implements TrainingBackend {
     let wHat = 0, planes = 0;
     for (const name of layout.linears) {
       const [k, out] = layout.table.shape(`${name}.g`);
+      if (options.k !== undefined && options.k !== k) {
+        throw new RangeError(
+          `WebGPU training: ${name} has ${k} paths in the layout, options say ${options.k}`,
+        );
+      }
       const inF = layout.table.shape(`${name}.h`)[1];
       this.#slots.set(name, {
         name,
         out,
         in: inF,
+        k,
         w: layout.table.entry(`${name}.w`).offset,
         g: layout.table.entry(`${name}.g`).offset,
         h: layout.table.entry(`${name}.h`).offset,
@@ -601,13 +609,13 @@ export class WebGpuTrainingBackend implements TrainingBackend {
 
   /** Signs and What of every layer from the current latents and scales. */
   #deriveAll(pass: GPUComputePassEncoder): void {
-    const { k, method } = this.#options;
+    const { method } = this.#options;
     for (const s of this.#slots.values()) {
       this.#derive.forward(pass, {
         method: derivationOf(method),
         out: s.out,
         in: s.in,
-        k,
+        k: s.k,
         w: { buffer: this.#p, offset: s.w },
         g: { buffer: this.#p, offset: s.g },
         h: { buffer: this.#p, offset: s.h },
@@ -869,13 +877,13 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       });
     }
     // Straight-through: dWhat → latent, dg, dh.
-    const { k, method, steClip } = this.#options;
+    const { method, steClip } = this.#options;
     for (const s of this.#slots.values()) {
       this.#derive.backward(pass, {
         method: derivationOf(method),
         out: s.out,
         in: s.in,
-        k,
+        k: s.k,
         dWHat: { buffer: this.#dWHat, offset: s.wHat },
         planes: { buffer: this.#planes, offset: s.planes },
         g: { buffer: this.#p, offset: s.g },
@@ -887,8 +895,8 @@ export class WebGpuTrainingBackend implements TrainingBackend {
       });
       // The latent mix: the binary part carries (1 − α) of What, so of the scales' gradients too.
       if (this.#mix > 0) {
-        this.#reduce.scale(pass, { buffer: this.#g, offset: s.g }, k * s.out, 1 - this.#mix);
-        this.#reduce.scale(pass, { buffer: this.#g, offset: s.h }, k * s.in, 1 - this.#mix);
+        this.#reduce.scale(pass, { buffer: this.#g, offset: s.g }, s.k * s.out, 1 - this.#mix);
+        this.#reduce.scale(pass, { buffer: this.#g, offset: s.h }, s.k * s.in, 1 - this.#mix);
       }
     }
     pass.end();
@@ -967,9 +975,9 @@ export class WebGpuTrainingBackend implements TrainingBackend {
   #muonBatches(): MuonBatch[] {
     if (this.#muonPlan) return this.#muonPlan;
     const o = this.#options;
-    const slabs = latentSlabs(o.method, o.k);
     const runs = new Map<string, { at: number; rows: number; cols: number }[]>();
     for (const [name, s] of this.#slots) {
+      const slabs = latentSlabs(o.method, s.k);
       for (let i = 0; i < slabs; i++) {
         if (o.method === "freeze" && i < slabs - 1) continue; // frozen paths: zero gradient, no update
         const key = `${name.replace(/^layers\.\d+\./, "")}:${i}`;
