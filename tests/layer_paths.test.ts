@@ -85,25 +85,13 @@ Deno.test("a mixed-k training layout: each layer's scales and standard's stacked
   assert.deepEqual(freeze.frozen[1], { offset: wk.offset, size: 1 * 4 * 8 });
 });
 
+/** Two steps of a tiny run, calibrating the preconditioning on few tokens. */
+const TINY = ["--steps", "2", "--batch", "1", "--seq", "32", "--calib-tokens", "512", "--json"];
+
 Deno.test("quantize --paths-by trains a mixed-k .rabit that every backend runs alike; ptq takes it too", async () => {
   await using tmp = await tempDir();
   const out = `${tmp.dir}/m.rabit`;
-  const q = await runCli([
-    "quantize",
-    "--out",
-    out,
-    "--paths-by",
-    "w2=1,wq=3,layers.0.w1=4",
-    "--steps",
-    "2",
-    "--batch",
-    "1",
-    "--seq",
-    "32",
-    "--calib-tokens",
-    "512",
-    "--json",
-  ]);
+  const q = await runCli(["quantize", "--out", out, "--paths-by", "w2=1,wq=3,layers.0.w1=4", ...TINY]);
   assert.equal(q.code, 0, q.stderr);
   const s = lastJson(q.stdout);
   assert.equal(s.paths, null); // no single k
@@ -131,39 +119,13 @@ Deno.test("quantize --paths-by trains a mixed-k .rabit that every backend runs a
 
   // A checkpoint resumes only with the same k per layer (in any order of the list).
   const ck = `${tmp.dir}/ck`;
-  const tiny = ["--steps", "2", "--batch", "1", "--seq", "32", "--calib-tokens", "512", "--json"];
-  const a = await runCli([
-    "quantize",
-    "--out",
-    `${tmp.dir}/a.rabit`,
-    "--checkpoint",
-    ck,
-    "--paths-by",
-    "wq=3,w2=1",
-    ...tiny,
-  ]);
+  const train = (name: string, ...args: string[]) =>
+    runCli(["quantize", "--out", `${tmp.dir}/${name}.rabit`, ...args, ...TINY]);
+  const a = await train("a", "--checkpoint", ck, "--paths-by", "wq=3,w2=1");
   assert.equal(a.code, 0, a.stderr);
-  const same = await runCli([
-    "quantize",
-    "--out",
-    `${tmp.dir}/b.rabit`,
-    "--resume",
-    ck,
-    "--paths-by",
-    "w2=1,wq=3",
-    ...tiny,
-  ]);
+  const same = await train("b", "--resume", ck, "--paths-by", "w2=1,wq=3");
   assert.equal(same.code, 0, same.stderr);
-  const other = await runCli([
-    "quantize",
-    "--out",
-    `${tmp.dir}/c.rabit`,
-    "--resume",
-    ck,
-    "--paths-by",
-    "wq=3",
-    ...tiny,
-  ]);
+  const other = await train("c", "--resume", ck, "--paths-by", "wq=3");
   assert.equal(other.code, 1);
   assert.match(other.stderr, /other options: pathsBy = \{"w2":1,"wq":3\} there, \{"wq":3\} now/);
 });
