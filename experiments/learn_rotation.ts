@@ -40,6 +40,7 @@ import { dequantize } from "../src/quant/residual_binary.ts";
 import { residualInit } from "../src/quant/residual_init.ts";
 import { splitHoldout } from "../src/train/data.ts";
 import { klDivergence } from "../src/train/losses.ts";
+import { formatSeconds } from "../src/util/progress.ts";
 import { Rng } from "../src/util/rng.ts";
 import { parseOrExit, usageExit } from "./_run.ts";
 import {
@@ -308,12 +309,11 @@ if (import.meta.main) {
     trace.push({ step, kl, eta });
     if (!values.json && (step % 10 === 0 || step === 1)) {
       const rate = step / ((performance.now() - started) / 1000);
-      const left = Math.round((steps - step) / rate);
       console.error(
         `step ${step}/${steps}  kl ${kl.toFixed(4)}  η ${eta.toExponential(2)}  ${
           rate.toFixed(2)
         } steps/s  ` +
-          `ETA ${Math.floor(left / 60)}m${String(left % 60).padStart(2, "0")}s`,
+          `ETA ${formatSeconds((steps - step) / rate)}`,
       );
     }
   }

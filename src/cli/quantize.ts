@@ -8,6 +8,7 @@ import { openModel } from "../io/load_model.ts";
 import { resolveModelPath } from "../io/model_paths.ts";
 import { vocabDtypes, writeRabit } from "../io/rabit_format.ts";
 import {
+  MIXED_PATHS_METHODS,
   quantize,
   QUANTIZE_DEFAULTS,
   QUANTIZE_METHODS,
@@ -196,7 +197,7 @@ export async function runQuantize(argv: string[]): Promise<void> {
   }
   let pathsBy: PathsBy | undefined;
   if (values["paths-by"] !== undefined) {
-    if (!["rabit", "standard", "freeze", "ptq"].includes(method)) {
+    if (!MIXED_PATHS_METHODS.includes(method)) {
       throw new UsageError(
         `quantize: --paths-by sets k per layer for rabit, standard, freeze and ptq; ${method} has a fixed k: drop --paths-by`,
       );

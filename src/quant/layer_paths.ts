@@ -76,6 +76,23 @@ export function resolvePaths(config: LlamaConfig, k: number, pathsBy: PathsBy = 
 }
 
 /**
+ * k of layer `name` under `paths`: one k for every layer, or a k per layer name (what {@link resolvePaths}
+ * returns). Throws a RangeError naming `who` when the map has no entry for the layer.
+ *
+ * @example
+ * ```ts
+ * import { pathsOfLayer } from "./layer_paths.ts";
+ * pathsOfLayer(2, "layers.0.wq", "example"); // 2
+ * pathsOfLayer(new Map([["layers.0.wq", 3]]), "layers.0.wq", "example"); // 3
+ * ```
+ */
+export function pathsOfLayer(paths: number | Map<string, number>, name: string, who: string): number {
+  const k = typeof paths === "number" ? paths : paths.get(name);
+  if (k === undefined) throw new RangeError(`${who}: no paths given for ${name}`);
+  return k;
+}
+
+/**
  * Sign planes per weight over every block linear: Σ k·out·in / Σ out·in (2 for a uniform k = 2; what
  * mixed k keeps equal when it moves planes between layers).
  *

@@ -3,6 +3,7 @@
 
 import type { LlamaModel } from "../model/model.ts";
 import { linearNames } from "../model/params.ts";
+import { pathsOfLayer } from "./layer_paths.ts";
 import { withoutQuantized } from "../model/model.ts";
 import type { ChannelStats } from "./calibrate.ts";
 import { quantizeLayer, type QuantizeMethod, type QuantizeStats } from "./quantize.ts";
@@ -88,8 +89,7 @@ export function quantizeModel(model: LlamaModel, options: QuantizeModelOptions):
   const paths = options.paths ?? 2;
   names.forEach((name, index) => {
     const [out, inF] = model.params.shape(name);
-    const k = typeof paths === "number" ? paths : paths.get(name);
-    if (k === undefined) throw new RangeError(`quantizeModel: no paths given for ${name}`);
+    const k = pathsOfLayer(paths, name, "quantizeModel");
     const w = model.params.get(name);
     const s = options.stats?.get(name);
     const a = options.precondition ?? 0.5;

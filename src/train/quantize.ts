@@ -55,6 +55,9 @@ export const QUANTIZE_METHODS: readonly QuantizeMethodName[] = [...TRAIN_METHODS
  */
 export const TRAINED_METHODS: readonly QuantizeMethodName[] = TRAIN_METHODS;
 
+/** The methods whose k may differ between layers (`pathsBy`); dbllm, onebit and rtn2 have a fixed k. */
+export const MIXED_PATHS_METHODS: readonly QuantizeMethodName[] = ["rabit", "standard", "freeze", "ptq"];
+
 /**
  * Whether a run of `method` reads text: every training method does, and ptq when it calibrates its
  * preconditioning (`precondition` > 0; undefined: the method's default). rtn2 and ptq at precondition 0
@@ -489,7 +492,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   const mixedPaths = o.pathsBy !== undefined;
   if (mixedPaths) {
     checkOption(
-      ["rabit", "standard", "freeze", "ptq"].includes(method),
+      MIXED_PATHS_METHODS.includes(method),
       `pathsBy sets k per layer for rabit, standard, freeze and ptq; ${method} has a fixed k: drop pathsBy`,
     );
     checkOption(
@@ -668,7 +671,7 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
     const svidRounds = o.init === "greedy" ? 0 : o.svidRounds; // greedy = no Gauss–Seidel rounds
     const q = quantizeModel(model, {
       method,
-      paths: mixedPaths ? layerK : o.paths,
+      paths: layerK,
       svidRounds,
       precondition: o.precondition,
       stats,
@@ -778,7 +781,6 @@ export async function quantize(model: LlamaModel, options: QuantizeOptions): Pro
   }
   const backendOptions: BackendOptions = {
     method: trainMethod,
-    ...(mixedPaths ? {} : { k: o.paths }), // each layer's k is its table's
     gamma: o.gamma,
     optimizer: o.optimizer,
     weightDecay: o.weightDecay,

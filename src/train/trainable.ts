@@ -23,6 +23,7 @@ import {
   toLayer,
 } from "../quant/coupled.ts";
 import { checkLatentMix, mixLatentBackward, mixLatentForward } from "../quant/latent_mix.ts";
+import { pathsOfLayer } from "../quant/layer_paths.ts";
 import { PackedLinear, type PackedModel } from "../quant/residual_binary.ts";
 import { roundScalesF16 } from "../quant/scales.ts";
 import { type LlamaModel, withoutQuantized } from "../model/model.ts";
@@ -113,11 +114,7 @@ export function trainLayout(
 ): TrainLayout {
   const linears = linearNames(config);
   const shapes = new Map(llamaParamSpecs(config));
-  const kOf = (name: string) => {
-    const k = typeof paths === "number" ? paths : paths.get(name);
-    if (k === undefined) throw new RangeError(`trainLayout: no paths given for ${name}`);
-    return k;
-  };
+  const kOf = (name: string) => pathsOfLayer(paths, name, "trainLayout");
   const specs: [string, number[]][] = [];
   for (const name of linears) {
     const [out, inF] = shapes.get(name)!;

@@ -18,7 +18,16 @@ function defaultMode(): ProgressMode {
   return setting === "1" || stderrIsTerminal() ? "bar" : "lines";
 }
 
-function formatSeconds(s: number): string {
+/**
+ * A duration as the progress lines show it: "42s", "3m07s", "1h05m" ("?" when not finite).
+ *
+ * @example
+ * ```ts
+ * import { formatSeconds } from "./progress.ts";
+ * formatSeconds(187); // "3m07s"
+ * ```
+ */
+export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return "?";
   if (s < 60) return `${s.toFixed(0)}s`;
   const m = Math.floor(s / 60);
