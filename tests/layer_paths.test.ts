@@ -63,9 +63,45 @@ Deno.test("paths by layer: parsed, resolved with names over kinds, counted per w
     /expected a kind \(wq, wk, wv, wo, w1, w2, w3\).*"wx"/,
   );
   assert.throws(() => resolvePaths(config, 2, { "layers.2.wq": 3 }), /L in 0\.\.1, found "layers\.2\.wq"/);
+  assert.throws(
+    () => resolvePaths(config, 2, { "layers.2": 3 }),
+    /a block layers\.L .*L in 0\.\.1, found "layers\.2"/,
+  );
+  assert.throws(() => resolvePaths(config, 2, { "layers.": 3 }), /found "layers\."/);
+  assert.throws(
+    () => resolvePaths(config, 2, { "layers.0": 0 }),
+    /paths of layers\.0: expected 1\.\.4, found 0/,
+  );
   assert.throws(() => resolvePaths(config, 2, { wq: 5 }), /paths of wq: expected 1\.\.4, found 5/);
   assert.throws(() => resolvePaths(config, 2, { wq: 1.5 }), /expected 1\.\.4, found 1\.5/);
   assert.throws(() => resolvePaths(config, 0), /the default paths: expected 1\.\.4/);
+});
+
+Deno.test("paths by layer: a block sets its seven linears, under a layer name and over a kind", () => {
+  const spec = parsePathsBy("layers.1=3,wq=1,layers.1.w2=4,wk=4");
+  assert.deepEqual(spec, { "layers.1": 3, wq: 1, "layers.1.w2": 4, wk: 4 });
+  const k = resolvePaths(config, 2, spec);
+  assert.deepEqual(
+    [...k],
+    [
+      ["layers.0.wq", 1], // kinds only in block 0
+      ["layers.0.wk", 4],
+      ["layers.0.wv", 2],
+      ["layers.0.wo", 2],
+      ["layers.0.w1", 2],
+      ["layers.0.w2", 2],
+      ["layers.0.w3", 2],
+      ["layers.1.wq", 3], // the block wins over the kind
+      ["layers.1.wk", 3],
+      ["layers.1.wv", 3],
+      ["layers.1.wo", 3],
+      ["layers.1.w1", 3],
+      ["layers.1.w2", 4], // the layer's own name wins over its block
+      ["layers.1.w3", 3],
+    ],
+  );
+  // A block up and a block down at equal planes: the mean stays 2.
+  assert.equal(meanPaths(config, resolvePaths(config, 2, { "layers.0": 1, "layers.1": 3 })), 2);
 });
 
 Deno.test("a mixed-k training layout: each layer's scales and standard's stacked latents take its k", () => {
@@ -110,12 +146,23 @@ Deno.test("quantize --paths-by trains a mixed-k .rabit that every backend runs a
   assert.ok(Math.abs(ppl[2] / ppl[0] - 1) < 1e-3, `cpu ${ppl[0]}, webgpu ${ppl[2]}`);
 
   const ptq = `${tmp.dir}/p.rabit`;
-  const p = await runCli(["quantize", "--out", ptq, "--method", "ptq", "--paths-by", "wk=1", "--json"]);
+  const p = await runCli([
+    "quantize",
+    "--out",
+    ptq,
+    "--method",
+    "ptq",
+    "--paths-by",
+    "wk=1,layers.4=3",
+    "--json",
+  ]);
   assert.equal(p.code, 0, p.stderr);
-  assert.deepEqual(lastJson(p.stdout).options.pathsBy, { wk: 1 });
+  assert.deepEqual(lastJson(p.stdout).options.pathsBy, { "layers.4": 3, wk: 1 });
   const pf = await readRabit(ptq);
   assert.equal(pf.model.quantized.get("layers.3.wk")!.k, 1);
   assert.equal(pf.model.quantized.get("layers.3.wq")!.k, 2);
+  assert.equal(pf.model.quantized.get("layers.4.wk")!.k, 3); // the block wins over the kind
+  assert.equal(pf.model.quantized.get("layers.4.w2")!.k, 3);
 
   // A checkpoint resumes only with the same k per layer (in any order of the list).
   const ck = `${tmp.dir}/ck`;
@@ -141,8 +188,12 @@ Deno.test("quantize --paths-by refuses what it cannot honour, before any work, a
     [["--method", "onebit", "--paths-by", "wq=3"], /onebit has a fixed k/],
     [["--method", "rtn2", "--paths-by", "wq=3"], /rtn2 has a fixed k/],
     [["--paths-by", "wq:3"], /--paths-by: expected KIND=K pairs/],
-    [["--paths-by", "wx=3"], /expected a kind \(wq, wk, wv, wo, w1, w2, w3\) or a layer name .* found "wx"/],
+    [
+      ["--paths-by", "wx=3"],
+      /expected a kind \(wq, wk, wv, wo, w1, w2, w3\), a block layers\.L or a layer name .* found "wx"/,
+    ],
     [["--paths-by", "layers.5.wq=3"], /L in 0\.\.4, found "layers\.5\.wq"/],
+    [["--paths-by", "layers.5=3"], /L in 0\.\.4, found "layers\.5"/],
     [["--paths-by", "wq=5"], /paths of wq: expected 1\.\.4, found 5/],
     [
       ["--method", "freeze", "--paths-by", "w2=1"],

@@ -1,5 +1,5 @@
 // Binary paths chosen per block linear (mixed k): one k for the model, overridden by kind (every block's
-// wq, …) or by full layer name ("layers.L.w1"), so that the planes a model can afford go where they buy
+// wq, …), by block ("layers.L", its seven linears) or by full layer name ("layers.L.w1"), so that the planes a model can afford go where they buy
 // most. The file format, the packed kernels and the training table already carry k per layer; this is how
 // a run says which k each layer gets.
 //
@@ -9,8 +9,10 @@ import type { LlamaConfig } from "../model/config.ts";
 import { BLOCK_LINEARS, linearNames, llamaParamSpecs } from "../model/params.ts";
 
 /**
- * Paths by layer: a kind of block linear ("wq" … "w3", every block) or a full name ("layers.L.wq") → k
- * (1..4). A full name wins over its kind; layers named by neither take the run's k.
+ * Paths by layer: a kind of block linear ("wq" … "w3", every block), a block ("layers.L", every kind in
+ * it) or a full name ("layers.L.wq") → k (1..4). The most specific key wins: a full name over its block,
+ * a block over a kind (a block is a place in the model, a kind a role in every block); layers named by none
+ * take the run's k.
  */
 export type PathsBy = Record<string, number>;
 
@@ -41,27 +43,29 @@ export function parsePathsBy(spec: string): PathsBy {
 
 /**
  * Checks `pathsBy` against `config` and returns k for every block linear name (in model order). Keys must
- * be a kind (wq, wk, wv, wo, w1, w2, w3) or an existing "layers.L.kind"; every k an integer 1..4.
+ * be a kind (wq, wk, wv, wo, w1, w2, w3), an existing block "layers.L" or an existing "layers.L.kind";
+ * every k an integer 1..4.
  *
  * @example
  * ```ts
  * import { resolvePaths } from "./layer_paths.ts";
  * const c = { dim: 8, hiddenDim: 16, nLayers: 2, nHeads: 2, nKvHeads: 2, vocabSize: 10, seqLen: 8,
  *   sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000 };
- * const k = resolvePaths(c, 2, { wq: 3, "layers.1.wq": 1 });
- * [k.get("layers.0.wq"), k.get("layers.1.wq"), k.get("layers.0.w1")]; // [3, 1, 2]
+ * const k = resolvePaths(c, 2, { wq: 3, "layers.1.wq": 1, "layers.1": 4 });
+ * [k.get("layers.0.wq"), k.get("layers.1.wq"), k.get("layers.0.w1"), k.get("layers.1.w1")]; // [3, 1, 2, 4]
  * ```
  */
 export function resolvePaths(config: LlamaConfig, k: number, pathsBy: PathsBy = {}): Map<string, number> {
   checkPaths(k, "the default paths");
   const names = linearNames(config);
   const known = new Set(names);
+  for (let l = 0; l < config.nLayers; l++) known.add(`layers.${l}`);
   for (const [key, value] of Object.entries(pathsBy)) {
     if (!(BLOCK_LINEARS as readonly string[]).includes(key) && !known.has(key)) {
       throw new RangeError(
         `paths by layer: expected a kind (${
           BLOCK_LINEARS.join(", ")
-        }) or a layer name layers.L.kind with L in ` +
+        }), a block layers.L or a layer name layers.L.kind with L in ` +
           `0..${config.nLayers - 1}, found ${JSON.stringify(key)}`,
       );
     }
@@ -69,8 +73,9 @@ export function resolvePaths(config: LlamaConfig, k: number, pathsBy: PathsBy = 
   }
   const out = new Map<string, number>();
   for (const name of names) {
-    const kind = name.slice(name.lastIndexOf(".") + 1);
-    out.set(name, pathsBy[name] ?? pathsBy[kind] ?? k);
+    const dot = name.lastIndexOf(".");
+    const block = name.slice(0, dot), kind = name.slice(dot + 1);
+    out.set(name, pathsBy[name] ?? pathsBy[block] ?? pathsBy[kind] ?? k);
   }
   return out;
 }
