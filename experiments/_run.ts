@@ -51,6 +51,31 @@ export function usageExit(script: string, usage: string, message: string): never
   Deno.exit(2);
 }
 
+/** `--name`'s value `text` as an integer ≥ 1, or {@link usageExit} naming what was found. */
+export function positiveIntOrExit(script: string, usage: string, name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    usageExit(script, usage, `--${name} expects an integer ≥ 1, got "${text}"`);
+  }
+  return n;
+}
+
+/**
+ * A script's own arguments and the ones after "--" that it passes to `cli.ts quantize` (none without "--").
+ *
+ * @example
+ * ```ts
+ * import { splitAtDash } from "./_run.ts";
+ * splitAtDash(["--seeds", "1", "--", "--paths", "3"]); // { own: ["--seeds", "1"], passed: ["--paths", "3"] }
+ * ```
+ */
+export function splitAtDash(args: readonly string[]): { own: string[]; passed: string[] } {
+  const dash = args.indexOf("--");
+  return dash < 0
+    ? { own: [...args], passed: [] }
+    : { own: args.slice(0, dash), passed: args.slice(dash + 1) };
+}
+
 /**
  * Runs `parse` (a node:util parseArgs call) and turns what it throws (an unknown option, an option without
  * its value) into {@link usageExit}; so does an option given twice in `args` before a "--" (parseArgs would

@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { openModel } from "../src/io/load_model.ts";
 import { resolveModelPath } from "../src/io/model_paths.ts";
 import { BLOCK_LINEARS } from "../src/model/params.ts";
-import { cli, type Json, parseOrExit, show, usageExit } from "./_run.ts";
+import { cli, type Json, parseOrExit, positiveIntOrExit, show, splitAtDash, usageExit } from "./_run.ts";
 
 const SCRIPT = "paths_screen";
 const USAGE = "Usage: deno run -A experiments/paths_screen.ts --data F [--holdout P] [--by block|kind] " +
@@ -136,11 +136,7 @@ function fail(message: string): never {
   usageExit(SCRIPT, USAGE, message);
 }
 
-function positiveInt(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) fail(`--${name} expects an integer ≥ 1, got "${text}"`);
-  return n;
-}
+const positiveInt = (name: string, text: string) => positiveIntOrExit(SCRIPT, USAGE, name, text);
 
 /** The value of `--name V` or `--name=V` among quantize's options, if given. */
 function optionValue(options: readonly string[], name: string): string | undefined {
@@ -152,9 +148,7 @@ function optionValue(options: readonly string[], name: string): string | undefin
 }
 
 async function main(): Promise<void> {
-  const dash = Deno.args.indexOf("--");
-  const ownArgs = dash < 0 ? Deno.args : Deno.args.slice(0, dash);
-  const quantizeOptions = dash < 0 ? [] : Deno.args.slice(dash + 1);
+  const { own: ownArgs, passed: quantizeOptions } = splitAtDash(Deno.args);
   const { values } = parseOrExit(SCRIPT, USAGE, () =>
     parseArgs({
       args: ownArgs,

@@ -23,9 +23,11 @@ import {
   cli,
   type Json,
   parseOrExit,
+  positiveIntOrExit,
   readJson,
   ROOT,
   show,
+  splitAtDash,
   TEXT,
   usageExit,
   WIKI,
@@ -50,15 +52,9 @@ function parseSeeds(text: string): number[] {
   return seeds;
 }
 
-function parsePositiveInt(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) fail(`--${name} expects an integer ≥ 1, got "${text}"`);
-  return n;
-}
+const parsePositiveInt = (name: string, text: string) => positiveIntOrExit("test_tail", USAGE, name, text);
 
-const dash = Deno.args.indexOf("--");
-const ownArgs = dash < 0 ? Deno.args : Deno.args.slice(0, dash);
-const quantizeOptions = dash < 0 ? [] : Deno.args.slice(dash + 1);
+const { own: ownArgs, passed: quantizeOptions } = splitAtDash(Deno.args);
 const { values } = parseOrExit("test_tail", USAGE, () =>
   parseArgs({
     args: ownArgs,
