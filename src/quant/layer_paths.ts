@@ -1,7 +1,7 @@
 // Binary paths chosen per block linear (mixed k): one k for the model, overridden by kind (every block's
-// wq, …), by block ("layers.L", its seven linears) or by full layer name ("layers.L.w1"), so that the planes a model can afford go where they buy
-// most. The file format, the packed kernels and the training table already carry k per layer; this is how
-// a run says which k each layer gets.
+// wq, …), by block ("layers.L", its seven linears) or by full layer name ("layers.L.w1"), so that the
+// planes a model can afford go where they buy most. The file format, the packed kernels and the training
+// table already carry k per layer; this is how a run says which k each layer gets.
 //
 // Dimension legend: out/in features of a linear layer, k paths.
 
