@@ -46,6 +46,26 @@ Deno.test("paths_screen: per-plane effects, and the trade the stories260K block 
   assert.ok(Math.abs(trade.predictedChange - Math.log((9.294 * 10.632) / (10.049 * 10.049))) < 1e-12);
 });
 
+/** The same screen by kind (session 31): each kind's share of the block weights moves one plane. */
+const KIND_WEIGHTS = { wq: 4096, wk: 2048, wv: 2048, wo: 4096, w1: 11008, w2: 11008, w3: 11008 };
+const KIND_UP = { wq: 10.088, wk: 9.729, wv: 9.989, wo: 9.947, w1: 9.712, w2: 9.693, w3: 9.71 };
+const KIND_DOWN = { wq: 10.478, wk: 10.424, wv: 10.807, wo: 10.674, w1: 11.673, w2: 11.977, w3: 11.628 };
+const KINDS: ScreenRun[] = [run(null, 2, 10.049, 2)];
+for (const [kind, weights] of Object.entries(KIND_WEIGHTS)) {
+  const share = weights / 45312;
+  KINDS.push(run(kind, 3, KIND_UP[kind as keyof typeof KIND_UP], 2 + share));
+  KINDS.push(run(kind, 1, KIND_DOWN[kind as keyof typeof KIND_DOWN], 2 - share));
+}
+
+Deno.test("paths_screen: the stories260K kind screen suggests no one-for-one trade (the kinds' equal-planes trade reversed at the full budget)", () => {
+  const effects = screenEffects(KINDS);
+  const best = effects.filter((e) => e.k === 3).sort((a, b) => a.perPlane - b.perPlane)[0];
+  assert.equal(best.unit, "wk"); // −0.71 per plane
+  const cheapest = effects.filter((e) => e.k === 1).sort((a, b) => a.perPlane - b.perPlane)[0];
+  assert.equal(cheapest.unit, "wq"); // +0.46 per plane
+  assert.equal(suggestTrade(KINDS, 2), null); // −3.2 % + 4.3 % > 0
+});
+
 Deno.test("paths_screen: no trade when nothing gains, when the sum costs, or when one unit is both ends", () => {
   assert.equal(
     suggestTrade([run(null, 2, 10, 2), run("wq", 3, 10.1, 2.1), run("wk", 1, 10.5, 1.9)], 2),
