@@ -77,6 +77,42 @@ export function splitAtDash(args: readonly string[]): { own: string[]; passed: s
 }
 
 /**
+ * The value of `name` (`--name V` or `--name=V`) among the options a script passes on to `cli.ts`, or
+ * undefined when it is not there; {@link usageExit} with "`name` expects `what`" when it has no value.
+ */
+export function passedOptionValue(
+  script: string,
+  usage: string,
+  options: readonly string[],
+  name: string,
+  what = "a value",
+): string | undefined {
+  const at = options.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (at < 0) return undefined;
+  const value = options[at].includes("=") ? options[at].slice(name.length + 1) : options[at + 1];
+  if (value === undefined || value.startsWith("--")) usageExit(script, usage, `${name} expects ${what}`);
+  return value;
+}
+
+/** Runs `work` on every item, at most `jobs` at once; the results in the items' order. */
+export async function runPool<T, R>(
+  items: readonly T[],
+  jobs: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
+  return out;
+}
+
+/**
  * Runs `parse` (a node:util parseArgs call) and turns what it throws (an unknown option, an option without
  * its value) into {@link usageExit}; so does an option given twice in `args` before a "--" (parseArgs would
  * keep the last one silently; no script here takes an option more than once).

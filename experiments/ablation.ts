@@ -20,7 +20,19 @@
 
 import { parseArgs } from "node:util";
 import { splitHoldout } from "../src/train/data.ts";
-import { cli, DATA, type Json, parseOrExit, readJson, ROOT, show, TEXT, WIKI, writeJson } from "./_run.ts";
+import {
+  cli,
+  DATA,
+  type Json,
+  parseOrExit,
+  readJson,
+  ROOT,
+  runPool,
+  show,
+  TEXT,
+  WIKI,
+  writeJson,
+} from "./_run.ts";
 
 const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
@@ -309,10 +321,7 @@ async function run(
       `row ${key}: test ppl ${(ev.testPpl as number).toFixed(4)}, wiki ${(ev.wikiPpl as number).toFixed(3)}`,
     );
   };
-  const worker = async () => {
-    for (let next = pending.shift(); next; next = pending.shift()) await runOne(next);
-  };
-  await Promise.all(Array.from({ length: Math.min(jobs, pending.length) }, worker));
+  await runPool(pending, jobs, runOne);
 }
 
 async function evaluate(model: string, text: string): Promise<Json> {

@@ -22,7 +22,17 @@ import { parseArgs } from "node:util";
 import { openModel } from "../src/io/load_model.ts";
 import { resolveModelPath } from "../src/io/model_paths.ts";
 import { BLOCK_LINEARS } from "../src/model/params.ts";
-import { cli, type Json, parseOrExit, positiveIntOrExit, show, splitAtDash, usageExit } from "./_run.ts";
+import {
+  cli,
+  type Json,
+  parseOrExit,
+  passedOptionValue,
+  positiveIntOrExit,
+  runPool,
+  show,
+  splitAtDash,
+  usageExit,
+} from "./_run.ts";
 
 const SCRIPT = "paths_screen";
 const USAGE = "Usage: deno run -A experiments/paths_screen.ts --data F [--holdout P] [--by block|kind] " +
@@ -99,37 +109,16 @@ export function suggestTrade(runs: readonly ScreenRun[], k: number): ScreenTrade
   const effects = screenEffects(runs);
   const ups = effects.filter((e) => e.k === k + 1 && e.change < 0).sort((a, b) => a.perPlane - b.perPlane);
   const downs = effects.filter((e) => e.k === k - 1).sort((a, b) => a.perPlane - b.perPlane);
-  let best: ScreenTrade | null = null;
-  for (const up of ups.slice(0, 1)) {
-    for (const down of downs) {
-      if (down.unit === up.unit) continue;
-      const predictedChange = up.change + down.change;
-      if (predictedChange >= 0) break; // the cheapest other unit already costs more than the gain
-      best = {
-        pathsBy: `${up.unit}=${up.k},${down.unit}=${down.k}`,
-        up: up.unit!,
-        down: down.unit!,
-        planesPerWeight: base.planesPerWeight + up.planes + down.planes,
-        predictedChange,
-      };
-      break;
-    }
-  }
-  return best;
-}
-
-/** Runs `work` over `items` with at most `jobs` at once, results in the items' order. */
-async function pool<T, R>(items: readonly T[], jobs: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]);
-    }
+  const up = ups[0];
+  const down = up && downs.find((d) => d.unit !== up.unit); // the cheapest other unit
+  if (!down || up.change + down.change >= 0) return null;
+  return {
+    pathsBy: `${up.unit}=${up.k},${down.unit}=${down.k}`,
+    up: up.unit!,
+    down: down.unit!,
+    planesPerWeight: base.planesPerWeight + up.planes + down.planes,
+    predictedChange: up.change + down.change,
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
-  return out;
 }
 
 function fail(message: string): never {
@@ -138,14 +127,9 @@ function fail(message: string): never {
 
 const positiveInt = (name: string, text: string) => positiveIntOrExit(SCRIPT, USAGE, name, text);
 
-/** The value of `--name V` or `--name=V` among quantize's options, if given. */
-function optionValue(options: readonly string[], name: string): string | undefined {
-  const at = options.findIndex((a) => a === name || a.startsWith(`${name}=`));
-  if (at < 0) return undefined;
-  const value = options[at].includes("=") ? options[at].slice(name.length + 1) : options[at + 1];
-  if (value === undefined || value.startsWith("--")) fail(`${name} expects a value`);
-  return value;
-}
+/** A quantize option's value from the options after "--", if given. */
+const optionValue = (options: readonly string[], name: string) =>
+  passedOptionValue(SCRIPT, USAGE, options, name);
 
 async function main(): Promise<void> {
   const { own: ownArgs, passed: quantizeOptions } = splitAtDash(Deno.args);
@@ -250,7 +234,7 @@ async function main(): Promise<void> {
     return { unit, k: kHere, name, train, score };
   });
   const commands = jobsPlan.flatMap((j) => [show(j.train), show(j.score)]);
-  const runs = await pool(
+  const runs = await runPool(
     jobsPlan,
     jobs,
     async ({ unit, k: kHere, name, train, score }): Promise<ScreenRun> => {

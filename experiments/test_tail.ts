@@ -23,9 +23,11 @@ import {
   cli,
   type Json,
   parseOrExit,
+  passedOptionValue,
   positiveIntOrExit,
   readJson,
   ROOT,
+  runPool,
   show,
   splitAtDash,
   TEXT,
@@ -83,16 +85,8 @@ const wikiWindows = parsePositiveInt("wiki-windows", values["wiki-windows"]!);
 const resultsPath = values.results!;
 
 // The teacher: quantize's own --model when given, else its default (stories260K next to the data).
-const modelAt = quantizeOptions.findIndex((a) => a === "--model" || a.startsWith("--model="));
-const modelValue = quantizeOptions[modelAt + 1];
-if (quantizeOptions[modelAt] === "--model" && (!modelValue || modelValue.startsWith("--"))) {
-  fail("--model expects a model path");
-}
-const teacherArgs = modelAt < 0
-  ? []
-  : quantizeOptions[modelAt].includes("=")
-  ? [quantizeOptions[modelAt]]
-  : ["--model", modelValue];
+const teacherModel = passedOptionValue("test_tail", USAGE, quantizeOptions, "--model", "a model path");
+const teacherArgs = teacherModel === undefined ? [] : ["--model", teacherModel];
 
 const work = values.work!;
 await Deno.mkdir(work, { recursive: true });
@@ -211,11 +205,7 @@ async function runSeed(seed: number): Promise<void> {
   );
 }
 
-const queue = [...pending];
-async function worker(): Promise<void> {
-  for (let seed = queue.shift(); seed !== undefined; seed = queue.shift()) await runSeed(seed);
-}
-await Promise.all(Array.from({ length: Math.min(jobs, queue.length) }, worker));
+await runPool(pending, jobs, runSeed);
 // A summary line for scripts: each seed's scores and diagnostics means (the whole rows are in the file).
 const done = ((await readJson(resultsPath))[key] ?? {}) as Json;
 const summary: Json = {};
