@@ -95,8 +95,9 @@ export interface QuantizeOptions {
   /** Binary paths k (1..4; rtn2 and dbllm: 2; onebit: 1). */
   paths?: number;
   /**
-   * Paths by layer (mixed k; rabit, standard, freeze and ptq): a kind ("wq" … "w3", every block) or a full
-   * name ("layers.L.w1") → k 1..4, a name winning over its kind; the other layers take `paths`. E.g.
+   * Paths by layer (mixed k; rabit, standard, freeze and ptq): a kind ("wq" … "w3", every block), a block
+   * ("layers.L") or a full name ("layers.L.w1") → k 1..4, a name winning over its block and a block over a
+   * kind; the other layers take `paths`. E.g.
    * `{ wk: 3 }`: a third plane on the key projections (0.08 more bits per weight on stories260K;
    * quant/layer_paths.ts meanPaths counts the planes per weight).
    */
