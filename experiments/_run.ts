@@ -45,6 +45,22 @@ export async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n"));
 }
 
+/** `text` as `deno fmt` formats a markdown file (the repository's check requires formatted markdown). */
+export async function formatMarkdownText(text: string): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "-q", "--ext", "md", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const r = await child.output();
+  if (r.code !== 0) throw new Error(`deno fmt exited with ${r.code}: ${new TextDecoder().decode(r.stderr)}`);
+  return new TextDecoder().decode(r.stdout);
+}
+
 /** A script called wrongly: `script: message` and its usage line on stderr, exit 2. */
 export function usageExit(script: string, usage: string, message: string): never {
   console.error(`${script}: ${message}\n${usage}`);

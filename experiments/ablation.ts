@@ -33,6 +33,7 @@ import {
   WIKI,
   writeJson,
 } from "./_run.ts";
+import { type DiagnosedModel, diagnosticsTableLines } from "./_diagnostics_table.ts";
 
 const WORK = `${ROOT}.tmp/ablation`;
 const TUNING = `${ROOT}experiments/tuning.json`;
@@ -429,16 +430,9 @@ async function formatMarkdown(paths: string[]): Promise<void> {
 
 /** Per-layer path correlation / residual alignment of the DIAG_ROWS (seed 1) side by side. */
 async function writeDiagnosticsTable(rows: Json[]): Promise<void> {
-  type Layer = { name: string; pathCorrelation: number | null; residualAlignment: number | null };
   const picked = DIAG_ROWS.map((name) => rows.find((r) => r.name === name && r.seed === 1))
     .filter((r): r is Json => r?.diagnostics !== undefined);
   if (picked.length === 0) return;
-  const layers = ((picked[0].diagnostics as Json).layers as Layer[]).map((l) => l.name);
-  const cell = (r: Json, name: string) => {
-    const l = ((r.diagnostics as Json).layers as Layer[]).find((x) => x.name === name);
-    const f = (x: number | null | undefined) => (typeof x === "number" ? x.toFixed(3) : "–");
-    return `${f(l?.pathCorrelation)} / ${f(l?.residualAlignment)}`;
-  };
   const lines = [
     "# Per-layer diagnostics (METHOD.md §6), seed 1 of the ablation",
     "",
@@ -446,18 +440,12 @@ async function writeDiagnosticsTable(rows: Json[]): Promise<void> {
     "test text (`inspect M.rabit --diagnose`, commands in ablation.json). Written by",
     "`deno run -A experiments/ablation.ts table`.",
     "",
-    `| layer | ${picked.map((r) => r.name).join(" | ")} |`,
-    `|---|${picked.map(() => "---").join("|")}|`,
-    ...layers.map((name) => `| ${name} | ${picked.map((r) => cell(r, name)).join(" | ")} |`),
-    `| **mean** | ${
-      picked.map((r) =>
-        `${(r.pathCorrelation as number).toFixed(3)} / ${(r.residualAlignment as number).toFixed(3)}`
-      ).join(" | ")
-    } |`,
-    `| layers with corr < 0 and align > 0.4 | ${
-      picked.map((r) => `${(((r.diagnostics as Json).coAdaptedFraction as number) * 100).toFixed(0)} %`)
-        .join(" | ")
-    } |`,
+    ...diagnosticsTableLines(
+      picked.map((r) => ({
+        label: r.name as string,
+        diagnostics: r.diagnostics as unknown as DiagnosedModel,
+      })),
+    ),
     "",
   ];
   await Deno.writeTextFile(DIAG_TABLE, lines.join("\n"));
