@@ -37,7 +37,7 @@ export function fullBudgetColumns(results: Json): { columns: DiagnosticsColumn[]
     if (!d || !Array.isArray(d.layers)) {
       throw new Error(`${RESULTS}: expected ${KEY}.${entry}.diagnostics, found none`);
     }
-    rows.push({ entry, label, model: e!.model, trainedBy: e!.trainedBy });
+    rows.push({ label, model: e!.model, trainedBy: e!.trainedBy });
     return { label, diagnostics: d };
   });
   return { columns, rows };
@@ -78,7 +78,14 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const results = await readJson(RESULTS);
-  const text = await formatMarkdownText(fullBudgetTable(results));
+  let text: string;
+  try {
+    text = await formatMarkdownText(fullBudgetTable(results));
+  } catch (e) {
+    // Missing or malformed results: one line naming what was expected, exit 1, the table left as it was.
+    console.error(`full_budget_diagnostics: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
   await writeFileAtomic(TABLE, new TextEncoder().encode(text));
   if (values.json) {
     const { columns } = fullBudgetColumns(results);
