@@ -61,6 +61,11 @@ export async function formatMarkdownText(text: string): Promise<string> {
   return new TextDecoder().decode(r.stdout);
 }
 
+/** Writes `text` formatted as {@link formatMarkdownText} gives it, through a temporary file and a rename. */
+export async function writeMarkdown(path: string, text: string): Promise<void> {
+  await writeFileAtomic(path, new TextEncoder().encode(await formatMarkdownText(text)));
+}
+
 /** A script called wrongly: `script: message` and its usage line on stderr, exit 2. */
 export function usageExit(script: string, usage: string, message: string): never {
   console.error(`${script}: ${message}\n${usage}`);

@@ -32,6 +32,7 @@ import {
   TEXT,
   WIKI,
   writeJson,
+  writeMarkdown,
 } from "./_run.ts";
 import { type DiagnosedModel, diagnosticsTableLines } from "./_diagnostics_table.ts";
 
@@ -415,17 +416,8 @@ async function writeTable(): Promise<void> {
     }),
     "",
   ];
-  await Deno.writeTextFile(TABLE, lines.join("\n"));
+  await writeMarkdown(TABLE, lines.join("\n"));
   await writeDiagnosticsTable(rows);
-  await formatMarkdown([TABLE, DIAG_TABLE]);
-}
-
-/** `deno fmt` on the tables written (the repository's check requires formatted markdown). */
-async function formatMarkdown(paths: string[]): Promise<void> {
-  const existing: string[] = [];
-  for (const p of paths) if (await Deno.stat(p).then(() => true, () => false)) existing.push(p);
-  const r = await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", ...existing] }).output();
-  if (r.code !== 0) throw new Error(`deno fmt ${existing.join(" ")} exited with ${r.code}`);
 }
 
 /** Per-layer path correlation / residual alignment of the DIAG_ROWS (seed 1) side by side. */
@@ -448,7 +440,7 @@ async function writeDiagnosticsTable(rows: Json[]): Promise<void> {
     ),
     "",
   ];
-  await Deno.writeTextFile(DIAG_TABLE, lines.join("\n"));
+  await writeMarkdown(DIAG_TABLE, lines.join("\n"));
 }
 
 const ABLATION_USAGE = "usage: deno run -A experiments/ablation.ts tune|run|diagnose|table [--steps N] " +

@@ -8,9 +8,8 @@
 //   deno run -A experiments/full_budget_diagnostics.ts [--json]
 
 import { parseArgs } from "node:util";
-import { formatMarkdownText, type Json, parseOrExit, readJson, ROOT } from "./_run.ts";
+import { type Json, parseOrExit, readJson, ROOT, writeMarkdown } from "./_run.ts";
 import { type DiagnosedModel, type DiagnosticsColumn, diagnosticsTableLines } from "./_diagnostics_table.ts";
-import { writeFileAtomic } from "../src/io/container.ts";
 
 export const RESULTS = `${ROOT}experiments/full_budget_dev.json`;
 export const TABLE = `${ROOT}experiments/full_budget_diagnostics.md`;
@@ -43,7 +42,7 @@ export function fullBudgetColumns(results: Json): { columns: DiagnosticsColumn[]
   return { columns, rows };
 }
 
-/** The whole markdown file, unformatted ({@link formatMarkdownText} gives what the script writes). */
+/** The whole markdown file, unformatted (the script writes it formatted, as `deno fmt` would). */
 export function fullBudgetTable(results: Json): string {
   const { columns, rows } = fullBudgetColumns(results);
   return [
@@ -80,13 +79,13 @@ if (import.meta.main) {
   const results = await readJson(RESULTS);
   let text: string;
   try {
-    text = await formatMarkdownText(fullBudgetTable(results));
+    text = fullBudgetTable(results);
   } catch (e) {
     // Missing or malformed results: one line naming what was expected, exit 1, the table left as it was.
     console.error(`full_budget_diagnostics: ${(e as Error).message}`);
     Deno.exit(1);
   }
-  await writeFileAtomic(TABLE, new TextEncoder().encode(text));
+  await writeMarkdown(TABLE, text);
   if (values.json) {
     const { columns } = fullBudgetColumns(results);
     console.log(JSON.stringify(columns.map((c) => ({
